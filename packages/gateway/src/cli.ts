@@ -1,0 +1,152 @@
+// The `shelterd` command line.
+import { Command, Option } from 'commander';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { AccountError, createAdminToken, createOperatorKey, createServer, describeServer, findServer, resetCredentials, setServerDisabled, type Actor } from './accounts.ts';
+import { readHead, verifyRecords, type AuditRecord } from './audit/log.ts';
+import { openContext, type Context } from './context.ts';
+import { fsck } from './fsck.ts';
+import { serve } from './server.ts';
+import { randomId } from './secrets.ts';
+
+const defaultData = process.env.SHELTERD_DATA ?? join(process.env.XDG_DATA_HOME ?? join(homedir(), '.local', 'share'), 'shelterd');
+const dataOption = () => new Option('--data <dir>', 'data directory (objects, metadata, TLS, master key)').default(defaultData);
+const cliActor = (): Actor => ({ source: `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`, requestId: randomId(8).toUpperCase() });
+
+function log(ev: Record<string, unknown>): void {
+  process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...ev }) + '\n');
+}
+
+function withContext<T>(data: string, fn: (ctx: Context) => T): T {
+  const ctx = openContext(data);
+  try { return fn(ctx); } finally { ctx.close(); }
+}
+
+function print(json: boolean, value: unknown, text: () => string): void {
+  process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text() + '\n');
+}
+
+const program = new Command('shelterd')
+  .description('Shelter gateway: S3 endpoint with per-server buckets, immutability and an audit log')
+  .showHelpAfterError();
+
+program.command('serve')
+  .description('run the gateway (HTTPS S3 API and admin API)')
+  .addOption(dataOption())
+  .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8443')
+  .option('--insecure-http', 'serve plain HTTP (testing only: credentials and data travel unencrypted)')
+  .option('--tls-cert <file>', 'certificate chain (PEM) to use instead of the generated one')
+  .option('--tls-key <file>', 'private key (PEM) of --tls-cert')
+  .option('--name <dns...>', 'extra names for the generated certificate and for virtual-hosted-style buckets')
+  .option('--region <region>', 'SigV4 region', process.env.SHELTERD_REGION ?? 'us-east-1')
+  .option('--master-key-file <file>', 'master key sealing the access keys (default DATA/master.key)')
+  .action(async (o: { data: string; listen: string; insecureHttp?: boolean; tlsCert?: string; tlsKey?: string; name?: string[]; region: string; masterKeyFile?: string }) => {
+    const m = /^(.*):(\d+)$/.exec(o.listen);
+    if (!m) throw new Error('--listen takes HOST:PORT');
+    if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
+    const ctx = openContext(o.data, { region: o.region, masterKeyFile: o.masterKeyFile });
+    const running = await serve(ctx, {
+      host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]), insecureHttp: o.insecureHttp, tlsCert: o.tlsCert, tlsKey: o.tlsKey,
+      names: o.name, log,
+    });
+    log({ level: 'info', msg: 'listening', url: running.url, data: ctx.dataDir, ca: o.insecureHttp || o.tlsCert ? undefined : join(ctx.dataDir, 'tls', 'ca.pem') });
+    const stop = async (signal: string) => {
+      log({ level: 'info', msg: 'stopping', signal });
+      await running.close();
+      ctx.close();
+      process.exit(0);
+    };
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    process.once('SIGINT', () => void stop('SIGINT'));
+  });
+
+const server = program.command('server').description('protected servers: each has its own bucket and access key');
+server.command('create <name>')
+  .description('create a server with its bucket and a new access key (the secret is shown once)')
+  .addOption(dataOption())
+  .option('--bucket <bucket>', 'bucket name (default srv-NAME)')
+  .addOption(new Option('--retention-mode <mode>', 'default object lock retention of the bucket').choices(['GOVERNANCE', 'COMPLIANCE']))
+  .option('--retention-days <n>', 'default retention in days (with --retention-mode)')
+  .option('--json', 'JSON output')
+  .action((name: string, o: { data: string; bucket?: string; retentionMode?: 'GOVERNANCE' | 'COMPLIANCE'; retentionDays?: string; json?: boolean }) => withContext(o.data, (ctx) => {
+    const lock = o.retentionMode ? { mode: o.retentionMode, days: Number(o.retentionDays ?? 1), years: null } : undefined;
+    if (lock && !(Number.isInteger(lock.days) && lock.days > 0)) throw new AccountError('Invalid', '--retention-days takes a positive integer');
+    const { server: s, credentials } = createServer(ctx, cliActor(), name, { bucket: o.bucket, lock });
+    print(!!o.json, { id: s.id, name: s.name, bucket: s.bucket, ...credentials },
+      () => `server ${s.name} (id ${s.id})\nbucket:            ${s.bucket}\naccess key id:     ${credentials.accessKeyId}\nsecret access key: ${credentials.secretAccessKey}\n(the secret is shown only now)`);
+  }));
+server.command('list').description('list servers').addOption(dataOption()).option('--json', 'JSON output')
+  .action((o: { data: string; json?: boolean }) => withContext(o.data, (ctx) => {
+    const all = ctx.meta.servers().map((s) => describeServer(ctx, s));
+    print(!!o.json, all, () => all.map((s) => `${s.name}\t${s.bucket}\t${s.disabled ? 'disabled' : 'active'}\t${s.usage.objects} objects\t${s.usage.bytes} bytes`).join('\n') || '(no servers)');
+  }));
+server.command('show <name>').description('show a server').addOption(dataOption()).option('--json', 'JSON output')
+  .action((name: string, o: { data: string; json?: boolean }) => withContext(o.data, (ctx) => {
+    const d = describeServer(ctx, findServer(ctx, name));
+    print(!!o.json, d, () => JSON.stringify(d, null, 2));
+  }));
+server.command('reset-credentials <name>').description('issue a new access key; every previous key stops working at once').addOption(dataOption()).option('--json', 'JSON output')
+  .action((name: string, o: { data: string; json?: boolean }) => withContext(o.data, (ctx) => {
+    const c = resetCredentials(ctx, cliActor(), name);
+    print(!!o.json, c, () => `access key id:     ${c.accessKeyId}\nsecret access key: ${c.secretAccessKey}\n(the secret is shown only now; the old key is revoked)`);
+  }));
+for (const [cmd, disabled] of [['disable', true], ['enable', false]] as const) {
+  server.command(`${cmd} <name>`).description(`${cmd} a server's credentials`).addOption(dataOption()).option('--json', 'JSON output')
+    .action((name: string, o: { data: string; json?: boolean }) => withContext(o.data, (ctx) => {
+      const s = setServerDisabled(ctx, cliActor(), name, disabled);
+      print(!!o.json, describeServer(ctx, s), () => `server ${s.name} ${disabled ? 'disabled' : 'enabled'}`);
+    }));
+}
+
+program.command('key').description('operator access keys').command('create')
+  .description('create an operator access key (may create buckets; bound by immutability)')
+  .requiredOption('--operator', 'an operator key (the only kind created here)')
+  .addOption(dataOption()).option('--json', 'JSON output')
+  .action((o: { data: string; json?: boolean }) => withContext(o.data, (ctx) => {
+    const c = createOperatorKey(ctx, cliActor());
+    print(!!o.json, c, () => `access key id:     ${c.accessKeyId}\nsecret access key: ${c.secretAccessKey}`);
+  }));
+
+program.command('admin').description('admin API access').command('token').command('create <name>')
+  .description('create a bearer token for the admin API (shown once)')
+  .addOption(dataOption()).option('--json', 'JSON output')
+  .action((name: string, o: { data: string; json?: boolean }) => withContext(o.data, (ctx) => {
+    const t = createAdminToken(ctx, cliActor(), name);
+    print(!!o.json, t, () => t.token);
+  }));
+
+const audit = program.command('audit').description('the hash-chained audit log');
+audit.command('export').description('print records as JSON lines').addOption(dataOption())
+  .option('--since <iso-time>', 'only records at or after this time')
+  .action((o: { data: string; since?: string }) => withContext(o.data, (ctx) => {
+    if (o.since && !Number.isFinite(Date.parse(o.since))) throw new AccountError('Invalid', '--since takes an ISO 8601 time');
+    const since = o.since ? new Date(o.since).toISOString() : undefined;
+    for (const r of ctx.audit.iterate({ since })) process.stdout.write(JSON.stringify(r) + '\n');
+  }));
+audit.command('verify').description('check the chain: exit 0 when intact, 1 when a record was edited, removed or reordered')
+  .addOption(dataOption())
+  .option('--file <export.jsonl>', 'verify an export instead of the live log')
+  .action((o: { data: string; file?: string }) => {
+    const result = o.file
+      ? verifyRecords(readFileSync(o.file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditRecord))
+      : withContext(o.data, (ctx) => verifyRecords(ctx.audit.iterate(), readHead(ctx.auditHeadFile)));
+    if (result.ok) process.stdout.write(`audit log intact: ${result.records} records\n`);
+    else { process.stderr.write(`audit log BROKEN (${result.records} records read):\n${result.problems.map((p) => '  ' + p).join('\n')}\n`); process.exitCode = 1; }
+  });
+
+program.command('fsck').description('check that storage and metadata agree (run with the gateway stopped)').addOption(dataOption()).option('--json', 'JSON output')
+  .action(async (o: { data: string; json?: boolean }) => {
+    const ctx = openContext(o.data);
+    try {
+      const r = await fsck(ctx);
+      print(!!o.json, r, () => r.ok ? `consistent: ${r.versions} blob references, ${r.blobs} blobs` : `INCONSISTENT:\n${r.problems.map((p) => '  ' + p).join('\n')}`);
+      if (!r.ok) process.exitCode = 1;
+    } finally { ctx.close(); }
+  });
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  const msg = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`shelterd: ${msg}\n`);
+  process.exitCode = e instanceof AccountError && e.code === 'NotFound' ? 3 : 2;
+});

@@ -1,0 +1,182 @@
+// The S3 request pipeline: address -> operation -> SigV4 -> policy -> operation -> audit -> response.
+// Every request, allowed or refused, leaves exactly one audit record for itself (G6).
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { AuditEntry } from '../audit/log.ts';
+import type { Context } from '../context.ts';
+import { authorize, type Operation, type Principal } from '../policy/policy.ts';
+import { unseal } from '../secrets.ts';
+import { authenticate } from '../sigv4/index.ts';
+import { S3Error, type S3ErrorCode } from './errors.ts';
+import type { Limits } from './limits.ts';
+import { address, route } from './router.ts';
+import type { S3Operation, S3Request, S3Response } from './request.ts';
+import { escapeXml } from './xml.ts';
+import * as bucketOps from './ops/bucket.ts';
+import * as deleteOps from './ops/delete.ts';
+import * as listOps from './ops/list.ts';
+import * as lockOps from './ops/lock.ts';
+import * as mpOps from './ops/multipart.ts';
+import * as objectOps from './ops/object.ts';
+
+const OPERATIONS: Partial<Record<Operation, S3Operation>> = {
+  ListBuckets: listOps.listBuckets, ListObjects: listOps.listObjects, ListObjectsV2: listOps.listObjectsV2,
+  ListObjectVersions: listOps.listObjectVersions, ListMultipartUploads: mpOps.listMultipartUploads,
+  HeadBucket: bucketOps.headBucket, GetBucketLocation: bucketOps.getBucketLocation, GetBucketVersioning: bucketOps.getBucketVersioning,
+  CreateBucket: bucketOps.createBucket, DeleteBucket: bucketOps.deleteBucket,
+  GetObjectLockConfiguration: lockOps.getObjectLockConfiguration, PutObjectLockConfiguration: lockOps.putObjectLockConfiguration,
+  PutObject: objectOps.putObject, GetObject: objectOps.getObject, HeadObject: objectOps.headObject, CopyObject: objectOps.copyObject,
+  DeleteObject: deleteOps.deleteObject, DeleteObjects: deleteOps.deleteObjects,
+  CreateMultipartUpload: mpOps.createMultipartUpload, UploadPart: mpOps.uploadPart, CompleteMultipartUpload: mpOps.completeMultipartUpload,
+  AbortMultipartUpload: mpOps.abortMultipartUpload, ListParts: mpOps.listParts,
+  GetObjectRetention: lockOps.getObjectRetention, PutObjectRetention: lockOps.putObjectRetention,
+  GetObjectLegalHold: lockOps.getObjectLegalHold, PutObjectLegalHold: lockOps.putObjectLegalHold,
+};
+
+export interface HandlerOptions { domains: string[]; limits: Limits; log: (ev: Record<string, unknown>) => void }
+
+interface ErrorLike { code: string; status: number; message: string; headers?: Record<string, string>; fields?: Record<string, string> }
+
+function asError(e: unknown): ErrorLike {
+  if (e instanceof S3Error) return e;
+  const x = e as { code?: unknown; status?: unknown; message?: unknown };
+  if (typeof x?.code === 'string' && typeof x.status === 'number') return { code: x.code, status: x.status, message: String(x.message ?? '') };
+  if (x?.code === 'ERR_STREAM_PREMATURE_CLOSE' || x?.code === 'ECONNRESET' || x?.code === 'ERR_STREAM_DESTROYED') {
+    return { code: 'IncompleteBody', status: 400, message: 'You did not provide the number of bytes specified by the Content-Length HTTP header.' };
+  }
+  if (x?.code === 'ENOSPC') return { code: 'ServiceUnavailable', status: 503, message: 'The gateway is out of storage space; nothing was written. Retry later.' };
+  return { code: 'InternalError', status: 500, message: 'We encountered an internal error. Please try again.' };
+}
+
+function errorXml(err: ErrorLike, resource: string, requestId: string): string {
+  const extra = Object.entries(err.fields ?? {}).map(([k, v]) => `<${k}>${escapeXml(v)}</${k}>`).join('');
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${err.code}</Code><Message>${escapeXml(err.message)}</Message>${extra}` +
+    `<Resource>${escapeXml(resource)}</Resource><RequestId>${requestId}</RequestId><HostId>${requestId}</HostId></Error>`;
+}
+
+/** bytes of an unread request body we are willing to swallow to deliver an error response cleanly */
+const DRAIN_LIMIT = 8 * 1024 * 1024;
+
+function drainOrClose(req: IncomingMessage, res: ServerResponse): void {
+  if (req.complete) return;
+  let seen = 0;
+  req.on('data', (c: Buffer) => {
+    seen += c.length;
+    if (seen > DRAIN_LIMIT) req.destroy();
+  });
+  req.resume();
+  res.setHeader('connection', 'close');
+}
+
+export function s3Handler(ctx: Context, opts: HandlerOptions) {
+  const secretOf = (accessKeyId: string): string | undefined => {
+    const k = ctx.meta.activeKey(accessKeyId);
+    return k ? unseal(ctx.master, k.sealed, accessKeyId) : undefined;
+  };
+  const sourceOfKey = (accessKeyId: string | undefined): string => {
+    if (!accessKeyId) return 'anonymous';
+    const owner = ctx.meta.keyOwner(accessKeyId);
+    if (!owner) return 'anonymous';
+    return owner.role === 'server' ? `server:${owner.serverId}` : `operator:${accessKeyId}`;
+  };
+
+  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = randomBytes(8).toString('hex').toUpperCase();
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const rawPath = q < 0 ? url : url.slice(0, q);
+    const rawQuery = q < 0 ? '' : url.slice(q + 1);
+    const remote = req.socket.remoteAddress ?? null;
+    const entry: AuditEntry = { requestId, source: 'anonymous', remote, operation: 'Unknown', status: 0 };
+    let r: S3Request | undefined;
+    let audited = false;
+    let response: S3Response;
+    try {
+      const query = new URLSearchParams(rawQuery);
+      const a = address(req.headers.host, rawPath, opts.domains);
+      entry.bucket = a.bucket;
+      entry.key = a.key;
+      const op = route(req.method ?? 'GET', a, query, req.headers);
+      entry.operation = op;
+      const auth = authenticate({ method: req.method ?? 'GET', rawPath, rawQuery, headers: req.headers },
+        { region: ctx.region, now: ctx.now(), lookupSecret: secretOf });
+      entry.accessKeyId = auth.ok ? auth.accessKeyId : auth.accessKeyId ?? null;
+      entry.source = sourceOfKey(auth.ok ? auth.accessKeyId : auth.accessKeyId);
+      if (!auth.ok) throw auth.error;
+      const key = ctx.meta.activeKey(auth.accessKeyId)!;
+      let principal: Principal;
+      if (key.role === 'server') {
+        const server = ctx.meta.serverById(key.serverId!);
+        if (!server) throw new S3Error('InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.');
+        principal = { kind: 'server', serverId: server.id, bucket: server.bucket, accessKeyId: auth.accessKeyId };
+      } else {
+        principal = { kind: 'operator', accessKeyId: auth.accessKeyId };
+      }
+      authorize(principal, op, { bucket: a.bucket, key: a.key, versionId: query.get('versionId') });
+      const impl = OPERATIONS[op];
+      if (!impl) throw new S3Error('NotImplemented', 'A header or query you provided implies functionality that is not implemented.');
+      const s3req: S3Request = {
+        requestId, op, method: req.method ?? 'GET', bucket: a.bucket, key: a.key, query, headers: req.headers, req,
+        principal, payload: auth.payload, limits: opts.limits, audit: {}, source: entry.source, remote,
+        commit: (fn, status = 200) => ctx.db.write(() => {
+          const v = fn();
+          ctx.audit.appendInTx({ ...entry, key: s3req.audit.key ?? entry.key, versionId: s3req.audit.versionId ?? null,
+            bytes: s3req.audit.bytes ?? 0, status, detail: s3req.audit.detail ?? null });
+          audited = true;
+          return v;
+        }),
+      };
+      r = s3req;
+      response = await impl(ctx, s3req);
+    } catch (e) {
+      const err = asError(e);
+      if (err.code === 'InternalError') opts.log({ level: 'error', msg: 'internal error', requestId, operation: entry.operation, error: String((e as Error)?.stack ?? e) });
+      entry.status = err.status;
+      entry.error = err.code;
+      entry.bytes = 0;
+      if (r) { entry.versionId = r.audit.versionId ?? null; }
+      if (!audited) {
+        try { await ctx.audit.append(entry); } catch (ae) { opts.log({ level: 'error', msg: 'audit append failed', requestId, error: String(ae) }); }
+      }
+      drainOrClose(req, res);
+      const headers: Record<string, string | number> = { 'x-amz-request-id': requestId, 'x-amz-id-2': requestId, server: 'Shelter', ...(err.headers ?? {}) };
+      if (err.status === 304 || req.method === 'HEAD') {
+        res.writeHead(err.status, headers).end();
+      } else {
+        const body = errorXml(err, rawPath, requestId);
+        res.writeHead(err.status, { ...headers, 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) }).end(body);
+      }
+      return;
+    }
+    if (!audited) {
+      entry.status = response.status;
+      entry.versionId = r!.audit.versionId ?? null;
+      entry.bytes = r!.audit.bytes ?? 0;
+      entry.detail = r!.audit.detail ?? null;
+      await ctx.audit.append(entry);
+    }
+    const headers: Record<string, string | number> = { 'x-amz-request-id': requestId, 'x-amz-id-2': requestId, server: 'Shelter', ...response.headers };
+    const body = response.body;
+    if (body === undefined || req.method === 'HEAD') {
+      if (body instanceof Readable) body.destroy();
+      if (headers['content-length'] === undefined) headers['content-length'] = 0;
+      res.writeHead(response.status, headers).end();
+    } else if (typeof body === 'string' || Buffer.isBuffer(body)) {
+      headers['content-length'] = Buffer.byteLength(body);
+      res.writeHead(response.status, headers).end(body);
+    } else {
+      res.writeHead(response.status, headers);
+      try {
+        await pipeline(body, res);
+      } catch (e) {
+        // the status line is gone: all we can do is cut the connection so the client sees a short body
+        opts.log({ level: 'warn', msg: 'response body failed', requestId, error: String(e) });
+        res.destroy();
+      }
+    }
+  };
+}
+
+export type { S3ErrorCode };
