@@ -31,16 +31,17 @@ export function openContext(dataDirArg: string, opts: ContextOptions = {}): Cont
   const db = openDb(join(dataDir, 'meta.db'));
   const now = opts.clock ?? systemClock();
   const auditHeadFile = join(dataDir, 'audit.head');
+  const audit = openAuditLog(db, auditHeadFile, now);
   return {
     dataDir,
     db,
     meta: metaStore(db),
-    audit: openAuditLog(db, auditHeadFile, now),
+    audit,
     blobs: openFsStore(join(dataDir, 'objects')),
     master: loadMasterKey(opts.masterKeyFile ?? join(dataDir, 'master.key')),
     now,
     region: opts.region ?? process.env.SHELTERD_REGION ?? 'us-east-1',
     auditHeadFile,
-    close: () => db.close(),
+    close: () => { db.flushWrites(); audit.flush(); db.close(); },
   };
 }

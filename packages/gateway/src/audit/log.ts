@@ -58,6 +58,8 @@ function fromRow(r: Row): AuditRecord {
 }
 
 export interface AuditLog {
+  /** writes the head file now (before closing the database) */
+  flush(): void;
   /** appends inside the caller's transaction (used with Db.write / writeNow) */
   appendInTx(entry: AuditEntry): AuditRecord;
   /** appends in the next group commit; resolves when durable */
@@ -72,7 +74,7 @@ export function openAuditLog(db: Db, headFile: string, now: () => Date): AuditLo
     version_id, bytes, status, error, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`);
   let headDirty = false;
   const writeHead = () => {
-    if (!headDirty) return;
+    if (!headDirty || !db.sql.isOpen) return;
     headDirty = false;
     const last = lastStmt().get() as { seq: number; hash: string } | undefined;
     if (last) writeFileSync(headFile, JSON.stringify({ seq: last.seq, hash: last.hash }) + '\n', { mode: 0o600 });
@@ -95,6 +97,7 @@ export function openAuditLog(db: Db, headFile: string, now: () => Date): AuditLo
   };
 
   return {
+    flush: writeHead,
     appendInTx,
     append: (e) => db.write(() => appendInTx(e)),
     *iterate(opts = {}) {

@@ -61,6 +61,8 @@ export interface Db {
   write<T>(fn: () => T): Promise<T>;
   /** runs fn in its own immediate transaction, synchronously (CLI and start-up paths) */
   writeNow<T>(fn: () => T): T;
+  /** commits queued writes now */
+  flushWrites(): void;
   close(): void;
 }
 
@@ -129,9 +131,12 @@ export function openDb(path: string): Db {
         throw e;
       }
     },
+    flushWrites() {
+      if (queue.length) flush();
+    },
     close() {
       if (queue.length) flush();
-      sql.close();
+      if (sql.isOpen) sql.close();
     },
   };
 }
