@@ -6,4 +6,7 @@ if (major < 24) {
   process.stderr.write(`shelterd needs Node.js 24 or newer (this is ${process.version}); run it through npx or npm, which use the project's Node 24\n`);
   process.exit(2);
 }
+// file writes and fsyncs run on libuv's thread pool: 4 threads (the default) serialise concurrent
+// uploads behind each other's fsyncs. Must be set before the pool's first use.
+process.env.UV_THREADPOOL_SIZE ??= '16';
 await import('../src/cli.ts');

@@ -95,16 +95,24 @@ export function s3Handler(ctx: Context, opts: HandlerOptions) {
     let response: S3Response;
     try {
       const query = new URLSearchParams(rawQuery);
-      const a = address(req.headers.host, rawPath, opts.domains);
-      entry.bucket = a.bucket;
-      entry.key = a.key;
-      const op = route(req.method ?? 'GET', a, query, req.headers);
-      entry.operation = op;
+      entry.versionId = query.get('versionId');
+      // name the operation first (for the audit record), but authenticate before reporting a routing error
+      let a: ReturnType<typeof address> = { bucket: null, key: null };
+      let op: Operation = 'Unknown';
+      let routeError: unknown;
+      try {
+        a = address(req.headers.host, rawPath, opts.domains);
+        entry.bucket = a.bucket;
+        entry.key = a.key;
+        op = route(req.method ?? 'GET', a, query, req.headers);
+        entry.operation = op;
+      } catch (e) { routeError = e; }
       const auth = authenticate({ method: req.method ?? 'GET', rawPath, rawQuery, headers: req.headers },
         { region: ctx.region, now: ctx.now(), lookupSecret: secretOf });
       entry.accessKeyId = auth.ok ? auth.accessKeyId : auth.accessKeyId ?? null;
       entry.source = sourceOfKey(auth.ok ? auth.accessKeyId : auth.accessKeyId);
       if (!auth.ok) throw auth.error;
+      if (routeError) throw routeError;
       const key = ctx.meta.activeKey(auth.accessKeyId)!;
       let principal: Principal;
       if (key.role === 'server') {
@@ -136,7 +144,7 @@ export function s3Handler(ctx: Context, opts: HandlerOptions) {
       entry.status = err.status;
       entry.error = err.code;
       entry.bytes = 0;
-      if (r) { entry.versionId = r.audit.versionId ?? null; }
+      if (r?.audit.versionId) entry.versionId = r.audit.versionId;
       if (!audited) {
         try { await ctx.audit.append(entry); } catch (ae) { opts.log({ level: 'error', msg: 'audit append failed', requestId, error: String(ae) }); }
       }

@@ -9,7 +9,7 @@ const parser = new XMLParser({
   parseTagValue: false,      // keep "0012" and "true" as strings: we validate ourselves
   trimValues: true,
   processEntities: true,
-  htmlEntities: false,
+  htmlEntities: true,       // also decodes numeric references (Go clients write quotes as &#34;)
   isArray: (name) => ['Part', 'Object', 'Rule'].includes(name),
 });
 

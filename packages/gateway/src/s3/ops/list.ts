@@ -46,13 +46,16 @@ function walk<T extends { key: string }>(prefix: string, delimiter: string, star
       }
       if (skipPrefix !== null && e.key.startsWith(skipPrefix)) continue;
       const d = delimiter ? e.key.indexOf(delimiter, prefix.length) : -1;
-      if (items.length + prefixes.length >= max) return { items, prefixes, truncated: true, last };
       if (d >= 0) {
         const cp = e.key.slice(0, d + delimiter.length);
+        // a prefix at or before the marker was returned by the previous page
+        if (startKey !== '' && cp <= startKey) { skipPrefix = cp; continue; }
+        if (items.length + prefixes.length >= max) return { items, prefixes, truncated: true, last };
         prefixes.push(cp);
         last = cp;
         skipPrefix = cp;
       } else {
+        if (items.length + prefixes.length >= max) return { items, prefixes, truncated: true, last };
         items.push(e);
         last = e.key;
       }

@@ -20,7 +20,8 @@ export const putObjectRetention: S3Operation = async (ctx, r) => {
   const bucket = requireBucket(ctx, r);
   const key = requireKey(r);
   const doc = await readXml(r);
-  const ret = doc.Retention as { Mode?: string; RetainUntilDate?: string } | undefined;
+  // an empty <Retention/> asks to remove the retention (refused by policy while it is in force)
+  const ret = (doc.Retention === '' ? {} : doc.Retention) as { Mode?: string; RetainUntilDate?: string } | undefined;
   if (!ret || typeof ret !== 'object') throw new S3Error('MalformedXML', 'The XML you provided was not well-formed or did not validate against our published schema.');
   const mode = parseLockMode(ret.Mode);
   const until = ret.RetainUntilDate ? parseDate(String(ret.RetainUntilDate), 'RetainUntilDate') : null;
