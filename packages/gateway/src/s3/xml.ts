@@ -16,7 +16,8 @@ const parser = new XMLParser({
 /** Parses a request body; anything that is not well-formed XML is MalformedXML, as on AWS. */
 export function parseXml(body: Buffer): Record<string, unknown> {
   const text = body.toString('utf8').trim();
-  if (!text.startsWith('<')) throw new S3Error('MalformedXML', 'The XML you provided was not well-formed or did not validate against our published schema.');
+  // S3 request documents never carry a DTD; refusing one rules out entity tricks of every kind
+  if (!text.startsWith('<') || /<!(DOCTYPE|ENTITY)/i.test(text)) throw new S3Error('MalformedXML', 'The XML you provided was not well-formed or did not validate against our published schema.');
   try {
     const doc = parser.parse(text, true) as Record<string, unknown>;
     return doc;
