@@ -41,14 +41,19 @@ program.command('serve')
   .option('--name <dns...>', 'extra names for the generated certificate and for virtual-hosted-style buckets')
   .option('--region <region>', 'SigV4 region', process.env.SHELTERD_REGION ?? 'us-east-1')
   .option('--master-key-file <file>', 'master key sealing the access keys (default DATA/master.key)')
-  .action(async (o: { data: string; listen: string; insecureHttp?: boolean; tlsCert?: string; tlsKey?: string; name?: string[]; region: string; masterKeyFile?: string }) => {
+  .option('--idle-timeout <seconds>', 'close a connection that sends nothing for this long (slow bodies)', '60')
+  .option('--max-connections <n>', 'concurrent connections', '1024')
+  .action(async (o: { data: string; listen: string; insecureHttp?: boolean; tlsCert?: string; tlsKey?: string; name?: string[]; region: string; masterKeyFile?: string; idleTimeout: string; maxConnections: string }) => {
+    const idle = Number(o.idleTimeout);
+    const maxConn = Number(o.maxConnections);
+    if (!(idle > 0) || !Number.isInteger(maxConn) || maxConn < 1) throw new Error('--idle-timeout and --max-connections take positive numbers');
     const m = /^(.*):(\d+)$/.exec(o.listen);
     if (!m) throw new Error('--listen takes HOST:PORT');
     if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
     const ctx = openContext(o.data, { region: o.region, masterKeyFile: o.masterKeyFile });
     const running = await serve(ctx, {
       host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]), insecureHttp: o.insecureHttp, tlsCert: o.tlsCert, tlsKey: o.tlsKey,
-      names: o.name, log,
+      names: o.name, log, limits: { idleTimeoutMs: idle * 1000, maxConnections: maxConn },
     });
     log({ level: 'info', msg: 'listening', url: running.url, data: ctx.dataDir, ca: o.insecureHttp || o.tlsCert ? undefined : join(ctx.dataDir, 'tls', 'ca.pem') });
     const stop = async (signal: string) => {

@@ -9,6 +9,7 @@ import { s3Handler } from './s3/handler.ts';
 import { DEFAULT_LIMITS, type Limits } from './s3/limits.ts';
 import { ensureTls } from './tls.ts';
 import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 
 export interface ServeOptions {
   host: string;
@@ -55,6 +56,18 @@ export async function serve(ctx: Context, opts: ServeOptions): Promise<Running> 
       : ensureTls(ctx.dataDir, [opts.host, ...(opts.names ?? []), ...(opts.names ?? []).map((n) => `*.${n}`)].filter((n) => n && n !== '0.0.0.0' && n !== '::'));
     server = createHttpsServer({ ...common, cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, onRequest) as unknown as Server;
   }
+  // requests Node's parser refuses (headers over the limit, malformed HTTP): answer with a status
+  // the client can read, close gracefully, and audit the attempt
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    if (err.code !== 'ECONNRESET' && socket.writable) {
+      const reason = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
+      socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    } else socket.destroy();
+    if (err.code === 'ECONNRESET') return;
+    ctx.audit.append({ requestId: randomBytes(8).toString('hex').toUpperCase(), source: 'anonymous', remote: (socket as import('node:net').Socket).remoteAddress ?? null,
+      operation: 'MalformedHttpRequest', status, error: err.code ?? 'BadRequest' }).catch(() => { /* closing */ });
+  });
   server.maxConnections = limits.maxConnections;
   server.setTimeout(limits.idleTimeoutMs);
   await new Promise<void>((res, rej) => {

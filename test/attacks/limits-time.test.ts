@@ -1,0 +1,35 @@
+// Time limits on what a client controls: a body that stalls is cut off; headers over the limit get a
+// readable 431 and are audited; the gateway keeps serving.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect } from 'node:tls';
+import { auditRecords, createServer, removeDir, startGateway, type Gateway } from '../lib/gateway.ts';
+
+let gw: Gateway;
+before(async () => { gw = await startGateway({ args: ['--idle-timeout', '2'] }); createServer(gw.dataDir, 'slow'); });
+after(async () => { await gw.stop(); removeDir(gw.dataDir); });
+
+function rawTls(payload: string, waitMs: number): Promise<{ text: string; closedAfterMs: number }> {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const s = connect({ host: '127.0.0.1', port: gw.port, ca: gw.caPem, servername: 'localhost' }, () => s.write(payload));
+    let text = '';
+    s.on('data', (d) => { text += d.toString(); });
+    s.on('error', reject);
+    s.on('close', () => resolve({ text, closedAfterMs: Date.now() - t0 }));
+    setTimeout(() => { s.destroy(); resolve({ text, closedAfterMs: -1 }); }, waitMs);
+  });
+}
+
+test('a request body that stops arriving is cut off by the idle timeout', async () => {
+  // promises 1 MiB, sends 10 bytes, then nothing
+  const r = await rawTls('PUT /srv-slow/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1048576\r\n\r\n0123456789', 15_000);
+  assert.ok(r.closedAfterMs > 0 && r.closedAfterMs < 10_000, `connection closed by the gateway within the idle timeout (closed after ${r.closedAfterMs} ms)`);
+});
+
+test('headers over 16 KiB get a readable 431 and an audit record', async () => {
+  const r = await rawTls(`GET /srv-slow/k HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 10_000);
+  assert.match(r.text, /^HTTP\/1\.1 431 /);
+  const rec = auditRecords(gw.dataDir).find((x) => x.operation === 'MalformedHttpRequest');
+  assert.equal(rec?.status, 431);
+});
