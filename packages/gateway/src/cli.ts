@@ -1,6 +1,6 @@
 // The `shelterd` command line.
 import { Command, Option } from 'commander';
-import { homedir } from 'node:os';
+import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { AccountError, createAdminToken, createOperatorKey, createServer, describeServer, findServer, resetCredentials, setServerDisabled, type Actor } from './accounts.ts';
@@ -12,7 +12,7 @@ import { randomId } from './secrets.ts';
 
 const defaultData = process.env.SHELTERD_DATA ?? join(process.env.XDG_DATA_HOME ?? join(homedir(), '.local', 'share'), 'shelterd');
 const dataOption = () => new Option('--data <dir>', 'data directory (objects, metadata, TLS, master key)').default(defaultData);
-const cliActor = (): Actor => ({ source: `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`, requestId: randomId(8).toUpperCase() });
+const cliActor = (): Actor => ({ source: `cli:${process.env.SUDO_USER ?? userInfo().username}`, requestId: randomId(8).toUpperCase() });
 
 function log(ev: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...ev }) + '\n');

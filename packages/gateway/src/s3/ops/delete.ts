@@ -23,6 +23,7 @@ export const deleteObject: S3Operation = async (ctx, r) => {
   r.req.resume();
   const marker = deleteMarker(ctx, bucket.name, key, r.source);
   r.audit.versionId = marker.versionId;
+  r.audit.detail = { deleteMarkerCreated: true };
   await r.commit(() => { ctx.meta.insertVersion(marker); }, 204);
   return { status: 204, headers: { 'x-amz-delete-marker': 'true', 'x-amz-version-id': marker.versionId } };
 };
@@ -46,7 +47,7 @@ export const deleteObjects: S3Operation = async (ctx, r) => {
         authorize(r.principal, 'DeleteObject', { bucket: bucket.name, key, versionId });
         const marker = deleteMarker(ctx, bucket.name, key, r.source);
         ctx.meta.insertVersion(marker);
-        ctx.audit.appendInTx({ requestId: r.requestId, source: r.source, remote: r.remote, operation: 'DeleteObject', bucket: bucket.name, key, versionId: marker.versionId, status: 204 });
+        ctx.audit.appendInTx({ requestId: r.requestId, source: r.source, remote: r.remote, operation: 'DeleteObject', bucket: bucket.name, key, versionId: marker.versionId, status: 204, detail: { deleteMarkerCreated: true } });
         if (!quiet) deleted.push({ Key: key, DeleteMarker: 'true', DeleteMarkerVersionId: marker.versionId });
       } catch (e) {
         if (!isS3Error(e)) throw e;
