@@ -1,0 +1,113 @@
+// The agent's S3 backend: AWS SDK for JavaScript v3 (SigV4, retries with exponential backoff and
+// jitter on 5xx, throttling, timeouts and connection resets). HTTPS only unless the user opts in.
+import { readFileSync } from 'node:fs';
+import { Agent as HttpsAgent } from 'node:https';
+import { Agent as HttpAgent } from 'node:http';
+import { rootCertificates } from 'node:tls';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { BackendError, type Backend, type ObjectInfo } from './types.ts';
+
+export interface S3BackendOptions {
+  endpoint: string;
+  bucket: string;
+  region?: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** PEM file of a CA to trust (e.g. the gateway's DATA/tls/ca.pem), in addition to the system's */
+  caFile?: string;
+  /** allow http:// endpoints (credentials and data travel unencrypted) */
+  insecureHttp?: boolean;
+  /** path-style addressing (default true: works with every S3-compatible store) */
+  pathStyle?: boolean;
+  /** maximum attempts per request, first included (default 8) */
+  maxAttempts?: number;
+  /** parallel connections (default 16) */
+  maxSockets?: number;
+  /** send flexible checksums only when an operation requires them (old Ceph/MinIO) */
+  legacyChecksums?: boolean;
+}
+
+export function openS3Backend(o: S3BackendOptions): Backend {
+  let url: URL;
+  try { url = new URL(o.endpoint); } catch { throw new BackendError('Config', `endpoint ${o.endpoint} is not a URL`); }
+  if (url.protocol === 'http:' && !o.insecureHttp) {
+    throw new BackendError('Config', `endpoint ${o.endpoint} is plain HTTP: use https://, or pass --insecure-http if you really mean it`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new BackendError('Config', `endpoint ${o.endpoint}: only https:// (or http:// with --insecure-http)`);
+  const maxSockets = o.maxSockets ?? 16;
+  const ca = o.caFile ? readFileSync(o.caFile) : undefined;
+  const client = new S3Client({
+    endpoint: o.endpoint,
+    region: o.region ?? 'us-east-1',
+    forcePathStyle: o.pathStyle ?? true,
+    credentials: { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey },
+    maxAttempts: o.maxAttempts ?? 8,
+    retryMode: 'standard',
+    requestChecksumCalculation: o.legacyChecksums ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
+    responseChecksumValidation: o.legacyChecksums ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
+    requestHandler: new NodeHttpHandler({
+      connectionTimeout: 10_000,
+      requestTimeout: 120_000,
+      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets, ...(ca ? { ca: [...rootCertificates, ca.toString()] } : {}) }),
+      httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
+    }),
+  });
+  const bucket = o.bucket;
+  const location = `${url.origin}/${bucket}`;
+
+  const fail = (e: unknown, what: string): never => {
+    if (e instanceof S3ServiceException) {
+      if (e.name === 'AccessDenied' || e.$metadata.httpStatusCode === 403) throw new BackendError('AccessDenied', `${what}: access denied by ${location} (${e.name}: ${e.message})`, { cause: e });
+      if (e.name === 'NoSuchBucket') throw new BackendError('NoSuchBucket', `${what}: bucket ${bucket} does not exist at ${url.origin}`, { cause: e });
+      throw new BackendError('Server', `${what}: ${e.name} (HTTP ${e.$metadata.httpStatusCode ?? '?'}): ${e.message}`, { cause: e });
+    }
+    const code = (e as { code?: string }).code ?? '';
+    if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(code)) throw new BackendError('Tls', `${what}: TLS error talking to ${url.origin} (${code}); pass the gateway's CA with --ca-cert`, { cause: e });
+    throw new BackendError('Network', `${what}: ${(e as Error).message ?? String(e)} (${location})`, { cause: e });
+  };
+  const isMissing = (e: unknown) => e instanceof S3ServiceException && (e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata.httpStatusCode === 404);
+
+  return {
+    location,
+    async get(key, range) {
+      try {
+        const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range ? `bytes=${range.start}-${range.end}` : undefined }));
+        return Buffer.from(await r.Body!.transformToByteArray());
+      } catch (e) {
+        if (isMissing(e)) return undefined;
+        return fail(e, `reading ${key}`);
+      }
+    },
+    async head(key) {
+      try {
+        const r = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+        return r.ContentLength ?? 0;
+      } catch (e) {
+        if (isMissing(e)) return undefined;
+        return fail(e, `checking ${key}`);
+      }
+    },
+    async putNew(key, body) {
+      try {
+        // If-None-Match: * makes the store refuse to replace an existing object (AWS, MinIO, shelterd)
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, IfNoneMatch: '*', ContentLength: body.length }));
+        return 'created';
+      } catch (e) {
+        if (e instanceof S3ServiceException && (e.$metadata.httpStatusCode === 412 || e.name === 'PreconditionFailed')) return 'exists';
+        return fail(e, `writing ${key}`);
+      }
+    },
+    async *list(prefix): AsyncIterable<ObjectInfo> {
+      let token: string | undefined;
+      do {
+        let r;
+        try {
+          r = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+        } catch (e) { return fail(e, `listing ${prefix}`); }
+        for (const o of r.Contents ?? []) yield { key: o.Key!, size: o.Size ?? 0 };
+        token = r.IsTruncated ? r.NextContinuationToken : undefined;
+      } while (token);
+    },
+  };
+}

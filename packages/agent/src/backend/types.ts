@@ -1,0 +1,29 @@
+// What the agent asks of storage. There is deliberately no delete and no overwrite: every object
+// the agent writes is named after its content (or written once, like `config`), so the agent
+// works unchanged on immutable storage and a stolen agent configuration cannot destroy anything
+// through this code.
+export interface ObjectInfo { key: string; size: number }
+
+export interface Backend {
+  /** the whole object, or a byte range [start, end] inclusive; undefined when absent */
+  get(key: string, range?: { start: number; end: number }): Promise<Buffer | undefined>;
+  /** the size of an object, or undefined when absent */
+  head(key: string): Promise<number | undefined>;
+  /**
+   * Writes an object that must not exist yet. Returns 'created', or 'exists' when the store
+   * already holds that name (content-addressed names make that harmless).
+   */
+  putNew(key: string, body: Buffer): Promise<'created' | 'exists'>;
+  /** every object under a prefix, in key order */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** a description for messages (endpoint and bucket; never a secret) */
+  readonly location: string;
+}
+
+export class BackendError extends Error {
+  readonly code: 'AccessDenied' | 'NoSuchBucket' | 'Network' | 'Tls' | 'Server' | 'Config';
+  constructor(code: BackendError['code'], message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}

@@ -1,0 +1,73 @@
+// `shelter check [--read-data]`: proves the repository is complete (every snapshot's trees and
+// chunks are indexed, every pack they need exists with the indexed size) and, with --read-data,
+// that every pack is intact (its SHA-256 is its name) and every blob in it decrypts.
+import { FormatError, decodeTree, extractBlob, packKey, parseObjectKey, readPackHeader, toHex, type PackEntry } from '@shelter/format';
+import type { Repository } from './repository.ts';
+
+export interface CheckResult { ok: boolean; problems: string[]; snapshots: number; blobs: number; packs: number; packsRead: number }
+
+export async function checkRepository(repo: Repository, opts: { readData?: boolean; onProgress?: (msg: string) => void } = {}): Promise<CheckResult> {
+  const problems: string[] = [];
+  const problem = (m: string) => { if (problems.length < 1000) problems.push(m); };
+  const packSizes = new Map<string, number>();
+  for await (const o of repo.backend.list('data/')) {
+    const p = parseObjectKey(o.key);
+    if (p?.type === 'pack') packSizes.set(p.id!, o.size);
+  }
+  const snapshots = await repo.listSnapshots();
+  const neededPacks = new Set<number>();
+  const seenTrees = new Set<string>();
+  let blobs = 0;
+
+  const needBlob = (id: Buffer, where: string): boolean => {
+    blobs++;
+    const loc = repo.index.lookup(id);
+    if (!loc) { problem(`${where}: blob ${toHex(id)} is in no index (missing data)`); return false; }
+    neededPacks.add(loc.pack);
+    return true;
+  };
+  const walk = async (treeId: Buffer, where: string): Promise<void> => {
+    const hex = toHex(treeId);
+    if (seenTrees.has(hex)) return;
+    seenTrees.add(hex);
+    if (!needBlob(treeId, where)) return;
+    let nodes;
+    try { nodes = decodeTree(await repo.loadBlob(treeId)); }
+    catch (e) { problem(`${where}: tree ${hex} is unreadable: ${(e as Error).message}`); return; }
+    for (const n of nodes) {
+      const path = `${where}/${n.name.toString()}`;
+      if (n.type === 'dir' && n.subtree) await walk(n.subtree, path);
+      for (const id of n.content ?? []) needBlob(id, path);
+    }
+  };
+  for (const s of snapshots) {
+    opts.onProgress?.(`snapshot ${s.id.slice(0, 12)} (${s.snapshot.name}, ${s.snapshot.time})`);
+    await walk(s.snapshot.tree, `snapshot ${s.id.slice(0, 12)}:`);
+  }
+  for (const n of neededPacks) {
+    const id = toHex(repo.index.packId(n));
+    if (!packSizes.has(id)) problem(`pack ${packKey(id)} is missing from the bucket`);
+  }
+
+  let packsRead = 0;
+  if (opts.readData) {
+    for (const [id, size] of packSizes) {
+      opts.onProgress?.(`reading pack ${id.slice(0, 12)}`);
+      const key = packKey(id);
+      const bytes = await repo.backend.get(key);
+      packsRead++;
+      if (!bytes) { problem(`pack ${key} disappeared while checking`); continue; }
+      if (bytes.length !== size) problem(`pack ${key}: ${bytes.length} bytes read, the listing says ${size} (truncated?)`);
+      const { createHash } = await import('node:crypto');
+      if (createHash('sha256').update(bytes).digest('hex') !== id) { problem(`pack ${key} is corrupt: its content does not match its name (SHA-256)`); }
+      let entries: PackEntry[];
+      try { entries = readPackHeader(repo.keys, bytes, bytes.length); }
+      catch (e) { problem(`pack ${key}: header unreadable: ${e instanceof FormatError ? e.message : String(e)}`); continue; }
+      for (const e of entries) {
+        try { extractBlob(repo.keys, bytes, e); }
+        catch (err) { problem(`pack ${key}: blob ${toHex(e.id)} does not decrypt: ${(err as Error).message}`); }
+      }
+    }
+  }
+  return { ok: problems.length === 0, problems, snapshots: snapshots.length, blobs, packs: packSizes.size, packsRead };
+}

@@ -1,0 +1,294 @@
+// The `shelter` command line. Exit codes (also in `shelter --help`):
+//   0 success   1 failure   2 usage or configuration error   3 backup finished with warnings
+//   4 check found problems   5 wrong key (fingerprint lock)   6 storage unreachable or access denied
+import { Command, Option } from 'commander';
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { FormatError, formatRecoveryKit, decodeTree, toHex, type TreeNode } from '@shelter/format';
+import { backupFiles } from './archiver.ts';
+import { BackendError } from './backend/types.ts';
+import { openS3Backend } from './backend/s3.ts';
+import { checkRepository } from './checker.ts';
+import { ConfigError, configPath, loadConfig, requireConfig, saveConfig, type AgentConfig } from './config.ts';
+import { KeyError, loadMasterKey, writeKeyFile } from './keys.ts';
+import { initRepository, openRepo, RepositoryError, type Repository, type SnapshotEntry } from './repository.ts';
+import { restoreSnapshot } from './restorer.ts';
+import { parseKeyFile } from '@shelter/format';
+import { readFileSync } from 'node:fs';
+
+const EXIT = { ok: 0, failure: 1, usage: 2, warnings: 3, checkFailed: 4, wrongKey: 5, storage: 6 } as const;
+
+// ---- output: JSON for scripts, a progress line on a terminal, a log file per run
+const logDir = join(process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'shelter', 'logs');
+let logFile: string | undefined;
+function log(ev: Record<string, unknown>): void {
+  try {
+    if (!logFile) {
+      mkdirSync(logDir, { recursive: true, mode: 0o700 });
+      logFile = join(logDir, `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.argv[2] ?? 'shelter'}.log`);
+    }
+    appendFileSync(logFile, JSON.stringify({ time: new Date().toISOString(), ...ev }) + '\n', { mode: 0o600 });
+  } catch { /* logging must never break a backup */ }
+}
+const tty = process.stderr.isTTY === true;
+let lastDraw = 0;
+function drawProgress(line: string, force = false): void {
+  if (!tty) return;
+  const now = Date.now();
+  if (!force && now - lastDraw < 100) return;
+  lastDraw = now;
+  process.stderr.write(`\r\x1b[K${line.slice(0, (process.stderr.columns ?? 100) - 1)}`);
+}
+const clearProgress = () => { if (tty) process.stderr.write('\r\x1b[K'); };
+const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+
+function print(json: boolean, value: unknown, text: () => string): void {
+  process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text() + '\n');
+}
+
+// ---- opening the repository from the configuration
+function backendOf(cfg: AgentConfig) {
+  return openS3Backend({
+    endpoint: cfg.endpoint, bucket: cfg.bucket, region: cfg.region, accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey,
+    caFile: cfg.caCert, insecureHttp: cfg.insecureHttp, legacyChecksums: cfg.legacyChecksums,
+  });
+}
+async function open(): Promise<Repository> {
+  const cfg = requireConfig(loadConfig());
+  const master = loadMasterKey(cfg.key);
+  const repo = await openRepo(backendOf(cfg), master);
+  if (cfg.repository && cfg.repository.fingerprint !== repo.config.fingerprint) {
+    throw new RepositoryError('WrongKey', `the bucket holds repository ${toHex(repo.config.id)}, this configuration was made for ${cfg.repository.id}: refusing to mix them`);
+  }
+  return repo;
+}
+
+async function pickSnapshot(repo: Repository, ref: string, name?: string): Promise<SnapshotEntry> {
+  if (ref === 'latest') {
+    const all = (await repo.listSnapshots()).filter((s) => !name || s.snapshot.name === name);
+    const last = all[all.length - 1];
+    if (!last) throw new RepositoryError('Missing', name ? `no snapshot named ${name}` : 'the repository has no snapshot yet');
+    return last;
+  }
+  return repo.loadSnapshot(ref);
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+const program = new Command('shelter')
+  .description('Shelter backup agent: encrypted, deduplicated, compressed backups to any S3 endpoint')
+  .addHelpText('after', `
+Configuration: ${configPath()} (SHELTER_CONFIG_DIR overrides the directory), or the environment alone:
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, SHELTER_ENDPOINT, SHELTER_BUCKET, SHELTER_REGION, SHELTER_CA_CERT,
+  SHELTER_KEY (64 hex master key) | SHELTER_KEY_FILE | SHELTER_KEY_SLOT + SHELTER_PASSPHRASE or SHELTER_KEY_COMMAND
+Exit codes: 0 ok, 1 failure, 2 usage/configuration, 3 backup with warnings, 4 check found problems,
+  5 wrong key (fingerprint lock), 6 storage unreachable or access denied`)
+  .showHelpAfterError();
+
+program.command('init')
+  .description('configure this server and create the repository (or join an existing one with its key)')
+  .option('--endpoint <url>', 'S3 endpoint (https://...)')
+  .option('--bucket <name>', 'bucket')
+  .option('--region <region>', 'SigV4 region', 'us-east-1')
+  .option('--access-key <id>', 'access key id')
+  .option('--secret-key <secret>', 'secret access key (or AWS_SECRET_ACCESS_KEY)')
+  .option('--ca-cert <file>', 'CA certificate to trust (e.g. the gateway\'s ca.pem)')
+  .option('--insecure-http', 'allow an http:// endpoint (unencrypted: testing only)')
+  .option('--key-file <file>', 'key file holding the master key (created when it does not exist)')
+  .option('--json', 'JSON output')
+  .action(async (o: { endpoint?: string; bucket?: string; region: string; accessKey?: string; secretKey?: string; caCert?: string; insecureHttp?: boolean; keyFile?: string; json?: boolean }) => {
+    const env = loadConfig();
+    const cfg: AgentConfig = {
+      endpoint: o.endpoint ?? env.endpoint, bucket: o.bucket ?? env.bucket, region: o.region ?? env.region,
+      accessKeyId: o.accessKey ?? env.accessKeyId, secretAccessKey: o.secretKey ?? env.secretAccessKey,
+      caCert: o.caCert ? resolve(o.caCert) : env.caCert, insecureHttp: o.insecureHttp ?? env.insecureHttp,
+      key: o.keyFile ? { file: resolve(o.keyFile) } : env.key,
+    };
+    requireConfig(cfg);
+    if (!cfg.key.file && !process.env.SHELTER_KEY) throw new ConfigError('init needs --key-file FILE (created if absent) or SHELTER_KEY');
+    const backend = backendOf(cfg);
+    const existing = await backend.head('config');
+    let master: Buffer | undefined;
+    if (process.env.SHELTER_KEY) master = parseKeyFile(process.env.SHELTER_KEY);
+    else if (cfg.key.file && existsSync(cfg.key.file)) master = parseKeyFile(readFileSync(cfg.key.file));
+    let created = false;
+    if (existing === undefined) {
+      const r = await initRepository(backend, master);
+      if (!master && cfg.key.file) writeKeyFile(cfg.key.file, r.master);
+      master = r.master;
+      created = true;
+    } else if (!master) {
+      throw new ConfigError(`${backend.location} already holds a repository: give its key (--key-file of an existing key file, or SHELTER_KEY)`);
+    }
+    const repo = await openRepo(backend, master!); // proves the key opens it (fingerprint lock)
+    cfg.repository = { id: toHex(repo.config.id), fingerprint: repo.config.fingerprint };
+    const path = saveConfig(cfg);
+    log({ msg: 'init', created, repository: cfg.repository.id, location: backend.location });
+    const kit = formatRecoveryKit(master!, repo.config.id);
+    print(!!o.json, { config: path, created, repository: cfg.repository.id, fingerprint: cfg.repository.fingerprint, keyFile: cfg.key.file },
+      () => `${created ? 'created' : 'joined'} repository ${cfg.repository!.id} at ${backend.location}\nconfiguration: ${path}\n` +
+        (created ? `\n${kit}\nStore this recovery kit offline (\`shelter key export\` prints it again).` : ''));
+  });
+
+const backup = program.command('backup').description('make a snapshot');
+backup.command('files <paths...>')
+  .description('back up files and directories (incremental against the last snapshot of the same name)')
+  .requiredOption('--name <name>', 'backup name (snapshots of one name form a series; retention applies per name)')
+  .option('--include <glob>', 'only files matching (repeatable)', collect)
+  .option('--exclude <glob>', 'skip paths matching (repeatable)', collect)
+  .option('--follow-symlinks', 'back up what symlinks point to')
+  .option('--one-file-system', 'do not cross file system boundaries')
+  .option('--tag <tag>', 'tag the snapshot (repeatable)', collect)
+  .option('--json', 'JSON summary on stdout')
+  .action(async (paths: string[], o: { name: string; include?: string[]; exclude?: string[]; followSymlinks?: boolean; oneFileSystem?: boolean; tag?: string[]; json?: boolean }) => {
+    for (const p of paths) if (!existsSync(p)) throw new ConfigError(`${p} does not exist`);
+    const repo = await open();
+    const parent = (await repo.listSnapshots()).filter((s) => s.snapshot.name === o.name).pop();
+    const t0 = Date.now();
+    log({ msg: 'backup started', name: o.name, paths, parent: parent?.id });
+    const result = await backupFiles(repo, {
+      name: o.name, paths, include: o.include, exclude: o.exclude, followSymlinks: o.followSymlinks, oneFileSystem: o.oneFileSystem,
+      tags: o.tag, parent,
+      onProgress: (p) => {
+        const secs = (Date.now() - t0) / 1000;
+        drawProgress(`${p.files} files, ${mib(p.bytesRead)} read, ${mib(p.newBytes)} new, ${(p.bytesRead / 1048576 / Math.max(secs, 0.001)).toFixed(0)} MiB/s  ${p.currentPath}`);
+      },
+      onWarning: (path, message) => { clearProgress(); process.stderr.write(`warning: ${path}: ${message}\n`); log({ level: 'warn', path, message }); },
+    });
+    clearProgress();
+    log({ msg: 'backup done', snapshot: result.snapshotId, ...result.summary, warnings: result.warnings });
+    const s = result.summary;
+    print(!!o.json, { snapshotId: result.snapshotId, name: o.name, parent: parent?.id ?? null, warnings: result.warnings, ...s, logFile },
+      () => `snapshot ${result.snapshotId.slice(0, 12)} saved (${o.name})\n` +
+        `files: ${s.files} (${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged), dirs: ${s.dirs}\n` +
+        `data: ${mib(s.bytes!)} scanned, ${mib(s.newBytes!)} new, ${mib(s.storedBytes!)} stored after compression and dedup, in ${(s.durationMs! / 1000).toFixed(1)} s` +
+        (result.warnings ? `\n${result.warnings} warning(s): some files were not saved (see above)` : ''));
+    if (result.warnings) process.exitCode = EXIT.warnings;
+  });
+
+program.command('snapshots')
+  .description('list snapshots')
+  .option('--name <name>', 'only this backup name')
+  .option('--json', 'JSON output')
+  .action(async (o: { name?: string; json?: boolean }) => {
+    const repo = await open();
+    const all = (await repo.listSnapshots()).filter((s) => !o.name || s.snapshot.name === o.name);
+    const rows = all.map((s) => ({ id: s.id, time: s.snapshot.time, name: s.snapshot.name, hostname: s.snapshot.hostname, paths: s.snapshot.paths,
+      tags: s.snapshot.tags, parent: s.snapshot.parent ? toHex(s.snapshot.parent) : null, summary: s.snapshot.summary }));
+    print(!!o.json, rows, () => rows.length === 0 ? '(no snapshots)' :
+      ['ID            TIME                      NAME                 HOST         SIZE', ...rows.map((r) =>
+        `${r.id.slice(0, 12)}  ${r.time}  ${r.name.padEnd(20)} ${r.hostname.padEnd(12)} ${mib(r.summary.bytes ?? 0)}`)].join('\n'));
+  });
+
+async function listTree(repo: Repository, tree: Buffer, prefix: string, out: (path: string, n: TreeNode) => void): Promise<void> {
+  for (const n of decodeTree(await repo.loadBlob(tree))) {
+    const path = `${prefix}/${n.name.toString()}`;
+    out(path, n);
+    if (n.type === 'dir' && n.subtree) await listTree(repo, n.subtree, path, out);
+  }
+}
+
+program.command('ls <snapshot> [path]')
+  .description('list the files of a snapshot (optionally under a path)')
+  .option('--name <name>', 'with "latest": the latest snapshot of this name')
+  .option('--json', 'JSON lines')
+  .action(async (ref: string, under: string | undefined, o: { name?: string; json?: boolean }) => {
+    const repo = await open();
+    const snap = await pickSnapshot(repo, ref, o.name);
+    const base = under ? resolve('/', under) : '';
+    await listTree(repo, snap.snapshot.tree, '', (path, n) => {
+      if (base && path !== base && !path.startsWith(base + '/')) return;
+      process.stdout.write(o.json ? JSON.stringify({ path, type: n.type, size: n.size ?? 0, mode: n.mode, mtime: new Date(Number(n.mtime / 1_000_000n)).toISOString() }) + '\n'
+        : `${n.type === 'dir' ? 'd' : n.type === 'symlink' ? 'l' : '-'}${(n.mode & 0o777).toString(8).padStart(4, '0')} ${String(n.size ?? 0).padStart(12)} ${path}\n`);
+    });
+  });
+
+program.command('diff <a> <b>')
+  .description('what changed between two snapshots (+ added, - removed, M modified)')
+  .action(async (a: string, b: string) => {
+    const repo = await open();
+    const collectAll = async (s: SnapshotEntry) => {
+      const m = new Map<string, string>();
+      await listTree(repo, s.snapshot.tree, '', (p, n) => m.set(p, `${n.type}:${n.mode}:${n.content?.map(toHex).join(',') ?? n.target?.toString() ?? ''}`));
+      return m;
+    };
+    const [x, y] = [await collectAll(await repo.loadSnapshot(a)), await collectAll(await repo.loadSnapshot(b))];
+    for (const [p, v] of y) if (!x.has(p)) process.stdout.write(`+ ${p}\n`); else if (x.get(p) !== v && !v.startsWith('dir')) process.stdout.write(`M ${p}\n`);
+    for (const p of x.keys()) if (!y.has(p)) process.stdout.write(`- ${p}\n`);
+  });
+
+program.command('restore <snapshot>')
+  .description('restore a snapshot (an id, an id prefix, or "latest") into a directory')
+  .option('--name <name>', 'with "latest": the latest snapshot of this name')
+  .requiredOption('--target <dir>', 'directory to restore into')
+  .option('--include <glob>', 'only paths matching (repeatable)', collect)
+  .option('--exclude <glob>', 'skip paths matching (repeatable)', collect)
+  .option('--ignore-existing', 'leave files that already exist in the target untouched')
+  .option('--json', 'JSON summary')
+  .action(async (ref: string, o: { name?: string; target: string; include?: string[]; exclude?: string[]; ignoreExisting?: boolean; json?: boolean }) => {
+    const repo = await open();
+    const snap = await pickSnapshot(repo, ref, o.name);
+    const r = await restoreSnapshot(repo, snap, {
+      target: o.target, include: o.include, exclude: o.exclude, ignoreExisting: o.ignoreExisting,
+      onProgress: (p) => drawProgress(`${p.files} files, ${mib(p.bytes)}  ${p.currentPath}`),
+      onWarning: (path, message) => { clearProgress(); process.stderr.write(`warning: ${path}: ${message}\n`); log({ level: 'warn', path, message }); },
+    });
+    clearProgress();
+    log({ msg: 'restore done', snapshot: snap.id, ...r });
+    print(!!o.json, { snapshotId: snap.id, ...r }, () => `restored snapshot ${snap.id.slice(0, 12)}: ${r.files} files, ${r.dirs} dirs, ${mib(r.bytes)}${r.warnings ? `, ${r.warnings} warning(s)` : ''}`);
+    if (r.warnings) process.exitCode = EXIT.warnings;
+  });
+
+program.command('check')
+  .description('prove the repository is complete (and with --read-data that every blob decrypts)')
+  .option('--read-data', 'download and verify every pack')
+  .option('--json', 'JSON output')
+  .action(async (o: { readData?: boolean; json?: boolean }) => {
+    const repo = await open();
+    const r = await checkRepository(repo, { readData: o.readData, onProgress: (m) => drawProgress(m) });
+    clearProgress();
+    log({ msg: 'check done', ...r, problems: r.problems.length });
+    print(!!o.json, r, () => r.ok
+      ? `no problems found: ${r.snapshots} snapshots, ${r.blobs} blob references, ${r.packs} packs${o.readData ? `, ${r.packsRead} read and verified` : ''}`
+      : `${r.problems.length} problem(s):\n${r.problems.map((p) => `  ${p}`).join('\n')}`);
+    if (!r.ok) process.exitCode = EXIT.checkFailed;
+  });
+
+const key = program.command('key').description('the master key');
+key.command('export').description('print the recovery kit (the master key in printable form)')
+  .action(async () => {
+    const repo = await open();
+    const cfg = loadConfig();
+    process.stdout.write(formatRecoveryKit(loadMasterKey(cfg.key), repo.config.id));
+  });
+key.command('list').description('show the key in use (fingerprint, never the key)').option('--json', 'JSON output')
+  .action(async (o: { json?: boolean }) => {
+    const repo = await open();
+    const cfg = loadConfig();
+    const src = process.env.SHELTER_KEY ? 'SHELTER_KEY' : cfg.key.file ? `key file ${cfg.key.file}` : `key slot ${cfg.key.slot}`;
+    print(!!o.json, { repository: toHex(repo.config.id), fingerprint: repo.config.fingerprint, source: src },
+      () => `repository ${toHex(repo.config.id)}\nfingerprint ${repo.config.fingerprint}\nsource ${src}`);
+  });
+
+program.command('config').description('configuration').command('validate').description('check the configuration and that the repository opens with this key')
+  .action(async () => {
+    const repo = await open();
+    process.stdout.write(`configuration valid: ${repo.backend.location}, repository ${toHex(repo.config.id)}, key fingerprint ${repo.config.fingerprint}\n`);
+  });
+
+function exitCodeOf(e: unknown): number {
+  if (e instanceof ConfigError || e instanceof KeyError) return EXIT.usage;
+  if (e instanceof RepositoryError) return e.code === 'WrongKey' ? EXIT.wrongKey : EXIT.failure;
+  if (e instanceof BackendError) return e.code === 'Config' ? EXIT.usage : EXIT.storage;
+  if (e instanceof FormatError && e.code === 'WrongKey') return EXIT.wrongKey;
+  return EXIT.failure;
+}
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  clearProgress();
+  const known = e instanceof ConfigError || e instanceof KeyError || e instanceof RepositoryError || e instanceof BackendError || e instanceof FormatError;
+  process.stderr.write(`shelter: ${known ? (e as Error).message : `unexpected error: ${(e as Error)?.stack ?? String(e)}`}\n`);
+  log({ level: 'error', error: String((e as Error)?.message ?? e) });
+  process.exitCode = exitCodeOf(e);
+});

@@ -1,0 +1,50 @@
+// From the file system to tree nodes: stat fields, names as bytes, user and group names.
+import { readFileSync, type BigIntStats } from 'node:fs';
+import type { NodeType, TreeNode } from '@shelter/format';
+
+export function nodeType(st: BigIntStats): NodeType | undefined {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isCharacterDevice()) return 'chardev';
+  if (st.isBlockDevice()) return 'blockdev';
+  if (st.isFIFO()) return 'fifo';
+  if (st.isSocket()) return 'socket';
+  return undefined;
+}
+
+export interface Accounts { users: Map<number, string>; groups: Map<number, string> }
+
+/** /etc/passwd and /etc/group (Node has no getpwuid; names are informational, ids are restored) */
+export function readAccounts(): Accounts {
+  const read = (file: string) => {
+    const m = new Map<number, string>();
+    try {
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
+        const f = line.split(':');
+        if (f.length > 3 && f[0]) m.set(Number(f[2]), f[0]);
+      }
+    } catch { /* no such file: names stay unknown */ }
+    return m;
+  };
+  return { users: read('/etc/passwd'), groups: read('/etc/group') };
+}
+
+/** the node for a stat; the caller fills content, subtree or target */
+export function statNode(name: Buffer, st: BigIntStats, type: NodeType, accounts: Accounts): TreeNode {
+  const node: TreeNode = {
+    name, type, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid),
+    mtime: st.mtimeNs, atime: st.atimeNs, ctime: st.ctimeNs, inode: st.ino, device: st.dev, links: Number(st.nlink),
+  };
+  const user = accounts.users.get(node.uid);
+  const group = accounts.groups.get(node.gid);
+  if (user) node.user = user;
+  if (group) node.group = group;
+  if (type === 'file') node.size = Number(st.size);
+  if (type === 'chardev' || type === 'blockdev') node.rdev = st.rdev;
+  return node;
+}
+
+export function joinPath(dir: Buffer, name: Buffer): Buffer {
+  return dir.length === 1 && dir[0] === 0x2f ? Buffer.concat([dir, name]) : Buffer.concat([dir, Buffer.from('/'), name]);
+}

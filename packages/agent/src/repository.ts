@@ -1,0 +1,228 @@
+// The repository layer: blobs in, blobs out, on top of a Backend. It owns the in-memory index,
+// the pack being filled, uploads (bounded concurrency), index objects, snapshots and manifests.
+// Everything it writes is new and named after its content: no delete, no overwrite.
+import {
+  BlobIndex, CONFIG_KEY, FormatError, PackWriter, createRepository, encodeManifest, extractBlob, indexKey, manifestKey, openIndex,
+  openRepository, openSnapshot, packKey, parseObjectKey, readPackHeader, sealBlob, sealIndex, sealSnapshot, snapshotKey, toHex,
+  type BlobType, type IndexedPack, type PackEntry, type ParsedConfig, type RepoKeys, type Snapshot,
+} from '@shelter/format';
+import type { Backend } from './backend/types.ts';
+
+export class RepositoryError extends Error {
+  readonly code: 'NotInitialised' | 'WrongKey' | 'Corrupt' | 'Missing' | 'Exists';
+  constructor(code: RepositoryError['code'], message: string, options?: { cause?: unknown }) { super(message, options); this.code = code; }
+}
+
+/** Write a new index object after this many packs, so an interrupted backup loses little. */
+const PACKS_PER_INDEX = 32;
+
+export interface SnapshotEntry { id: string; snapshot: Snapshot }
+
+export interface Repository {
+  backend: Backend;
+  keys: RepoKeys;
+  config: ParsedConfig;
+  index: BlobIndex;
+  /** the index object key that lists pack number n (for manifests) */
+  indexKeyOfPack(n: number): string | undefined;
+  /** stores a blob unless the repository already has it; resolves once it is in a pack being filled */
+  saveBlob(type: BlobType, plaintext: Buffer): Promise<{ id: Buffer; added: boolean; stored: number }>;
+  /** stores an already sealed blob (sealing can happen on worker threads) */
+  saveSealed(type: BlobType, id: Buffer, sealed: Buffer, rawLength: number): Promise<{ added: boolean; stored: number }>;
+  hasBlob(id: Buffer): boolean;
+  loadBlob(id: Buffer): Promise<Buffer>;
+  /** uploads the pack being filled and the index of every new pack; after it, every saved blob is durable */
+  flush(): Promise<void>;
+  saveSnapshot(s: Snapshot, referencedPacks: Set<number>): Promise<string>;
+  listSnapshots(): Promise<SnapshotEntry[]>;
+  loadSnapshot(idOrPrefix: string): Promise<SnapshotEntry>;
+  stats: { packsUploaded: number; bytesUploaded: number; blobsAdded: number };
+}
+
+export async function initRepository(backend: Backend, master?: Buffer): Promise<{ master: Buffer; config: ParsedConfig }> {
+  if ((await backend.head(CONFIG_KEY)) !== undefined) throw new RepositoryError('Exists', `${backend.location} already holds a repository (config exists)`);
+  const made = createRepository(master ? { master } : {});
+  const r = await backend.putNew(CONFIG_KEY, made.configBytes);
+  if (r === 'exists') throw new RepositoryError('Exists', `${backend.location} already holds a repository (config exists)`);
+  return { master: made.master, config: { ...made.config, mac: Buffer.alloc(32) } };
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) { const i = next++; out[i] = await fn(items[i]!); }
+  }));
+  return out;
+}
+
+export async function openRepo(backend: Backend, master: Buffer, opts: { uploads?: number } = {}): Promise<Repository> {
+  const configBytes = await backend.get(CONFIG_KEY);
+  if (!configBytes) throw new RepositoryError('NotInitialised', `no repository at ${backend.location} (run \`shelter init\`)`);
+  let keys: RepoKeys;
+  let config: ParsedConfig;
+  try {
+    ({ keys, config } = openRepository(master, configBytes));
+  } catch (e) {
+    if (e instanceof FormatError && (e.code === 'WrongKey' || e.code === 'Authentication')) {
+      throw new RepositoryError('WrongKey', `this key does not open the repository at ${backend.location} (fingerprint lock): ${e.message}`, { cause: e });
+    }
+    throw new RepositoryError('Corrupt', `the repository config at ${backend.location} is unreadable: ${(e as Error).message}`, { cause: e });
+  }
+
+  // ---- index: every index object, plus packs that no index lists yet (an interrupted backup's)
+  const indexKeys: string[] = [];
+  const packSizes = new Map<string, number>();
+  for await (const o of backend.list('index/')) if (parseObjectKey(o.key)?.type === 'index') indexKeys.push(o.key);
+  for await (const o of backend.list('data/')) { const p = parseObjectKey(o.key); if (p?.type === 'pack') packSizes.set(p.id!, o.size); }
+  const lists = await mapLimit(indexKeys, 8, async (key) => {
+    const bytes = await backend.get(key);
+    if (!bytes) throw new RepositoryError('Missing', `index object ${key} disappeared while reading`);
+    try { return { key, packs: openIndex(keys, bytes, Buffer.from(parseObjectKey(key)!.id!, 'hex')) }; }
+    catch (e) { throw new RepositoryError('Corrupt', `index object ${key} does not decrypt: ${(e as Error).message}`, { cause: e }); }
+  });
+  const index = BlobIndex.fromIndexes(lists.map((l) => l.packs));
+  const packIndexKey = new Map<number, string>();
+  for (const l of lists) for (const p of l.packs) packIndexKey.set(index.addPack(p.id), l.key);
+
+  const uploads = opts.uploads ?? 4;
+  const inFlight = new Set<Promise<void>>();
+  let writer = new PackWriter(keys);
+  let unindexed: IndexedPack[] = [];
+  const stats = { packsUploaded: 0, bytesUploaded: 0, blobsAdded: 0 };
+  let failure: unknown;
+
+  // packs present in the bucket but in no index: read their headers and index them (resume)
+  const orphans = [...packSizes.entries()].filter(([id]) => !packIndexKey.has(index.addPack(Buffer.from(id, 'hex'))));
+  for (const [id, size] of orphans) {
+    try {
+      const tailLen = Math.min(size, 64 * 1024);
+      let tail = await backend.get(packKey(id), { start: size - tailLen, end: size - 1 });
+      let entries: PackEntry[];
+      try { entries = readPackHeader(keys, tail!, size); }
+      catch (e) {
+        if (!(e instanceof FormatError && e.code === 'NeedMoreBytes')) throw e;
+        tail = await backend.get(packKey(id), { start: size - e.needed!, end: size - 1 });
+        entries = readPackHeader(keys, tail!, size);
+      }
+      const ip: IndexedPack = { id: Buffer.from(id, 'hex'), size, entries };
+      index.addPackEntries(ip);
+      unindexed.push(ip);
+    } catch { /* unreadable leftover (e.g. another key's): ignored here, reported by check */ }
+  }
+
+  // blobs in the pack being filled or still uploading: known to this run, not yet indexed
+  const pending = new Set<string>();
+
+  const writeIndex = async () => {
+    if (unindexed.length === 0) return;
+    const packs = unindexed;
+    unindexed = [];
+    const sealed = sealIndex(keys, packs);
+    const key = indexKey(sealed.id);
+    await backend.putNew(key, sealed.bytes);
+    for (const p of packs) packIndexKey.set(index.addPack(p.id), key);
+  };
+
+  const uploadPack = async () => {
+    const pack = writer.finish();
+    const key = packKey(pack.id);
+    await backend.putNew(key, pack.bytes);
+    stats.packsUploaded++;
+    stats.bytesUploaded += pack.bytes.length;
+    // only now is the blob durable: add it to the index (dedup of later blobs may rely on it)
+    const ip: IndexedPack = { id: pack.id, size: pack.bytes.length, entries: pack.entries };
+    index.addPackEntries(ip);
+    for (const e of pack.entries) pending.delete(e.id.toString('hex'));
+    unindexed.push(ip);
+    if (unindexed.length >= PACKS_PER_INDEX) await writeIndex();
+  };
+
+  const startUpload = async () => {
+    const tracked: Promise<void> = uploadPack().catch((e) => { failure ??= e; }).finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+    while (inFlight.size >= uploads) await Promise.race(inFlight);
+    if (failure) throw failure;
+  };
+
+  const hasBlob = (id: Buffer) => index.has(id) || pending.has(id.toString('hex'));
+
+  const saveSealed = async (type: BlobType, id: Buffer, sealed: Buffer, rawLength: number) => {
+    if (failure) throw failure;
+    if (hasBlob(id)) return { added: false, stored: 0 };
+    writer.add(type, id, sealed, rawLength);
+    pending.add(id.toString('hex'));
+    stats.blobsAdded++;
+    if (writer.full) await startUpload();
+    return { added: true, stored: sealed.length };
+  };
+
+  const repo: Repository = {
+    backend, keys, config, index, stats,
+    indexKeyOfPack: (n) => packIndexKey.get(n),
+    hasBlob,
+    saveSealed,
+    async saveBlob(type, plaintext) {
+      const s = sealBlob(keys, plaintext);
+      const r = await saveSealed(type, s.id, s.sealed, s.rawLength);
+      return { id: s.id, ...r };
+    },
+    async loadBlob(id) {
+      const loc = index.lookup(id);
+      if (!loc) throw new RepositoryError('Missing', `blob ${toHex(id)} is in no index (incomplete repository)`);
+      const key = packKey(index.packId(loc.pack));
+      const bytes = await backend.get(key, { start: loc.offset, end: loc.offset + loc.length - 1 });
+      if (!bytes) throw new RepositoryError('Missing', `pack ${key} is missing`);
+      try {
+        return extractBlob(keys, bytes, { type: 'data', id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength }, loc.offset);
+      } catch (e) {
+        throw new RepositoryError('Corrupt', `blob ${toHex(id)} in ${key} does not decrypt: ${(e as Error).message}`, { cause: e });
+      }
+    },
+    async flush() {
+      if (writer.count > 0) await startUpload();
+      await Promise.all(inFlight);
+      if (failure) throw failure;
+      await writeIndex();
+      pending.clear();
+    },
+    async saveSnapshot(s, referencedPacks) {
+      await repo.flush();
+      const sealed = sealSnapshot(keys, s);
+      const id = toHex(sealed.id);
+      const packs: string[] = [];
+      const indexes = new Set<string>();
+      for (const n of referencedPacks) {
+        packs.push(packKey(index.packId(n)));
+        const ik = packIndexKey.get(n);
+        if (!ik) throw new RepositoryError('Corrupt', `pack ${toHex(index.packId(n))} is listed in no index object`);
+        indexes.add(ik);
+      }
+      // the snapshot first, then its manifest: a manifest never points at a missing snapshot
+      await backend.putNew(snapshotKey(sealed.id), sealed.bytes);
+      const manifest = encodeManifest({ name: s.name, time: s.time, snapshot: snapshotKey(sealed.id), packs, indexes: [...indexes] });
+      await backend.putNew(manifestKey(sealed.id), manifest);
+      return id;
+    },
+    async listSnapshots() {
+      const keysList: string[] = [];
+      for await (const o of backend.list('snapshots/')) if (parseObjectKey(o.key)?.type === 'snapshot') keysList.push(o.key);
+      const out = await mapLimit(keysList, 8, async (key) => {
+        const bytes = await backend.get(key);
+        if (!bytes) return undefined;
+        const id = parseObjectKey(key)!.id!;
+        try { return { id, snapshot: openSnapshot(keys, bytes, Buffer.from(id, 'hex')) }; }
+        catch (e) { throw new RepositoryError('Corrupt', `snapshot ${id} does not decrypt: ${(e as Error).message}`, { cause: e }); }
+      });
+      return out.filter((x): x is SnapshotEntry => !!x).sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time));
+    },
+    async loadSnapshot(ref) {
+      const all = await repo.listSnapshots();
+      const matches = all.filter((s) => s.id.startsWith(ref));
+      if (matches.length === 0) throw new RepositoryError('Missing', `no snapshot ${ref}`);
+      if (matches.length > 1) throw new RepositoryError('Missing', `snapshot prefix ${ref} is ambiguous (${matches.length} snapshots)`);
+      return matches[0]!;
+    },
+  };
+  return repo;
+}

@@ -1,0 +1,195 @@
+// The encryption envelope: how one plaintext (a chunk, a tree, a pack header, an index, a
+// snapshot) becomes bytes at rest.
+//
+//   byte 0      version (high nibble, 1) | flags (low nibble: bit 0 = zstd, bits 1-3 = 0)
+//   1..12       nonce, 12 random bytes, fresh for every envelope
+//   13..n-17    AES-256-GCM ciphertext of:  u32le plaintext length || payload
+//   n-16..n-1   GCM tag
+//   AAD         byte 0 || context
+//
+// The payload is the zstd frame of the plaintext when that is smaller, else the plaintext.
+// The declared length sits inside the ciphertext: only the key holder can set it, and it bounds
+// decompression (no zstd bomb can make a reader allocate more than the caller allows). The
+// header byte is in the AAD, so flipping the compression flag fails authentication too.
+// `context` binds the ciphertext to what it claims to be: for a blob its id (a blob moved under
+// another id does not decrypt), for an object its kind and key fingerprint.
+import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { FormatError } from './errors.ts';
+import { asBuffer, label, systemRng, type Rng } from './common.ts';
+import { blobId, FINGERPRINT_BYTES, type RepoKeys } from './derive.ts';
+
+export const ENVELOPE_VERSION = 1;
+export const FLAG_ZSTD = 0x01;
+export const NONCE_BYTES = 12;
+export const TAG_BYTES = 16;
+const HEADER_BYTES = 1 + NONCE_BYTES;
+/** Bytes an envelope adds to its payload: header byte, nonce, length field, tag. */
+export const ENVELOPE_OVERHEAD = HEADER_BYTES + 4 + TAG_BYTES;
+/** Largest plaintext an envelope can declare. */
+export const MAX_PLAINTEXT = 0xffffffff;
+export const DEFAULT_ZSTD_LEVEL = 3;
+
+export interface SealOptions {
+  /** 'auto' (default): zstd, kept only when smaller. 'none': never compress (e.g. known-incompressible data). */
+  compression?: 'auto' | 'none';
+  /** zstd level, default 3. */
+  level?: number;
+  /** Tests only: deterministic nonces. */
+  rng?: Rng;
+}
+
+function compress(plaintext: Uint8Array, level: number): Buffer {
+  return zstdCompressSync(plaintext, { params: { [zc.ZSTD_c_compressionLevel]: level } });
+}
+
+/** Seals `plaintext` under the data key with AAD = header byte || context. */
+export function seal(keys: RepoKeys, plaintext: Uint8Array, context: Uint8Array, opts: SealOptions = {}): Buffer {
+  if (plaintext.length > MAX_PLAINTEXT) throw new FormatError('TooLarge', 'an envelope holds at most 4 GiB - 1 of plaintext');
+  let payload: Uint8Array = plaintext;
+  let flags = 0;
+  if (opts.compression !== 'none' && plaintext.length > 0) {
+    const z = compress(plaintext, opts.level ?? DEFAULT_ZSTD_LEVEL);
+    if (z.length < plaintext.length) { payload = z; flags = FLAG_ZSTD; }
+  }
+  const nonce = (opts.rng ?? systemRng)(NONCE_BYTES);
+  if (nonce.length !== NONCE_BYTES) throw new FormatError('Invalid', 'rng returned the wrong number of bytes');
+  const header = (ENVELOPE_VERSION << 4) | flags;
+  const out = Buffer.allocUnsafe(HEADER_BYTES + 4 + payload.length + TAG_BYTES);
+  out[0] = header;
+  nonce.copy(out, 1);
+  const cipher = createCipheriv('aes-256-gcm', keys.data, nonce);
+  cipher.setAAD(Buffer.concat([out.subarray(0, 1), context]));
+  const len = Buffer.allocUnsafe(4);
+  len.writeUInt32LE(plaintext.length, 0);
+  let at = HEADER_BYTES;
+  at += cipher.update(len).copy(out, at);
+  at += cipher.update(payload).copy(out, at);
+  at += cipher.final().copy(out, at);
+  cipher.getAuthTag().copy(out, at);
+  return out;
+}
+
+export interface Opened {
+  plaintext: Buffer;
+  flags: number;
+  /** The payload as stored (zstd frame or plaintext): used by the test vectors only. */
+  payload: Buffer;
+}
+
+/**
+ * Opens an envelope. `maxLength` is the caller's limit on the plaintext (e.g. the chunker's max
+ * size for data blobs); `exactLength`, when known from a pack header or index, must match.
+ */
+export function openEnvelope(keys: RepoKeys, sealed: Uint8Array, context: Uint8Array, maxLength: number, exactLength?: number): Opened {
+  const b = asBuffer(sealed);
+  if (b.length < ENVELOPE_OVERHEAD) throw new FormatError('Corrupt', `envelope of ${b.length} bytes is shorter than its ${ENVELOPE_OVERHEAD}-byte overhead`);
+  const header = b[0]!;
+  if (header >> 4 !== ENVELOPE_VERSION) {
+    throw new FormatError('UnsupportedVersion', `envelope version ${header >> 4} is not ${ENVELOPE_VERSION} (newer writer, or a damaged byte)`);
+  }
+  const flags = header & 0x0f;
+  if ((flags & ~FLAG_ZSTD) !== 0) throw new FormatError('Corrupt', `envelope has unknown flags ${flags}`);
+  let body: Buffer;
+  try {
+    const d = createDecipheriv('aes-256-gcm', keys.data, b.subarray(1, HEADER_BYTES));
+    d.setAAD(Buffer.concat([b.subarray(0, 1), context]));
+    d.setAuthTag(b.subarray(b.length - TAG_BYTES));
+    const first = d.update(b.subarray(HEADER_BYTES, b.length - TAG_BYTES));
+    const last = d.final();
+    body = last.length === 0 ? first : Buffer.concat([first, last]);
+  } catch {
+    throw new FormatError('Authentication', 'envelope does not authenticate: altered bytes, wrong key, or stored under another id');
+  }
+  // From here on the bytes are authentic: any inconsistency means a writer bug, still reported as a typed error.
+  const declared = body.readUInt32LE(0);
+  if (exactLength !== undefined && declared !== exactLength) {
+    throw new FormatError('Corrupt', `envelope declares ${declared} bytes, its index entry says ${exactLength}`);
+  }
+  if (declared > maxLength) throw new FormatError('TooLarge', `envelope declares ${declared} bytes, the limit here is ${maxLength}`);
+  const payload = body.subarray(4);
+  let plaintext: Buffer;
+  if (flags & FLAG_ZSTD) {
+    try {
+      plaintext = zstdDecompressSync(payload, { maxOutputLength: Math.max(1, declared) });
+    } catch {
+      throw new FormatError('Corrupt', 'envelope payload is not a valid zstd frame of the declared length');
+    }
+  } else {
+    plaintext = payload;
+  }
+  if (plaintext.length !== declared) throw new FormatError('Corrupt', `envelope holds ${plaintext.length} bytes but declares ${declared}`);
+  return { plaintext, flags, payload };
+}
+
+export function open(keys: RepoKeys, sealed: Uint8Array, context: Uint8Array, maxLength: number, exactLength?: number): Buffer {
+  return openEnvelope(keys, sealed, context, maxLength, exactLength).plaintext;
+}
+
+// ---- blobs: context = blob id -------------------------------------------------------------
+
+export interface SealedBlob {
+  id: Buffer;
+  sealed: Buffer;
+  rawLength: number;
+}
+
+/** id = HMAC(id key, plaintext); envelope with AAD context = id. */
+export function sealBlob(keys: RepoKeys, plaintext: Uint8Array, opts: SealOptions = {}): SealedBlob {
+  const id = blobId(keys, plaintext);
+  return { id, sealed: seal(keys, plaintext, id, opts), rawLength: plaintext.length };
+}
+
+/** Opens a blob and re-checks that its plaintext really has this id (catches a writer that stored the wrong bytes). */
+export function openBlob(keys: RepoKeys, id: Uint8Array, sealed: Uint8Array, maxLength: number, exactLength?: number): Buffer {
+  const plaintext = open(keys, sealed, id, maxLength, exactLength);
+  if (!blobId(keys, plaintext).equals(id)) throw new FormatError('Authentication', 'blob plaintext does not match its id');
+  return plaintext;
+}
+
+// ---- objects: envelope || fingerprint(16), context = label(kind) || fingerprint -------------
+
+export type ObjectKind = 'pack header' | 'index' | 'snapshot';
+
+export interface SealedObject {
+  /** SHA-256 of `bytes`: the object's name. */
+  id: Buffer;
+  bytes: Buffer;
+}
+
+function objectContext(kind: ObjectKind, fp: Uint8Array): Buffer {
+  return Buffer.concat([label(kind), fp]);
+}
+
+/**
+ * An object envelope ends with the 16-byte key fingerprint in clear (it is public, it is in
+ * `config`), so a reader tells "written with another key" (WrongKey) apart from "damaged"
+ * (Authentication/Corrupt) without trying keys. At the end, not the start: in a pack the
+ * header object is found through the length field before it, and a damaged length must not
+ * move the fingerprint and pass for another key.
+ */
+export function sealObject(keys: RepoKeys, kind: ObjectKind, plaintext: Uint8Array, opts: SealOptions = {}): Buffer {
+  return Buffer.concat([seal(keys, plaintext, objectContext(kind, keys.fingerprintBytes), opts), keys.fingerprintBytes]);
+}
+
+export function openObjectEnvelope(keys: RepoKeys, kind: ObjectKind, bytes: Uint8Array, maxLength: number): Opened {
+  const b = asBuffer(bytes);
+  if (b.length < FINGERPRINT_BYTES + ENVELOPE_OVERHEAD) throw new FormatError('Corrupt', `${kind} of ${b.length} bytes is too short`);
+  const fp = b.subarray(b.length - FINGERPRINT_BYTES);
+  const env = b.subarray(0, b.length - FINGERPRINT_BYTES);
+  if (!fp.equals(keys.fingerprintBytes)) {
+    // Either another key wrote it, or these 16 bytes were damaged. Only the second case opens
+    // with our own fingerprint in the AAD.
+    try {
+      openEnvelope(keys, env, objectContext(kind, keys.fingerprintBytes), maxLength);
+    } catch {
+      throw new FormatError('WrongKey', `${kind} was written with key ${fp.toString('hex')}, not with this key (${keys.fingerprint})`);
+    }
+    throw new FormatError('Corrupt', `${kind}: its key fingerprint field is damaged`);
+  }
+  return openEnvelope(keys, env, objectContext(kind, fp), maxLength);
+}
+
+export function openObject(keys: RepoKeys, kind: ObjectKind, bytes: Uint8Array, maxLength: number): Buffer {
+  return openObjectEnvelope(keys, kind, bytes, maxLength).plaintext;
+}

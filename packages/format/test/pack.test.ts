@@ -1,0 +1,110 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { KEYS, OTHER_KEYS, detRng, flip, streamBytes, throwsCode } from './helpers.ts';
+import { sealBlob } from '../src/envelope.ts';
+import { PackWriter, readPackHeader, extractBlob, verifyPackId, PACK_ENTRY_BYTES, type FinishedPack } from '../src/pack.ts';
+import { FormatError } from '../src/errors.ts';
+import { sha256 } from '../src/common.ts';
+
+function makePack(n: number, size = 3000, target?: number): { pack: FinishedPack; plains: Buffer[] } {
+  const rng = detRng(`pack ${n} ${size}`);
+  const w = new PackWriter(KEYS, target ? { targetSize: target } : {});
+  const plains: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    const p = i % 3 === 0 ? Buffer.from(`text blob ${i} `.repeat(size / 12)) : rng(size + i);
+    plains.push(p);
+    const s = sealBlob(KEYS, p);
+    w.add(i === n - 1 ? 'tree' : 'data', s.id, s.sealed, s.rawLength);
+  }
+  return { pack: w.finish(), plains };
+}
+
+test('write a pack, read its header from the tail, extract every blob', () => {
+  const { pack, plains } = makePack(50);
+  assert.ok(pack.id.equals(sha256(pack.bytes)));
+  assert.ok(verifyPackId(pack.bytes, pack.id));
+  const entries = readPackHeader(KEYS, pack.bytes, pack.bytes.length);
+  assert.deepEqual(entries, pack.entries);
+  assert.equal(entries.at(-1)!.type, 'tree');
+  for (const [i, e] of entries.entries()) {
+    assert.ok(extractBlob(KEYS, pack.bytes, e).equals(plains[i]!));
+    // a ranged read of just this blob works the same
+    const range = pack.bytes.subarray(e.offset, e.offset + e.length);
+    assert.ok(extractBlob(KEYS, range, e, e.offset).equals(plains[i]!));
+  }
+});
+
+test('tail reads: too short a tail asks for exactly the bytes needed', () => {
+  const { pack } = makePack(200);
+  const size = pack.bytes.length;
+  const e = throwsCode(() => readPackHeader(KEYS, pack.bytes.subarray(size - 100), size), 'NeedMoreBytes');
+  const need = e.needed!;
+  assert.equal(need, 4 + pack.bytes.readUInt32LE(size - 4));
+  assert.ok(need <= 4 + 16 + 33 + 200 * PACK_ENTRY_BYTES);
+  assert.deepEqual(readPackHeader(KEYS, pack.bytes.subarray(size - need), size), pack.entries);
+  throwsCode(() => readPackHeader(KEYS, pack.bytes.subarray(size - 2), size), 'NeedMoreBytes');
+});
+
+test('writer: target size, reuse after finish, refuses an empty pack', () => {
+  const w = new PackWriter(KEYS, { targetSize: 10_000 });
+  throwsCode(() => w.finish(), 'Invalid');
+  let packs = 0;
+  for (let i = 0; i < 30; i++) {
+    const s = sealBlob(KEYS, streamBytes(1000 + i, i));
+    w.add('data', s.id, s.sealed, s.rawLength);
+    if (w.full) { const p = w.finish(); packs++; assert.ok(p.bytes.length >= 10_000 && p.entries.length === 10); assert.equal(w.count, 0); }
+  }
+  assert.equal(packs, 3);
+});
+
+test('a flipped byte anywhere in a pack header fails with a typed error, never a crash', () => {
+  const { pack } = makePack(20, 500);
+  const size = pack.bytes.length;
+  const headerStart = pack.entries.at(-1)!.offset + pack.entries.at(-1)!.length;
+  for (let at = headerStart; at < size; at++) {
+    throwsCode(() => readPackHeader(KEYS, flip(pack.bytes, at), size), ['Authentication', 'Corrupt', 'UnsupportedVersion', 'NeedMoreBytes'], `byte ${at}`);
+    throwsCode(() => readPackHeader(KEYS, flip(pack.bytes, at, 0x80), size), ['Authentication', 'Corrupt', 'UnsupportedVersion', 'NeedMoreBytes'], `byte ${at}`);
+  }
+  // truncated or padded packs
+  throwsCode(() => readPackHeader(KEYS, pack.bytes.subarray(0, size - 1), size - 1), ['Authentication', 'Corrupt', 'NeedMoreBytes']);
+  throwsCode(() => readPackHeader(KEYS, Buffer.concat([pack.bytes, Buffer.alloc(3)]), size + 3), ['Authentication', 'Corrupt', 'NeedMoreBytes']);
+  throwsCode(() => readPackHeader(KEYS, Buffer.alloc(10), 10), 'Corrupt');
+  throwsCode(() => readPackHeader(KEYS, Buffer.alloc(100), 100), 'Corrupt');
+});
+
+test('a flipped byte in the blob section: the header still reads, that blob fails, the others read', () => {
+  const { pack, plains } = makePack(10, 400);
+  const entries = readPackHeader(KEYS, pack.bytes, pack.bytes.length);
+  for (let at = 0; at < entries.at(-1)!.offset + entries.at(-1)!.length; at += 7) {
+    const bad = flip(pack.bytes, at);
+    assert.equal(verifyPackId(bad, pack.id), false, 'the pack id catches it without the key');
+    for (const [i, e] of entries.entries()) {
+      const inside = at >= e.offset && at < e.offset + e.length;
+      if (inside) throwsCode(() => extractBlob(KEYS, bad, e), ['Authentication', 'Corrupt', 'UnsupportedVersion'], `byte ${at}`);
+      else if (i % 4 === 0) assert.ok(extractBlob(KEYS, bad, e).equals(plains[i]!));
+    }
+  }
+});
+
+test('the wrong key is reported as such', () => {
+  const { pack } = makePack(3);
+  const e = throwsCode(() => readPackHeader(OTHER_KEYS, pack.bytes, pack.bytes.length), 'WrongKey');
+  assert.match(e.message, new RegExp(KEYS.fingerprint));
+  assert.ok(e instanceof FormatError);
+});
+
+test('a 16 MiB pack of 256 KiB blobs', () => {
+  const w = new PackWriter(KEYS);
+  const data = streamBytes(20 << 20, 0x31);
+  let at = 0;
+  while (!w.full) {
+    const s = sealBlob(KEYS, data.subarray(at, at + (256 << 10)), { compression: 'none' });
+    w.add('data', s.id, s.sealed, s.rawLength);
+    at += 256 << 10;
+  }
+  const p = w.finish();
+  assert.equal(p.entries.length, 64);
+  assert.ok(p.bytes.length >= 16 << 20 && p.bytes.length < (16 << 20) + 8192);
+  const tail = p.bytes.subarray(p.bytes.length - 64 * 1024);
+  assert.equal(readPackHeader(KEYS, tail, p.bytes.length).length, 64);
+});
