@@ -80,7 +80,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       const r = await repo.saveBlob('data', chunk);
       ids.push(r.id);
       reference(r.id);
-      if (r.added) { summary.newBlobs++; summary.newBytes += chunk.length; summary.storedBytes += r.stored; progress.newBytes += chunk.length; }
+      if (r.added) { summary.newBlobs++; summary.newBytes += chunk.length; progress.newBytes += chunk.length; }
     };
     try {
       for (;;) {
@@ -91,7 +91,8 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
         for (const cut of chunker.push(data)) {
           const local = cut - position; // cut offsets count from the start of the stream
           const piece = data.subarray(last, local);
-          const chunk = carryBytes ? Buffer.concat([...carry, piece]) : Buffer.from(piece);
+          // saveBlob hashes and copies the chunk before it returns: a view of readBuf is safe here
+          const chunk = carryBytes ? Buffer.concat([...carry, piece]) : piece;
           carry = []; carryBytes = 0;
           await emit(chunk);
           last = local;
@@ -133,7 +134,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   async function saveTree(nodes: TreeNode[]): Promise<Buffer> {
     const r = await repo.saveBlob('tree', encodeTree(nodes));
     reference(r.id);
-    if (r.added) { summary.newBlobs++; summary.storedBytes += r.stored; }
+    if (r.added) summary.newBlobs++;
     return r.id;
   }
 
@@ -218,6 +219,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     if (!loc) throw new Error(`internal: blob ${id.toString('hex')} was saved but is in no index after flush`);
     referencedPacks.add(loc.pack);
   }
+  summary.storedBytes = repo.stats.sealedBytes;
   const durationMs = Date.now() - started.getTime();
   const snapshotId = await repo.saveSnapshot({
     time: started.toISOString(), name: opts.name, hostname: hostname(), username: userInfo().username, paths: roots, tags: opts.tags ?? [],

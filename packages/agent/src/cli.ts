@@ -54,10 +54,12 @@ function backendOf(cfg: AgentConfig) {
     caFile: cfg.caCert, insecureHttp: cfg.insecureHttp, legacyChecksums: cfg.legacyChecksums,
   });
 }
+const opened: Repository[] = [];
 async function open(): Promise<Repository> {
   const cfg = requireConfig(loadConfig());
   const master = loadMasterKey(cfg.key);
   const repo = await openRepo(backendOf(cfg), master);
+  opened.push(repo);
   if (cfg.repository && cfg.repository.fingerprint !== repo.config.fingerprint) {
     throw new RepositoryError('WrongKey', `the bucket holds repository ${toHex(repo.config.id)}, this configuration was made for ${cfg.repository.id}: refusing to mix them`);
   }
@@ -291,4 +293,4 @@ program.parseAsync(process.argv).catch((e: unknown) => {
   process.stderr.write(`shelter: ${known ? (e as Error).message : `unexpected error: ${(e as Error)?.stack ?? String(e)}`}\n`);
   log({ level: 'error', error: String((e as Error)?.message ?? e) });
   process.exitCode = exitCodeOf(e);
-});
+}).finally(() => Promise.all(opened.map((r) => r.close())));

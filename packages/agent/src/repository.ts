@@ -2,16 +2,20 @@
 // the pack being filled, uploads (bounded concurrency), index objects, snapshots and manifests.
 // Everything it writes is new and named after its content: no delete, no overwrite.
 import {
-  BlobIndex, CONFIG_KEY, FormatError, PackWriter, createRepository, encodeManifest, extractBlob, indexKey, manifestKey, openIndex,
-  openRepository, openSnapshot, packKey, parseObjectKey, readPackHeader, sealBlob, sealIndex, sealSnapshot, snapshotKey, toHex,
+  BlobIndex, CONFIG_KEY, blobId, FormatError, PackWriter, createRepository, encodeManifest, extractBlob, indexKey, manifestKey, openIndex,
+  openRepository, openSnapshot, packKey, parseObjectKey, readPackHeader, sealIndex, sealSnapshot, snapshotKey, toHex,
   type BlobType, type IndexedPack, type PackEntry, type ParsedConfig, type RepoKeys, type Snapshot,
 } from '@shelter/format';
 import type { Backend } from './backend/types.ts';
+import { createSealPool, type SealPool } from './sealpool.ts';
 
 export class RepositoryError extends Error {
   readonly code: 'NotInitialised' | 'WrongKey' | 'Corrupt' | 'Missing' | 'Exists';
   constructor(code: RepositoryError['code'], message: string, options?: { cause?: unknown }) { super(message, options); this.code = code; }
 }
+
+/** Bytes of chunks queued for sealing or waiting in packs before the reader pauses. */
+const MAX_SEALING_BYTES = 48 * 1024 * 1024;
 
 /** Write a new index object after this many packs, so an interrupted backup loses little. */
 const PACKS_PER_INDEX = 32;
@@ -25,10 +29,11 @@ export interface Repository {
   index: BlobIndex;
   /** the index object key that lists pack number n (for manifests) */
   indexKeyOfPack(n: number): string | undefined;
-  /** stores a blob unless the repository already has it; resolves once it is in a pack being filled */
-  saveBlob(type: BlobType, plaintext: Buffer): Promise<{ id: Buffer; added: boolean; stored: number }>;
-  /** stores an already sealed blob (sealing can happen on worker threads) */
-  saveSealed(type: BlobType, id: Buffer, sealed: Buffer, rawLength: number): Promise<{ added: boolean; stored: number }>;
+  /**
+   * Stores a blob unless the repository already has it. Resolves as soon as the id is known and the
+   * blob is queued for sealing (flush() makes it durable); `added` says whether it was new.
+   */
+  saveBlob(type: BlobType, plaintext: Buffer): Promise<{ id: Buffer; added: boolean }>;
   hasBlob(id: Buffer): boolean;
   loadBlob(id: Buffer): Promise<Buffer>;
   /** uploads the pack being filled and the index of every new pack; after it, every saved blob is durable */
@@ -36,7 +41,9 @@ export interface Repository {
   saveSnapshot(s: Snapshot, referencedPacks: Set<number>): Promise<string>;
   listSnapshots(): Promise<SnapshotEntry[]>;
   loadSnapshot(idOrPrefix: string): Promise<SnapshotEntry>;
-  stats: { packsUploaded: number; bytesUploaded: number; blobsAdded: number };
+  stats: { packsUploaded: number; bytesUploaded: number; blobsAdded: number; sealedBytes: number };
+  /** stops the seal workers */
+  close(): Promise<void>;
 }
 
 export async function initRepository(backend: Backend, master?: Buffer): Promise<{ master: Buffer; config: ParsedConfig }> {
@@ -56,7 +63,7 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R
   return out;
 }
 
-export async function openRepo(backend: Backend, master: Buffer, opts: { uploads?: number } = {}): Promise<Repository> {
+export async function openRepo(backend: Backend, master: Buffer, opts: { uploads?: number; sealWorkers?: number } = {}): Promise<Repository> {
   const configBytes = await backend.get(CONFIG_KEY);
   if (!configBytes) throw new RepositoryError('NotInitialised', `no repository at ${backend.location} (run \`shelter init\`)`);
   let keys: RepoKeys;
@@ -89,7 +96,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
   const inFlight = new Set<Promise<void>>();
   let writer = new PackWriter(keys);
   let unindexed: IndexedPack[] = [];
-  const stats = { packsUploaded: 0, bytesUploaded: 0, blobsAdded: 0 };
+  const stats = { packsUploaded: 0, bytesUploaded: 0, blobsAdded: 0, sealedBytes: 0 };
   let failure: unknown;
 
   // packs present in the bucket but in no index: read their headers and index them (resume)
@@ -147,26 +154,39 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
 
   const hasBlob = (id: Buffer) => index.has(id) || pending.has(id.toString('hex'));
 
-  const saveSealed = async (type: BlobType, id: Buffer, sealed: Buffer, rawLength: number) => {
+  // new blobs are sealed on worker threads; the main thread goes on chunking meanwhile
+  let pool: SealPool | undefined;
+  const sealing = new Set<Promise<void>>();
+  let sealingBytes = 0;
+  const saveBlob = async (type: BlobType, plaintext: Buffer) => {
     if (failure) throw failure;
-    if (hasBlob(id)) return { added: false, stored: 0 };
-    writer.add(type, id, sealed, rawLength);
+    const id = blobId(keys, plaintext);
+    if (hasBlob(id)) return { id, added: false };
     pending.add(id.toString('hex'));
     stats.blobsAdded++;
-    if (writer.full) await startUpload();
-    return { added: true, stored: sealed.length };
+    pool ??= createSealPool(keys, { workers: opts.sealWorkers });
+    const raw = plaintext.length;
+    sealingBytes += raw;
+    const job: Promise<void> = pool.submit(id, plaintext)
+      .then(async (sealed) => {
+        writer.add(type, id, sealed, raw);
+        stats.sealedBytes += sealed.length;
+        if (writer.full) await startUpload();
+      })
+      .catch((e) => { failure ??= e; })
+      .finally(() => { sealingBytes -= raw; sealing.delete(job); });
+    sealing.add(job);
+    // bounded memory: chunks waiting for a worker or a pack upload
+    while (sealingBytes > MAX_SEALING_BYTES && sealing.size) await Promise.race(sealing);
+    if (failure) throw failure;
+    return { id, added: true };
   };
 
   const repo: Repository = {
     backend, keys, config, index, stats,
     indexKeyOfPack: (n) => packIndexKey.get(n),
     hasBlob,
-    saveSealed,
-    async saveBlob(type, plaintext) {
-      const s = sealBlob(keys, plaintext);
-      const r = await saveSealed(type, s.id, s.sealed, s.rawLength);
-      return { id: s.id, ...r };
-    },
+    saveBlob,
     async loadBlob(id) {
       const loc = index.lookup(id);
       if (!loc) throw new RepositoryError('Missing', `blob ${toHex(id)} is in no index (incomplete repository)`);
@@ -180,6 +200,8 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
       }
     },
     async flush() {
+      while (sealing.size) await Promise.all(sealing);
+      if (failure) throw failure;
       if (writer.count > 0) await startUpload();
       await Promise.all(inFlight);
       if (failure) throw failure;
@@ -204,6 +226,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
       await backend.putNew(manifestKey(sealed.id), manifest);
       return id;
     },
+    async close() { await pool?.close(); },
     async listSnapshots() {
       const keysList: string[] = [];
       for await (const o of backend.list('snapshots/')) if (parseObjectKey(o.key)?.type === 'snapshot') keysList.push(o.key);
