@@ -79,6 +79,13 @@ export function openAuditLog(db: Db, headFile: string, now: () => Date): AuditLo
     const last = lastStmt().get() as { seq: number; hash: string } | undefined;
     if (last) writeFileSync(headFile, JSON.stringify({ seq: last.seq, hash: last.hash }) + '\n', { mode: 0o600 });
   };
+  // under load the head is rewritten at most every 50 ms (it only has to trail the log)
+  let headTimer: NodeJS.Timeout | undefined;
+  const scheduleHead = () => {
+    if (headTimer) return;
+    headTimer = setTimeout(() => { headTimer = undefined; writeHead(); }, 50);
+    headTimer.unref();
+  };
 
   const appendInTx = (e: AuditEntry): AuditRecord => {
     // read the tail inside the transaction: the CLI may append from another process
@@ -92,7 +99,8 @@ export function openAuditLog(db: Db, headFile: string, now: () => Date): AuditLo
     const hash = recordHash(rec);
     insert().run(rec.seq, rec.time, rec.requestId, rec.source, rec.accessKeyId, rec.remote, rec.operation, rec.bucket,
       rec.key, rec.versionId, rec.bytes, rec.status, rec.error, rec.detail ? JSON.stringify(rec.detail) : null, rec.prevHash, hash);
-    if (!headDirty) { headDirty = true; setImmediate(writeHead); }
+    headDirty = true;
+    scheduleHead();
     return { ...rec, hash };
   };
 

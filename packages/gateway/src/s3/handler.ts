@@ -71,9 +71,18 @@ function drainOrClose(req: IncomingMessage, res: ServerResponse): void {
 }
 
 export function s3Handler(ctx: Context, opts: HandlerOptions) {
+  // unsealed secrets, keyed by the sealed bytes: revocation still takes effect on the next request
+  // (activeKey is read from the database every time), only the AES-GCM unseal is saved
+  const unsealed = new Map<string, { sealed: Buffer; secret: string }>();
   const secretOf = (accessKeyId: string): string | undefined => {
     const k = ctx.meta.activeKey(accessKeyId);
-    return k ? unseal(ctx.master, k.sealed, accessKeyId) : undefined;
+    if (!k) { unsealed.delete(accessKeyId); return undefined; }
+    const hit = unsealed.get(accessKeyId);
+    if (hit && hit.sealed.equals(k.sealed)) return hit.secret;
+    const secret = unseal(ctx.master, k.sealed, accessKeyId);
+    if (unsealed.size > 10_000) unsealed.clear();
+    unsealed.set(accessKeyId, { sealed: Buffer.from(k.sealed), secret });
+    return secret;
   };
   const sourceOfKey = (accessKeyId: string | undefined): string => {
     if (!accessKeyId) return 'anonymous';

@@ -49,6 +49,10 @@ export function header(r: S3Request, name: string): string | undefined {
 export function verifiedBody(r: S3Request, maxBytes: number): Readable & { result(): BodyResult } {
   const v = createBodyVerifier(r.payload, r.headers, { maxBytes });
   r.req.on('error', (e) => v.destroy(e));
+  // the body may fail verification before its consumer starts reading (a small body arrives whole
+  // while storage opens its file): the error stays on the destroyed stream and reaches the consumer
+  // when it reads; this listener only keeps it from being an unhandled 'error' event
+  v.on('error', () => {});
   r.req.pipe(v);
   return v;
 }

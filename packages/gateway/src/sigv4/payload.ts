@@ -8,16 +8,16 @@
 // only the code that consumes a body knows one is expected (GET/HEAD never build a verifier).
 // Header-level problems found at construction are reported on the first write (or at end for an
 // empty body), never synchronously, so an 'error' can't fire before the consumer listens.
-import { createHash, type Hash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import { getHeader } from './canonical.ts';
 import {
-  checksumHeaderName, checksumMismatch, createChecksum, declaredTrailers, isValidChecksumValue,
-  planChecksum, type Checksum, type ChecksumPlan,
+  checksumHeaderName, checksumMismatch, declaredTrailers, isValidChecksumValue,
+  planChecksum, type ChecksumPlan,
 } from './checksums.ts';
 import { SigV4Error } from './errors.ts';
 import { AwsChunkedDecoder } from './streaming.ts';
+import { createHasher, type Hasher } from './hashing.ts';
 import type { BodyResult, PayloadSpec } from './types.ts';
 
 const DECIMAL = /^\d{1,15}$/;
@@ -52,10 +52,9 @@ class BodyVerifier extends Transform {
   private chunked = false;
   private bytes = 0;
   private readonly maxBytes: number;
-  private readonly md5: Hash = createHash('md5');
-  private sha256: Hash | null = null;
+  private hasher: Hasher | null = null;
+  private wantSha256 = false;
   private declaredSha256 = '';
-  private checksum: Checksum | null = null;
   private plan: ChecksumPlan | undefined;
   private contentMd5: Buffer | undefined;
   private final: BodyResult | undefined;
@@ -105,7 +104,7 @@ class BodyVerifier extends Transform {
         throw new SigV4Error('InvalidRequest', 'x-amz-trailer requires an aws-chunked payload with trailer.');
       }
       if (payload.kind === 'sha256') {
-        this.sha256 = createHash('sha256');
+        this.wantSha256 = true;
         this.declaredSha256 = payload.hex.toLowerCase();
       }
     }
@@ -113,8 +112,8 @@ class BodyVerifier extends Transform {
       throw new SigV4Error('EntityTooLarge', 'Your proposed upload exceeds the maximum allowed object size.');
     }
     this.plan = planChecksum(headers, trailerNames);
-    if (this.plan !== undefined) this.checksum = createChecksum(this.plan.algorithm);
     this.contentMd5 = parseContentMd5(headers);
+    this.hasher = createHasher({ sha256: this.wantSha256, checksum: this.plan?.algorithm ?? null, expectedBytes: this.expectedLength });
   }
 
   /** Refuses a chunk before reading it when it would exceed the limit or the declared length. */
@@ -137,9 +136,7 @@ class BodyVerifier extends Transform {
         ? 'The aws-chunked payload is longer than x-amz-decoded-content-length.'
         : 'The request body is longer than Content-Length.');
     }
-    this.md5.update(b);
-    this.sha256?.update(b);
-    this.checksum?.update(b);
+    this.hasher!.update(b);
     this.push(b);
   }
 
@@ -163,32 +160,33 @@ class BodyVerifier extends Transform {
       callback(this.pending);
       return;
     }
-    try {
-      this.final = this.finish();
-      callback();
-    } catch (e) {
-      callback(e as Error);
-    }
+    this.finish().then((r) => { this.final = r; callback(); }, (e: Error) => callback(e));
   }
 
-  private finish(): BodyResult {
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.final === undefined) this.hasher?.drop();
+    callback(error);
+  }
+
+  private async finish(): Promise<BodyResult> {
     this.decoder?.end();
     if (this.bytes < this.expectedLength) {
       throw new SigV4Error('IncompleteBody', this.chunked
         ? 'You did not provide the number of bytes specified by the x-amz-decoded-content-length header.'
         : 'You did not provide the number of bytes specified by the Content-Length HTTP header.');
     }
-    if (this.sha256 !== null && this.sha256.digest('hex') !== this.declaredSha256) {
+    const hashes = await this.hasher!.digest();
+    if (this.wantSha256 && hashes.sha256!.toString('hex') !== this.declaredSha256) {
       throw new SigV4Error('XAmzContentSHA256Mismatch', "The provided 'x-amz-content-sha256' header does not match what was computed.");
     }
-    const md5 = this.md5.digest();
+    const md5 = hashes.md5;
     if (this.contentMd5 !== undefined && !md5.equals(this.contentMd5)) {
       throw new SigV4Error('BadDigest', 'The Content-MD5 you specified did not match what we received.');
     }
     const result: BodyResult = { bytes: this.bytes, md5 };
-    if (this.plan !== undefined && this.checksum !== null) {
+    if (this.plan !== undefined) {
       const alg = this.plan.algorithm;
-      const computed = this.checksum.digest().toString('base64');
+      const computed = hashes.checksum!.toString('base64');
       const sent = this.plan.headerValue ?? this.decoder?.trailers.get(this.plan.trailerName ?? '');
       if (sent === undefined || !isValidChecksumValue(alg, sent)) {
         throw new SigV4Error('InvalidRequest', `Value for ${checksumHeaderName(alg)} trailing header is invalid.`);

@@ -4,11 +4,10 @@
 // metadata and calls commit(), which renames the file into place. If the process dies between
 // the two, recover() at the next start finds the pending file and either completes the rename
 // (metadata references it) or removes it (it never became visible).
-import { createWriteStream, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { randomId } from '../secrets.ts';
 import type { BlobStore, BlobWrite } from './types.ts';
 
@@ -31,6 +30,11 @@ function dirSyncer(dir: string): () => Promise<void> {
     return next;
   };
 }
+
+/** bytes written between background fdatasyncs of a large blob */
+const SYNC_EVERY = 8 * 1024 * 1024;
+/** bytes gathered before one writev */
+const WRITE_BATCH = 1024 * 1024;
 
 export function openFsStore(root: string): BlobStore {
   const pendingDir = join(root, 'pending');
@@ -55,16 +59,44 @@ export function openFsStore(root: string): BlobStore {
     async write(body: Readable): Promise<BlobWrite> {
       const id = randomId(16);
       const path = pendingPath(id);
-      const out = createWriteStream(path, { flags: 'wx', mode: 0o600, highWaterMark: 1 << 20 });
+      const fh = await open(path, 'wx', 0o600);
       let bytes = 0;
-      body.on('data', (c: Buffer) => { bytes += c.length; });
+      let unsynced = 0;
+      const syncs: Promise<void>[] = [];
+      let batch: Buffer[] = [];
+      let batchBytes = 0;
+      // one write in flight while the next batch arrives (receiving and writing overlap)
+      let writing: Promise<unknown> = Promise.resolve();
+      const writeBatch = async () => {
+        const parts = batch;
+        batch = [];
+        batchBytes = 0;
+        await writing;
+        writing = fh.writev(parts);
+      };
       try {
-        await pipeline(body, out);
-        const fh = await open(path, 'r+');
-        try { await fh.sync(); } finally { await fh.close(); }
+        for await (const c of body as AsyncIterable<Buffer>) {
+          batch.push(c);
+          batchBytes += c.length;
+          bytes += c.length;
+          unsynced += c.length;
+          if (batchBytes >= WRITE_BATCH) await writeBatch();
+          // flush to disk while the body is still arriving, so the final fsync has little left to do
+          if (unsynced >= SYNC_EVERY) {
+            unsynced = 0;
+            const w = writing;
+            syncs.push(w.then(() => fh.datasync()).catch(() => { /* the final sync reports */ }));
+          }
+        }
+        if (batchBytes) await writeBatch();
+        await writing;
+        await Promise.all(syncs);
+        await fh.sync();
+        await fh.close();
         await syncPending();
       } catch (e) {
-        out.destroy();
+        await writing.catch(() => { /* reported below */ });
+        await fh.close().catch(() => { /* already closed */ });
         await rm(path, { force: true });
         throw e;
       }

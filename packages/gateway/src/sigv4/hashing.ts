@@ -1,0 +1,101 @@
+// Hashes of a request body (MD5 for the ETag, SHA-256 of a signed payload, the flexible checksum).
+// MD5 alone costs most of a core at the speeds a 16 MiB upload arrives, so bodies that announce
+// at least OFFLOAD_BYTES are hashed on a small pool of worker threads, in 1 MiB batches, while the
+// main thread goes on serving connections; smaller bodies are hashed in place (a round trip to a
+// worker would cost more than it saves).
+import { createHash, type Hash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { createChecksum, type Checksum } from './checksums.ts';
+import type { ChecksumAlgorithm } from './types.ts';
+
+export interface BodyHashes { md5: Buffer; sha256: Buffer | null; checksum: Buffer | null }
+
+export interface Hasher {
+  update(b: Buffer): void;
+  digest(): Promise<BodyHashes>;
+  /** abandons the job (body refused): frees the worker's state */
+  drop(): void;
+}
+
+export const OFFLOAD_BYTES = 1024 * 1024;
+const BATCH = 1024 * 1024;
+
+function inlineHasher(sha256: boolean, alg: ChecksumAlgorithm | null): Hasher {
+  const md5: Hash = createHash('md5');
+  const sha: Hash | null = sha256 ? createHash('sha256') : null;
+  const sum: Checksum | null = alg ? createChecksum(alg) : null;
+  return {
+    update(b) { md5.update(b); sha?.update(b); sum?.update(b); },
+    digest: async () => ({ md5: md5.digest(), sha256: sha?.digest() ?? null, checksum: sum?.digest() ?? null }),
+    drop() { /* nothing held */ },
+  };
+}
+
+interface PoolWorker { w: Worker; jobs: number }
+let pool: PoolWorker[] | undefined;
+const waiting = new Map<number, (h: BodyHashes) => void>();
+let nextJob = 1;
+
+function workers(): PoolWorker[] {
+  if (pool) return pool;
+  const n = Math.max(1, Math.min(4, Number(process.env.SHELTERD_HASH_WORKERS ?? availableParallelism())));
+  pool = Array.from({ length: n }, () => {
+    const w = new Worker(new URL('./hashworker.ts', import.meta.url));
+    w.on('message', (m: { job: number; md5: Uint8Array; sha256: Uint8Array | null; checksum: Uint8Array | null }) => {
+      const done = waiting.get(m.job);
+      waiting.delete(m.job);
+      done?.({ md5: Buffer.from(m.md5), sha256: m.sha256 && Buffer.from(m.sha256), checksum: m.checksum && Buffer.from(m.checksum) });
+    });
+    // after adding the listener (which refs the port): idle workers must not keep a process alive
+    w.unref();
+    return { w, jobs: 0 };
+  });
+  return pool;
+}
+
+export function createHasher(opts: { sha256: boolean; checksum: ChecksumAlgorithm | null; expectedBytes: number }): Hasher {
+  if (opts.expectedBytes < OFFLOAD_BYTES || process.env.SHELTERD_HASH_WORKERS === '0') return inlineHasher(opts.sha256, opts.checksum);
+  const pw = workers().reduce((a, b) => (b.jobs < a.jobs ? b : a));
+  // a worker with jobs keeps the process alive until they finish; an idle one does not
+  if (pw.jobs++ === 0) pw.w.ref();
+  const release = () => { if (--pw.jobs === 0) pw.w.unref(); };
+  const job = nextJob++;
+  pw.w.postMessage({ kind: 'start', job, sha256: opts.sha256, checksum: opts.checksum });
+  let batch = new Uint8Array(BATCH);
+  let used = 0;
+  let finished = false;
+  const send = () => {
+    if (used === 0) return;
+    const data = used === BATCH ? batch : batch.slice(0, used);
+    pw.w.postMessage({ kind: 'data', job, data }, [data.buffer]);
+    batch = new Uint8Array(BATCH);
+    used = 0;
+  };
+  return {
+    update(b) {
+      let at = 0;
+      while (at < b.length) {
+        const n = Math.min(BATCH - used, b.length - at);
+        batch.set(b.subarray(at, at + n), used);
+        used += n;
+        at += n;
+        if (used === BATCH) send();
+      }
+    },
+    digest() {
+      send();
+      finished = true;
+      return new Promise<BodyHashes>((resolve) => {
+        waiting.set(job, (h) => { release(); resolve(h); });
+        pw.w.postMessage({ kind: 'end', job });
+      });
+    },
+    drop() {
+      if (finished) return;
+      finished = true;
+      release();
+      pw.w.postMessage({ kind: 'drop', job });
+    },
+  };
+}
