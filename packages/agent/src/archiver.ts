@@ -5,8 +5,9 @@
 import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, statSync, type BigIntStats } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { matchesGlob, resolve } from 'node:path';
-import { Chunker, decodeTree, encodeTree, type TreeNode } from '@shelter/format';
-import { joinPath, nodeType, readAccounts, statNode, type Accounts } from './fsnode.ts';
+import { Chunker, encodeTree, type TreeNode } from '@shelter/format';
+import { loadAllTrees } from './trees.ts';
+import { joinPath, nodeType, readAccounts, statNode } from './fsnode.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 
 export interface BackupOptions {
@@ -56,12 +57,15 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   };
   const statOf = (p: Buffer): BigIntStats => (opts.followSymlinks ? statSync(p, { bigint: true }) : lstatSync(p, { bigint: true }));
 
+  // the parent snapshot's whole hierarchy, loaded up front with grouped requests
+  let parentTrees = new Map<string, TreeNode[]>();
+  if (opts.parent) {
+    try { parentTrees = await loadAllTrees(repo, opts.parent.snapshot.tree); }
+    catch (e) { warn('(parent snapshot)', `cannot read the parent snapshot, every file is read again: ${(e as Error).message}`); }
+  }
   const parentChildren = async (subtree: Buffer | undefined): Promise<Map<string, TreeNode>> => {
     const m = new Map<string, TreeNode>();
-    if (!subtree) return m;
-    try {
-      for (const n of decodeTree(await repo.loadBlob(subtree))) m.set(n.name.toString('latin1'), n);
-    } catch (e) { warn('(parent snapshot)', `cannot read a parent tree, files are read again: ${(e as Error).message}`); }
+    for (const n of (subtree && parentTrees.get(subtree.toString('hex'))) || []) m.set(n.name.toString('latin1'), n);
     return m;
   };
 

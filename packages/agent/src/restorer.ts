@@ -1,13 +1,20 @@
 // `shelter restore`: recreates a snapshot's files under a target directory. Contents are
 // byte-identical; modes, times, symlinks, hard links, empty directories, special files, and
-// ownership when running as root. All-zero chunks are not written (holes stay holes: a sparse
-// file restores sparse). Memory stays bounded: one chunk at a time per file.
+// ownership when running as root.
+//
+// How: (1) load the whole hierarchy (grouped tree requests); (2) create directories, symlinks and
+// special files, and plan every file's chunks; (3) fetch data pack range by pack range (a few
+// concurrent ranged GETs, each at most a pack: memory stays bounded) and write every chunk to each
+// place it belongs (pwrite), skipping all-zero chunks so holes stay holes; (4) give files their
+// length, metadata and hard links, then directories their metadata, deepest first.
 import { chmodSync, closeSync, existsSync, ftruncateSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync, utimesSync, writeSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { matchesGlob, resolve } from 'node:path';
-import { decodeTree, type TreeNode } from '@shelter/format';
+import { toHex, type TreeNode } from '@shelter/format';
+import { fetchRange, forEachLimit, planRanges } from './blobfetch.ts';
 import { joinPath } from './fsnode.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
+import { loadAllTrees } from './trees.ts';
 
 export interface RestoreOptions {
   target: string;
@@ -15,6 +22,8 @@ export interface RestoreOptions {
   exclude?: string[];
   /** leave files that already exist in the target untouched */
   ignoreExisting?: boolean;
+  /** concurrent pack downloads (default 4) */
+  concurrency?: number;
   onProgress?: (p: { files: number; bytes: number; currentPath: string }) => void;
   onWarning?: (path: string, message: string) => void;
 }
@@ -23,12 +32,13 @@ export interface RestoreResult { files: number; dirs: number; bytes: number; war
 
 const toTime = (ns: bigint) => Number(ns) / 1e9;
 
+interface PlannedFile { path: Buffer; node: TreeNode; failed: boolean }
+
 export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opts: RestoreOptions): Promise<RestoreResult> {
   const target = Buffer.from(resolve(opts.target));
   mkdirSync(target, { recursive: true });
   const asRoot = process.getuid?.() === 0;
   const result: RestoreResult = { files: 0, dirs: 0, bytes: 0, warnings: 0 };
-  const hardlinks = new Map<string, Buffer>(); // device:inode -> first restored path
   const warn = (p: Buffer, m: string) => { result.warnings++; opts.onWarning?.(p.toString(), m); };
   const selected = (rel: string, isDir: boolean) => {
     const base = rel.slice(rel.lastIndexOf('/') + 1);
@@ -36,7 +46,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     if (isDir || !opts.include?.length) return true;
     return opts.include.some((g) => matchesGlob(rel, g) || matchesGlob(base, g) || rel.startsWith(g.replace(/\/\*\*$/, '') + '/'));
   };
-
+  const exists = (p: Buffer) => { try { lstatSync(p); return true; } catch { return false; } };
   const setMeta = (path: Buffer, n: TreeNode, isLink: boolean) => {
     try {
       if (asRoot) lchownSync(path, n.uid, n.gid);
@@ -45,90 +55,126 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     } catch (e) { warn(path, `cannot set metadata: ${(e as Error).message}`); }
   };
 
-  async function writeFile(path: Buffer, n: TreeNode): Promise<void> {
-    const fd = openSync(path, 'w', 0o600);
-    let offset = 0;
-    let zeros = Buffer.alloc(0);
-    try {
-      for (const id of n.content ?? []) {
-        const chunk = await repo.loadBlob(id);
-        if (zeros.length < chunk.length) zeros = Buffer.alloc(chunk.length);
-        // an all-zero chunk is a hole: skip it, the final truncate gives the file its length
-        if (!chunk.equals(zeros.subarray(0, chunk.length))) {
-          let done = 0;
-          while (done < chunk.length) done += writeSync(fd, chunk, done, chunk.length - done, offset + done);
-        }
-        offset += chunk.length;
-        result.bytes += chunk.length;
-      }
-      ftruncateSync(fd, offset);
-    } finally { closeSync(fd); }
-    if (n.size !== undefined && offset !== n.size) warn(path, `restored ${offset} bytes, the snapshot recorded ${n.size}`);
-  }
+  // (1) the hierarchy
+  const trees = await loadAllTrees(repo, snap.snapshot.tree);
 
-  async function restoreDir(dir: Buffer, rel: string, subtree: Buffer): Promise<void> {
-    let nodes: TreeNode[];
-    try { nodes = decodeTree(await repo.loadBlob(subtree)); }
-    catch (e) { warn(dir, `cannot read directory listing: ${(e as Error).message}`); return; }
-    const dirsAfter: Array<[Buffer, TreeNode]> = [];
+  // (2) directories, links, special files; the plan of file contents
+  const files: PlannedFile[] = [];
+  const links: Array<{ path: Buffer; first: PlannedFile; node: TreeNode }> = [];
+  const hardlinks = new Map<string, PlannedFile>();
+  const dirs: Array<[Buffer, TreeNode]> = [];
+  const walk = (dir: Buffer, rel: string, subtree: Buffer) => {
+    const nodes = trees.get(toHex(subtree));
+    if (!nodes) { warn(dir, 'directory listing missing from the snapshot'); return; }
     for (const n of nodes) {
       const path = joinPath(dir, n.name);
       const childRel = rel ? `${rel}/${n.name.toString()}` : n.name.toString();
       if (!selected(childRel, n.type === 'dir')) continue;
-      const exists = existsSync(path) || (() => { try { lstatSync(path); return true; } catch { return false; } })();
       try {
         switch (n.type) {
           case 'dir':
-            if (!exists) mkdirSync(path, { mode: 0o700 });
+            if (!existsSync(path)) mkdirSync(path, { mode: 0o700 });
             result.dirs++;
-            await restoreDir(path, childRel, n.subtree!);
-            dirsAfter.push([path, n]);
-            continue;
+            walk(path, childRel, n.subtree!);
+            dirs.push([path, n]);
+            break;
           case 'file': {
-            if (exists && opts.ignoreExisting) continue;
+            if (exists(path) && opts.ignoreExisting) break;
             const linkKey = n.links !== undefined && n.links > 1 && n.inode !== undefined ? `${n.device}:${n.inode}` : undefined;
             const first = linkKey ? hardlinks.get(linkKey) : undefined;
-            if (first) {
-              if (exists) throw new Error('exists');
-              linkSync(first, path);
-              result.files++;
-              continue;
-            }
-            await writeFile(path, n);
-            if (linkKey) hardlinks.set(linkKey, path);
-            result.files++;
-            opts.onProgress?.({ files: result.files, bytes: result.bytes, currentPath: path.toString() });
+            if (first) { links.push({ path, first, node: n }); break; }
+            const f: PlannedFile = { path, node: n, failed: false };
+            closeSync(openSync(path, 'w', 0o600)); // created (and emptied) now; filled in (3)
+            files.push(f);
+            if (linkKey) hardlinks.set(linkKey, f);
             break;
           }
           case 'symlink':
-            if (exists) { if (opts.ignoreExisting) continue; throw new Error('a file of that name already exists'); }
+            if (exists(path)) { if (opts.ignoreExisting) break; throw new Error('a file of that name already exists'); }
             symlinkSync(n.target!, path);
             setMeta(path, n, true);
-            continue;
+            break;
           case 'fifo':
-            if (!exists) execFileSync('mkfifo', ['-m', (n.mode & 0o777).toString(8), path.toString()]);
+            if (!exists(path)) execFileSync('mkfifo', ['-m', (n.mode & 0o777).toString(8), path.toString()]);
+            setMeta(path, n, false);
             break;
           case 'chardev':
-          case 'blockdev':
-            if (!asRoot) { warn(path, 'device files are restored only as root'); continue; }
-            if (!exists) {
+          case 'blockdev': {
+            if (!asRoot) { warn(path, 'device files are restored only as root'); break; }
+            if (!exists(path)) {
               const rdev = n.rdev ?? 0n;
               const major = Number((rdev >> 8n) & 0xfffn), minor = Number((rdev & 0xffn) | ((rdev >> 12n) & 0xfff00n));
               execFileSync('mknod', [path.toString(), n.type === 'chardev' ? 'c' : 'b', String(major), String(minor)]);
             }
+            setMeta(path, n, false);
             break;
+          }
           case 'socket':
-            continue; // sockets belong to a running process: nothing to restore
+            break; // sockets belong to a running process: nothing to restore
         }
-        setMeta(path, n, false);
-      } catch (e) {
-        warn(path, `cannot restore: ${(e as Error).message}`);
+      } catch (e) { warn(path, `cannot restore: ${(e as Error).message}`); }
+    }
+  };
+  walk(target, '', snap.snapshot.tree);
+
+  // (3) contents: where each chunk goes
+  const places = new Map<string, Array<{ file: PlannedFile; offset: number }>>();
+  for (const f of files) {
+    let offset = 0;
+    for (const id of f.node.content ?? []) {
+      const hex = toHex(id);
+      let list = places.get(hex);
+      if (!list) places.set(hex, (list = []));
+      list.push({ file: f, offset });
+      offset += repo.index.lookup(id)?.rawLength ?? 0;
+    }
+  }
+  const ranges = planRanges(repo, [...places.keys()].map((h) => Buffer.from(h, 'hex')));
+  let zeros = Buffer.alloc(0);
+  await forEachLimit(ranges, opts.concurrency ?? 4, async (r) => {
+    try {
+      await fetchRange(repo, r, (e, chunk) => {
+        if (zeros.length < chunk.length) zeros = Buffer.alloc(chunk.length);
+        // an all-zero chunk is a hole: not written, the final truncate gives the file its length
+        const hole = chunk.equals(zeros.subarray(0, chunk.length));
+        for (const p of places.get(toHex(e.id)) ?? []) {
+          if (p.file.failed) continue;
+          result.bytes += chunk.length;
+          if (hole) continue;
+          try {
+            const fd = openSync(p.file.path, 'r+');
+            try {
+              let done = 0;
+              while (done < chunk.length) done += writeSync(fd, chunk, done, chunk.length - done, p.offset + done);
+            } finally { closeSync(fd); }
+          } catch (err) { p.file.failed = true; warn(p.file.path, `cannot write: ${(err as Error).message}`); }
+        }
+      });
+    } catch (err) {
+      for (const e of r.entries) for (const p of places.get(toHex(e.id)) ?? []) {
+        if (!p.file.failed) { p.file.failed = true; warn(p.file.path, `content unavailable: ${(err as Error).message}`); }
       }
     }
-    // directories last: writing their children changed their mtimes
-    for (const [path, n] of dirsAfter) setMeta(path, n, false);
-  }
+    opts.onProgress?.({ files: result.files, bytes: result.bytes, currentPath: '' });
+  });
 
-  await restoreDir(target, '', snap.snapshot.tree);
+  // (4) lengths, metadata, hard links, then directories deepest first
+  for (const f of files) {
+    if (f.failed) continue;
+    try {
+      const fd = openSync(f.path, 'r+');
+      try { ftruncateSync(fd, f.node.size ?? 0); } finally { closeSync(fd); }
+      setMeta(f.path, f.node, false);
+      result.files++;
+    } catch (e) { warn(f.path, `cannot finish: ${(e as Error).message}`); }
+  }
+  for (const l of links) {
+    try {
+      if (exists(l.path)) throw new Error('a file of that name already exists');
+      linkSync(l.first.path, l.path);
+      result.files++;
+    } catch (e) { warn(l.path, `cannot link: ${(e as Error).message}`); }
+  }
+  for (const [path, n] of dirs) setMeta(path, n, false); // dirs were pushed children first
   return result;
 }

@@ -1,0 +1,69 @@
+// Reading many blobs with few requests: blobs are grouped by pack, and each group is fetched with
+// one ranged GET covering all of them (packs are written in one go, so blobs needed together are
+// usually close together). Used to load whole directory trees (restore, check, the parent snapshot
+// of an incremental backup) and by the restorer for file contents.
+import { extractBlob, packKey, toHex, type PackEntry } from '@shelter/format';
+import { RepositoryError, type Repository } from './repository.ts';
+
+/** a gap larger than this between needed blobs splits a pack's range in two requests */
+const MAX_GAP = 4 * 1024 * 1024;
+
+export interface PackRange { pack: number; start: number; end: number; entries: PackEntry[] }
+
+/** Groups blobs by pack into covering ranges (offset order). Unknown ids throw Missing. */
+export function planRanges(repo: Repository, ids: Iterable<Buffer>): PackRange[] {
+  const byPack = new Map<number, PackEntry[]>();
+  const seen = new Set<string>();
+  for (const id of ids) {
+    const hex = toHex(id);
+    if (seen.has(hex)) continue;
+    seen.add(hex);
+    const loc = repo.index.lookup(id);
+    if (!loc) throw new RepositoryError('Missing', `blob ${hex} is in no index (incomplete repository)`);
+    let list = byPack.get(loc.pack);
+    if (!list) byPack.set(loc.pack, (list = []));
+    list.push({ type: 'data', id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength });
+  }
+  const ranges: PackRange[] = [];
+  for (const [pack, entries] of byPack) {
+    entries.sort((a, b) => a.offset - b.offset);
+    let cur: PackRange | undefined;
+    for (const e of entries) {
+      if (cur && e.offset - cur.end - 1 <= MAX_GAP) {
+        cur.end = Math.max(cur.end, e.offset + e.length - 1);
+        cur.entries.push(e);
+      } else {
+        cur = { pack, start: e.offset, end: e.offset + e.length - 1, entries: [e] };
+        ranges.push(cur);
+      }
+    }
+  }
+  return ranges;
+}
+
+/** Fetches one range and decrypts each of its blobs, handing them to `each`. */
+export async function fetchRange(repo: Repository, r: PackRange, each: (e: PackEntry, plaintext: Buffer) => void | Promise<void>): Promise<void> {
+  const key = packKey(repo.index.packId(r.pack));
+  const bytes = await repo.backend.get(key, { start: r.start, end: r.end });
+  if (!bytes) throw new RepositoryError('Missing', `pack ${key} is missing`);
+  for (const e of r.entries) {
+    let plain: Buffer;
+    try { plain = extractBlob(repo.keys, bytes, e, r.start); }
+    catch (err) { throw new RepositoryError('Corrupt', `blob ${toHex(e.id)} in ${key} does not decrypt: ${(err as Error).message}`, { cause: err }); }
+    await each(e, plain);
+  }
+}
+
+export async function forEachLimit<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  }));
+}
+
+/** Loads blobs by id (grouped requests), returning plaintexts by hex id. */
+export async function fetchBlobs(repo: Repository, ids: Iterable<Buffer>, concurrency = 8): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  await forEachLimit(planRanges(repo, ids), concurrency, (r) => fetchRange(repo, r, (e, p) => { out.set(toHex(e.id), p); }));
+  return out;
+}
