@@ -8,15 +8,14 @@
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DatabaseSync } from 'node:sqlite';
 import {
   auditRecords, createOperatorKey, createServer, removeDir, shelterd, startGateway,
-  type AuditRecord, type Gateway, type S3Credentials,
-} from '../lib/gateway.ts';
+  type AuditRecord, type Gateway, type S3Credentials, filesUnder } from '../lib/gateway.ts';
 import {
   RawS3, crc32Base64, encodeSignedChunks, listAllVersions, md5Base64, sha256Hex, signChunks, signTrailer,
   xmlBlocks, xmlValue, type RawResponse, type SignedRequest,
@@ -155,14 +154,6 @@ async function getRetention(s3: RawS3, bucket: string, key: string, versionId: s
   return { mode: xmlValue(r.text, 'Mode'), until: new Date(xmlValue(r.text, 'RetainUntilDate') ?? 0) };
 }
 
-function walk(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...walk(p)); else out.push(p);
-  }
-  return out;
-}
 
 // =============================================================================================
 
@@ -950,9 +941,9 @@ describe('attacks on shelterd', { timeout: 240_000 }, () => {
       }
       // nothing named after the keys exists anywhere: not in the sandbox around the data dir, not in /tmp
       assert.ok(!existsSync(join(tmpdir(), canary)), `/tmp/${canary} was created`);
-      const outside = walk(sandbox).filter((p) => !p.startsWith(dataDir + '/'));
+      const outside = filesUnder(sandbox).filter((p) => !p.startsWith(dataDir + '/'));
       assert.deepEqual(outside, [], `files appeared outside the data directory: ${outside.join(', ')}`);
-      const named = walk(dataDir).filter((p) => /passwd|canary/.test(relative(dataDir, p)));
+      const named = filesUnder(dataDir).filter((p) => /passwd|canary/.test(relative(dataDir, p)));
       assert.deepEqual(named, [], `objects must be stored under gateway-generated ids, found ${named.join(', ')}`);
       // and reading through traversal never reaches real files
       const etcPasswd = existsSync('/etc/passwd') ? readFileSync('/etc/passwd', 'utf8') : 'root:x:0:0';

@@ -11,10 +11,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, statSync } from 'node:fs';
-import { join, relative, sep } from 'node:path';
+import { statSync } from 'node:fs';
+import { relative, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createServer, removeDir, shelterd, startGateway, tempDir, type Gateway, type S3Credentials } from '../lib/gateway.ts';
+import { createServer, removeDir, shelterd, startGateway, tempDir, type Gateway, type S3Credentials, filesUnder } from '../lib/gateway.ts';
 import { RawS3, listAllVersions, sha256Hex, xmlBlocks, xmlValue, type RawResponse } from '../lib/raw-s3.ts';
 
 const MiB = 1024 * 1024;
@@ -168,20 +168,12 @@ async function checkVersions(label: string, full = false): Promise<void> {
   for (const a of acked.values()) assert.ok(listedKeys.has(a.key), `${label}: ${a.key} missing from ListObjectsV2`);
 }
 
-function walk(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...walk(p)); else out.push(p);
-  }
-  return out;
-}
 
 const TEMP_DIR = /^(tmp|temp|pending|partial|incoming|staging|\.tmp)$/i;
 const TEMP_NAME = /(\.tmp|\.partial|\.part|\.inprogress)(-|\.|$)|~$/i;
 
 function leftovers(): string[] {
-  return walk(dataDir).filter((p) => {
+  return filesUnder(dataDir).filter((p) => {
     const rel = relative(dataDir, p);
     const parts = rel.split(sep);
     return parts.slice(0, -1).some((d) => TEMP_DIR.test(d)) || TEMP_NAME.test(parts[parts.length - 1]!);
@@ -201,7 +193,7 @@ async function checkNoOrphanBytes(label: string): Promise<void> {
   for (const u of await openUploads()) for (const p of (await listParts(u.key, u.uploadId)).parts) stored += p.size;
   let onDisk = 0;
   const counted: string[] = [];
-  for (const p of walk(dataDir)) {
+  for (const p of filesUnder(dataDir)) {
     const rel = relative(dataDir, p);
     if (/^meta\.db/.test(rel) || rel.startsWith(`tls${sep}`) || /\.key$|\.pem$/.test(rel)) continue;
     const size = statSync(p).size;

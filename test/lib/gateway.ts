@@ -2,7 +2,7 @@
 // and runs the `shelterd` CLI. Every end-to-end test goes through here, so the process is started
 // exactly as a user would start it (same binary, same flags).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -113,4 +113,9 @@ export function auditRecords(dataDir: string): AuditRecord[] {
 
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** every file (not directory) below `dir`, recursively */
+export function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => !e.isDirectory()).map((e) => join(e.parentPath, e.name));
 }

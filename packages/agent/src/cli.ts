@@ -1,7 +1,7 @@
 // The `shelter` command line. Exit codes (also in `shelter --help`):
 //   0 success   1 failure   2 usage or configuration error   3 backup finished with warnings
 //   4 check found problems   5 wrong key (fingerprint lock)   6 storage unreachable or access denied
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
