@@ -39,6 +39,8 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   const referencedPacks = new Set<number>();
   const unresolved: Buffer[] = [];
   const readBuf = Buffer.allocUnsafe(READ_SIZE);
+  // one chunker for the whole run: building its gear table costs an AES call; end() resets it
+  const chunker = new Chunker(repo.keys, repo.config.chunker);
   const visitedDirs = new Set<string>();
 
   const warn = (path: Buffer | string, message: string) => {
@@ -75,7 +77,6 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
 
   async function saveContent(path: Buffer, size: number): Promise<{ ids: Buffer[]; bytes: number }> {
     const fd = openSync(path, 'r');
-    const chunker = new Chunker(repo.keys, repo.config.chunker);
     const ids: Buffer[] = [];
     let carry: Buffer[] = []; // bytes since the last cut
     let carryBytes = 0;
@@ -93,7 +94,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
         const data = readBuf.subarray(0, n);
         let last = 0;
         for (const cut of chunker.push(data)) {
-          const local = cut - position; // cut offsets count from the start of the stream
+          const local = cut; // offsets within the buffer just pushed
           const piece = data.subarray(last, local);
           // saveBlob hashes and copies the chunk before it returns: a view of readBuf is safe here
           const chunk = carryBytes ? Buffer.concat([...carry, piece]) : piece;
@@ -106,8 +107,8 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
         progress.bytesRead += n;
       }
       if (carryBytes) await emit(Buffer.concat(carry));
-      chunker.end();
     } finally {
+      chunker.end(); // resets it for the next file, also after an error
       closeSync(fd);
     }
     if (position !== size) warn(path, `changed while being read (${size} bytes at stat, ${position} read)`);

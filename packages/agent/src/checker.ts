@@ -54,7 +54,9 @@ export async function checkRepository(repo: Repository, opts: { readData?: boole
     for (const [id, size] of packSizes) {
       opts.onProgress?.(`reading pack ${id.slice(0, 12)}`);
       const key = packKey(id);
-      const bytes = await repo.backend.get(key);
+      let bytes: Buffer | undefined;
+      try { bytes = await repo.backend.get(key); }
+      catch (e) { packsRead++; problem(`pack ${key} cannot be read: ${(e as Error).message}`); continue; }
       packsRead++;
       if (!bytes) { problem(`pack ${key} disappeared while checking`); continue; }
       if (bytes.length !== size) problem(`pack ${key}: ${bytes.length} bytes read, the listing says ${size} (truncated?)`);

@@ -282,7 +282,7 @@ program.command('config').description('configuration').command('validate').descr
 function exitCodeOf(e: unknown): number {
   if (e instanceof ConfigError || e instanceof KeyError) return EXIT.usage;
   if (e instanceof RepositoryError) return e.code === 'WrongKey' ? EXIT.wrongKey : EXIT.failure;
-  if (e instanceof BackendError) return e.code === 'Config' ? EXIT.usage : EXIT.storage;
+  if (e instanceof BackendError) return e.code === 'Config' ? EXIT.usage : e.code === 'Integrity' ? EXIT.failure : EXIT.storage;
   if (e instanceof FormatError && e.code === 'WrongKey') return EXIT.wrongKey;
   return EXIT.failure;
 }

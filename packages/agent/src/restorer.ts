@@ -128,6 +128,11 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
       list.push({ file: f, offset });
       offset += repo.index.lookup(id)?.rawLength ?? 0;
     }
+    // the chunks must add up to the recorded length: anything else is a damaged snapshot
+    if (f.node.size !== undefined && offset !== f.node.size) {
+      f.failed = true;
+      warn(f.path, `its chunks hold ${offset} bytes but the snapshot recorded ${f.node.size}: not restored`);
+    }
   }
   const ranges = planRanges(repo, [...places.keys()].map((h) => Buffer.from(h, 'hex')));
   let zeros = Buffer.alloc(0);

@@ -63,6 +63,9 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       throw new BackendError('Server', `${what}: ${e.name} (HTTP ${e.$metadata.httpStatusCode ?? '?'}): ${e.message}`, { cause: e });
     }
     const code = (e as { code?: string }).code ?? '';
+    if (/checksum mismatch/i.test((e as Error).message ?? '')) {
+      throw new BackendError('Integrity', `${what}: the object failed its integrity check (checksum mismatch): it is damaged in storage`, { cause: e });
+    }
     if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(code)) throw new BackendError('Tls', `${what}: TLS error talking to ${url.origin} (${code}); pass the gateway's CA with --ca-cert`, { cause: e });
     throw new BackendError('Network', `${what}: ${(e as Error).message ?? String(e)} (${location})`, { cause: e });
   };

@@ -21,7 +21,7 @@ export interface Backend {
 }
 
 export class BackendError extends Error {
-  readonly code: 'AccessDenied' | 'NoSuchBucket' | 'Network' | 'Tls' | 'Server' | 'Config';
+  readonly code: 'AccessDenied' | 'NoSuchBucket' | 'Network' | 'Tls' | 'Server' | 'Config' | 'Integrity';
   constructor(code: BackendError['code'], message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;

@@ -7,7 +7,7 @@
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { randomId } from '../secrets.ts';
 import type { BlobStore, BlobWrite } from './types.ts';
 
@@ -127,7 +127,17 @@ export function openFsStore(root: string): BlobStore {
       const path = await locate(id);
       if (!path) throw Object.assign(new Error(`blob ${id} is missing from storage`), { code: 'ENOENT' });
       const fh = await open(path, 'r');
-      return fh.createReadStream({ start, end, highWaterMark: 1 << 20, autoClose: true });
+      const stream = fh.createReadStream({ start, end, highWaterMark: 1 << 20, autoClose: true });
+      // a file shorter than its metadata says (damaged disk) must fail the response, not end it
+      // early: a short body with a full Content-Length would leave the client waiting
+      const expected = end - start + 1;
+      let got = 0;
+      const checked = new Transform({
+        transform(c: Buffer, _e, cb) { got += c.length; cb(null, c); },
+        flush(cb) { cb(got < expected ? new Error(`blob ${id} is shorter than recorded (${got} of ${expected} bytes): storage is damaged`) : null); },
+      });
+      stream.on('error', (e) => checked.destroy(e));
+      return stream.pipe(checked);
     },
 
     async stat(id: string): Promise<number | undefined> {
