@@ -3,6 +3,14 @@
 // that every pack is intact (its SHA-256 is its name) and every blob in it decrypts.
 import { FormatError, decodeTree, extractBlob, packKey, parseObjectKey, readPackHeader, toHex, type PackEntry } from '@shelter/format';
 import type { Repository } from './repository.ts';
+import { BackendError } from './backend/types.ts';
+
+/**
+ * Errors that mean the storage cannot be reached or refuses us (after retries): the check stops
+ * (exit 6). Damaged data and an object the server keeps failing on are problems of the repository:
+ * reported, and the check goes on.
+ */
+const unreachable = (e: unknown) => e instanceof BackendError && (e.code === 'Network' || e.code === 'Tls' || e.code === 'AccessDenied' || e.code === 'NoSuchBucket' || e.code === 'Config');
 
 export interface CheckResult { ok: boolean; problems: string[]; snapshots: number; blobs: number; packs: number; packsRead: number }
 
@@ -33,7 +41,11 @@ export async function checkRepository(repo: Repository, opts: { readData?: boole
     if (!needBlob(treeId, where)) return;
     let nodes;
     try { nodes = decodeTree(await repo.loadBlob(treeId)); }
-    catch (e) { problem(`${where}: tree ${hex} is unreadable: ${(e as Error).message}`); return; }
+    catch (e) {
+      if (unreachable(e)) throw e; // the storage, not the repository, is the problem: exit 6
+      problem(`${where}: tree ${hex} is unreadable: ${(e as Error).message}`);
+      return;
+    }
     for (const n of nodes) {
       const path = `${where}/${n.name.toString()}`;
       if (n.type === 'dir' && n.subtree) await walk(n.subtree, path);
@@ -56,7 +68,12 @@ export async function checkRepository(repo: Repository, opts: { readData?: boole
       const key = packKey(id);
       let bytes: Buffer | undefined;
       try { bytes = await repo.backend.get(key); }
-      catch (e) { packsRead++; problem(`pack ${key} cannot be read: ${(e as Error).message}`); continue; }
+      catch (e) {
+        if (unreachable(e)) throw e;
+        packsRead++;
+        problem(`pack ${key} cannot be read: ${(e as Error).message}`);
+        continue;
+      }
       packsRead++;
       if (!bytes) { problem(`pack ${key} disappeared while checking`); continue; }
       if (bytes.length !== size) problem(`pack ${key}: ${bytes.length} bytes read, the listing says ${size} (truncated?)`);

@@ -4,8 +4,8 @@
 import { Command } from 'commander';
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { FormatError, formatRecoveryKit, decodeTree, toHex, type TreeNode } from '@shelter/format';
+import { dirname, join, resolve } from 'node:path';
+import { FormatError, createRepository, formatRecoveryKit, decodeTree, toHex, type TreeNode } from '@shelter/format';
 import { backupFiles } from './archiver.ts';
 import { BackendError } from './backend/types.ts';
 import { openS3Backend } from './backend/s3.ts';
@@ -116,9 +116,14 @@ program.command('init')
     else if (cfg.key.file && existsSync(cfg.key.file)) master = parseKeyFile(readFileSync(cfg.key.file));
     let created = false;
     if (existing === undefined) {
-      const r = await initRepository(backend, master);
-      if (!master && cfg.key.file) writeKeyFile(cfg.key.file, r.master);
-      master = r.master;
+      const made = createRepository(master ? { master } : {});
+      // the key is safe on disk before the repository exists: never a repository without its key
+      if (!master && cfg.key.file) {
+        mkdirSync(dirname(cfg.key.file), { recursive: true, mode: 0o700 });
+        writeKeyFile(cfg.key.file, made.master);
+      }
+      await initRepository(backend, made.configBytes);
+      master = made.master;
       created = true;
     } else if (!master) {
       throw new ConfigError(`${backend.location} already holds a repository: give its key (--key-file of an existing key file, or SHELTER_KEY)`);

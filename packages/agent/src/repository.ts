@@ -2,7 +2,7 @@
 // the pack being filled, uploads (bounded concurrency), index objects, snapshots and manifests.
 // Everything it writes is new and named after its content: no delete, no overwrite.
 import {
-  BlobIndex, CONFIG_KEY, blobId, FormatError, PackWriter, createRepository, encodeManifest, extractBlob, indexKey, manifestKey, openIndex,
+  BlobIndex, CONFIG_KEY, blobId, FormatError, PackWriter, encodeManifest, extractBlob, indexKey, manifestKey, openIndex,
   openRepository, openSnapshot, packKey, parseObjectKey, readPackHeader, sealIndex, sealSnapshot, snapshotKey, toHex,
   type BlobType, type IndexedPack, type PackEntry, type ParsedConfig, type RepoKeys, type Snapshot,
 } from '@shelter/format';
@@ -46,12 +46,18 @@ export interface Repository {
   close(): Promise<void>;
 }
 
-export async function initRepository(backend: Backend, master?: Buffer): Promise<{ master: Buffer; config: ParsedConfig }> {
-  if ((await backend.head(CONFIG_KEY)) !== undefined) throw new RepositoryError('Exists', `${backend.location} already holds a repository (config exists)`);
-  const made = createRepository(master ? { master } : {});
-  const r = await backend.putNew(CONFIG_KEY, made.configBytes);
-  if (r === 'exists') throw new RepositoryError('Exists', `${backend.location} already holds a repository (config exists)`);
-  return { master: made.master, config: { ...made.config, mac: Buffer.alloc(32) } };
+/**
+ * Writes the `config` of a new repository. Idempotent: if an earlier attempt stored it but its
+ * answer was lost (a 500 after the write, a reset), the retry finds these very bytes and succeeds.
+ * The caller keeps the master key safe BEFORE calling this: once config is on immutable storage a
+ * lost key cannot be replaced.
+ */
+export async function initRepository(backend: Backend, configBytes: Buffer): Promise<void> {
+  const r = await backend.putNew(CONFIG_KEY, configBytes);
+  if (r === 'created') return;
+  const stored = await backend.get(CONFIG_KEY);
+  if (stored && stored.equals(configBytes)) return;
+  throw new RepositoryError('Exists', `${backend.location} already holds a repository (config exists)`);
 }
 
 async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
@@ -228,8 +234,13 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     },
     async close() { await pool?.close(); },
     async listSnapshots() {
+      // a snapshot exists once its manifest does (the manifest is written last): a backup killed
+      // between the two left a snapshot object that is no snapshot
       const keysList: string[] = [];
-      for await (const o of backend.list('snapshots/')) if (parseObjectKey(o.key)?.type === 'snapshot') keysList.push(o.key);
+      for await (const o of backend.list('manifests/')) {
+        const p = parseObjectKey(o.key);
+        if (p?.type === 'manifest') keysList.push(snapshotKey(p.id!));
+      }
       const out = await mapLimit(keysList, 8, async (key) => {
         const bytes = await backend.get(key);
         if (!bytes) return undefined;

@@ -14,6 +14,7 @@ import { toHex, type TreeNode } from '@shelter/format';
 import { fetchRange, forEachLimit, planRanges } from './blobfetch.ts';
 import { joinPath } from './fsnode.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
+import { BackendError } from './backend/types.ts';
 import { loadAllTrees } from './trees.ts';
 
 export interface RestoreOptions {
@@ -156,6 +157,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
         }
       });
     } catch (err) {
+      // storage unreachable (after retries): stop, rather than leave hundreds of empty files
+      if (err instanceof BackendError && err.code !== 'Integrity') throw err;
       for (const e of r.entries) for (const p of places.get(toHex(e.id)) ?? []) {
         if (!p.file.failed) { p.file.failed = true; warn(p.file.path, `content unavailable: ${(err as Error).message}`); }
       }

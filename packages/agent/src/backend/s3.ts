@@ -42,7 +42,7 @@ export function openS3Backend(o: S3BackendOptions): Backend {
     region: o.region ?? 'us-east-1',
     forcePathStyle: o.pathStyle ?? true,
     credentials: { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey },
-    maxAttempts: o.maxAttempts ?? 8,
+    maxAttempts: o.maxAttempts ?? 8, // the SDK's own retries: 5xx, throttling, timeouts, resets
     retryMode: 'standard',
     requestChecksumCalculation: o.legacyChecksums ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
     responseChecksumValidation: o.legacyChecksums ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
@@ -59,6 +59,9 @@ export function openS3Backend(o: S3BackendOptions): Backend {
   const fail = (e: unknown, what: string): never => {
     if (e instanceof S3ServiceException) {
       if (e.name === 'AccessDenied' || e.$metadata.httpStatusCode === 403) throw new BackendError('AccessDenied', `${what}: access denied by ${location} (${e.name}: ${e.message})`, { cause: e });
+      if (e.name === 'InvalidRange' || e.$metadata.httpStatusCode === 416) {
+        throw new BackendError('Integrity', `${what}: the object is shorter than the repository index says (truncated?)`, { cause: e });
+      }
       if (e.name === 'NoSuchBucket') throw new BackendError('NoSuchBucket', `${what}: bucket ${bucket} does not exist at ${url.origin}`, { cause: e });
       throw new BackendError('Server', `${what}: ${e.name} (HTTP ${e.$metadata.httpStatusCode ?? '?'}): ${e.message}`, { cause: e });
     }
@@ -69,17 +72,32 @@ export function openS3Backend(o: S3BackendOptions): Backend {
     if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(code)) throw new BackendError('Tls', `${what}: TLS error talking to ${url.origin} (${code}); pass the gateway's CA with --ca-cert`, { cause: e });
     throw new BackendError('Network', `${what}: ${(e as Error).message ?? String(e)} (${location})`, { cause: e });
   };
+  const maxAttempts = o.maxAttempts ?? 8;
+  /** worth another try: the connection failed while the body was read; not refusals nor damaged data */
+  const transient = (e: unknown): boolean => {
+    if (/checksum mismatch/i.test((e as Error)?.message ?? '')) return false;
+    // an S3 error response was already retried by the SDK: only failures after it (reading the body) are ours
+    return !(e instanceof S3ServiceException);
+  };
+  const backoff = (attempt: number) => new Promise((r) => setTimeout(r, Math.min(10_000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2)));
   const isMissing = (e: unknown) => e instanceof S3ServiceException && (e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata.httpStatusCode === 404);
 
   return {
     location,
     async get(key, range) {
-      try {
-        const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range ? `bytes=${range.start}-${range.end}` : undefined }));
-        return Buffer.from(await r.Body!.transformToByteArray());
-      } catch (e) {
-        if (isMissing(e)) return undefined;
-        return fail(e, `reading ${key}`);
+      // the SDK retries the request, but not the reading of the body that follows it: a connection
+      // cut in the middle of a large GET is retried here, whole, with the same backoff policy
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range ? `bytes=${range.start}-${range.end}` : undefined }));
+          const bytes = Buffer.from(await r.Body!.transformToByteArray());
+          if (r.ContentLength !== undefined && bytes.length !== r.ContentLength) throw new Error(`short body: ${bytes.length} of ${r.ContentLength} bytes`);
+          return bytes;
+        } catch (e) {
+          if (isMissing(e)) return undefined;
+          if (attempt < maxAttempts && transient(e)) { await backoff(attempt); continue; }
+          return fail(e, `reading ${key}`);
+        }
       }
     },
     async head(key) {

@@ -46,6 +46,9 @@ function asError(e: unknown): ErrorLike {
   if (x?.code === 'ERR_STREAM_PREMATURE_CLOSE' || x?.code === 'ECONNRESET' || x?.code === 'ERR_STREAM_DESTROYED') {
     return { code: 'IncompleteBody', status: 400, message: 'You did not provide the number of bytes specified by the Content-Length HTTP header.' };
   }
+  if (x?.code === 'EBLOBDAMAGED' || x?.code === 'ENOENT') {
+    return { code: 'InternalError', status: 500, message: 'The stored data of this object is damaged or missing on the gateway; the operator must repair it (shelterd fsck).' };
+  }
   if (x?.code === 'ENOSPC') return { code: 'ServiceUnavailable', status: 503, message: 'The gateway is out of storage space; nothing was written. Retry later.' };
   return { code: 'InternalError', status: 500, message: 'We encountered an internal error. Please try again.' };
 }
@@ -149,7 +152,7 @@ export function s3Handler(ctx: Context, opts: HandlerOptions) {
       response = await impl(ctx, s3req);
     } catch (e) {
       const err = asError(e);
-      if (err.code === 'InternalError') opts.log({ level: 'error', msg: 'internal error', requestId, operation: entry.operation, error: String((e as Error)?.stack ?? e) });
+      if (err.status >= 500) opts.log({ level: 'error', msg: 'internal error', requestId, operation: entry.operation, error: String((e as Error)?.stack ?? e) });
       entry.status = err.status;
       entry.error = err.code;
       entry.bytes = 0;

@@ -127,6 +127,11 @@ export function openFsStore(root: string): BlobStore {
       const path = await locate(id);
       if (!path) throw Object.assign(new Error(`blob ${id} is missing from storage`), { code: 'ENOENT' });
       const fh = await open(path, 'r');
+      const size = (await fh.stat()).size;
+      if (size < end + 1) {
+        await fh.close();
+        throw Object.assign(new Error(`blob ${id} holds ${size} bytes, ${end + 1} needed: storage is damaged`), { code: 'EBLOBDAMAGED' });
+      }
       const stream = fh.createReadStream({ start, end, highWaterMark: 1 << 20, autoClose: true });
       // a file shorter than its metadata says (damaged disk) must fail the response, not end it
       // early: a short body with a full Content-Length would leave the client waiting
