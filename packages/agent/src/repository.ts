@@ -151,11 +151,14 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     if (unindexed.length >= PACKS_PER_INDEX) await writeIndex();
   };
 
-  const startUpload = async () => {
-    const tracked: Promise<void> = uploadPack().catch((e) => { failure ??= e; }).finally(() => inFlight.delete(tracked));
-    inFlight.add(tracked);
+  const startUpload = async (force = false) => {
+    // wait for a free upload slot BEFORE taking the pack: at most `uploads` packs are in memory
     while (inFlight.size >= uploads) await Promise.race(inFlight);
     if (failure) throw failure;
+    // another caller may have taken the pack while we waited; only flush() sends a pack not yet full
+    if (writer.count === 0 || (!force && !writer.full)) return;
+    const tracked: Promise<void> = uploadPack().catch((e) => { failure ??= e; }).finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
   };
 
   const hasBlob = (id: Buffer) => index.has(id) || pending.has(id.toString('hex'));
@@ -164,6 +167,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
   let pool: SealPool | undefined;
   const sealing = new Set<Promise<void>>();
   let sealingBytes = 0;
+  let spaceWaiter: (() => void) | undefined;
   const saveBlob = async (type: BlobType, plaintext: Buffer) => {
     if (failure) throw failure;
     const id = blobId(keys, plaintext);
@@ -180,10 +184,15 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
         if (writer.full) await startUpload();
       })
       .catch((e) => { failure ??= e; })
-      .finally(() => { sealingBytes -= raw; sealing.delete(job); });
+      .finally(() => {
+        sealingBytes -= raw;
+        sealing.delete(job);
+        if (spaceWaiter && sealingBytes <= MAX_SEALING_BYTES) { const w = spaceWaiter; spaceWaiter = undefined; w(); }
+      });
     sealing.add(job);
-    // bounded memory: chunks waiting for a worker or a pack upload
-    while (sealingBytes > MAX_SEALING_BYTES && sealing.size) await Promise.race(sealing);
+    // bounded memory: chunks waiting for a worker or a pack upload. One waiter woken by the jobs
+    // themselves (a Promise.race over thousands of pending jobs costs quadratic time)
+    while (sealingBytes > MAX_SEALING_BYTES && sealing.size) await new Promise<void>((res) => { spaceWaiter = res; });
     if (failure) throw failure;
     return { id, added: true };
   };
@@ -208,7 +217,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     async flush() {
       while (sealing.size) await Promise.all(sealing);
       if (failure) throw failure;
-      if (writer.count > 0) await startUpload();
+      if (writer.count > 0) await startUpload(true);
       await Promise.all(inFlight);
       if (failure) throw failure;
       await writeIndex();
