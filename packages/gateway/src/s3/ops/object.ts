@@ -1,4 +1,6 @@
 // PutObject, GetObject, HeadObject, CopyObject.
+import { createHash } from 'node:crypto';
+import { Transform } from 'node:stream';
 import type { Context } from '../../context.ts';
 import type { Version } from '../../meta/types.ts';
 import { authorize } from '../../policy/policy.ts';
@@ -175,11 +177,12 @@ export const copyObject: S3Operation = async (ctx, r) => {
   const now = ctx.now().getTime();
   const lock = lockForNewVersion(r, bucket, now);
   r.req.resume();
-  const { createHash } = await import('node:crypto');
   const md5 = createHash('md5');
   const source = await versionBody(ctx, sv, 0, sv.size - 1);
-  source.on('data', (c: Buffer) => md5.update(c));
-  const written = await ctx.blobs.write(source);
+  // a Transform, not a 'data' listener: a listener would start the flow before storage reads
+  const hashed = source.pipe(new Transform({ transform(c: Buffer, _e, cb) { md5.update(c); cb(null, c); } }));
+  source.on('error', (e) => hashed.destroy(e));
+  const written = await ctx.blobs.write(hashed);
   const v: Omit<Version, 'seq'> = {
     bucket: bucket.name, key, versionId: newVersionId(), deleteMarker: false, size: written.bytes, etag: md5.digest('hex'),
     lastModified: now, contentType: directive === 'REPLACE' ? contentType(r) : sv.contentType,
