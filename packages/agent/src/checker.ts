@@ -2,6 +2,7 @@
 // chunks are indexed, every pack they need exists with the indexed size) and, with --read-data,
 // that every pack is intact (its SHA-256 is its name) and every blob in it decrypts.
 import { FormatError, decodeTree, extractBlob, packKey, parseObjectKey, readPackHeader, toHex, type PackEntry } from '@shelter/format';
+import { createHash } from 'node:crypto';
 import type { Repository } from './repository.ts';
 import { BackendError } from './backend/types.ts';
 
@@ -77,7 +78,6 @@ export async function checkRepository(repo: Repository, opts: { readData?: boole
       packsRead++;
       if (!bytes) { problem(`pack ${key} disappeared while checking`); continue; }
       if (bytes.length !== size) problem(`pack ${key}: ${bytes.length} bytes read, the listing says ${size} (truncated?)`);
-      const { createHash } = await import('node:crypto');
       if (createHash('sha256').update(bytes).digest('hex') !== id) { problem(`pack ${key} is corrupt: its content does not match its name (SHA-256)`); }
       let entries: PackEntry[];
       try { entries = readPackHeader(repo.keys, bytes, bytes.length); }

@@ -77,8 +77,7 @@ export function s3Handler(ctx: Context, opts: HandlerOptions) {
   // unsealed secrets, keyed by the sealed bytes: revocation still takes effect on the next request
   // (activeKey is read from the database every time), only the AES-GCM unseal is saved
   const unsealed = new Map<string, { sealed: Buffer; secret: string }>();
-  const secretOf = (accessKeyId: string): string | undefined => {
-    const k = ctx.meta.activeKey(accessKeyId);
+  const secretOf = (k: ReturnType<typeof ctx.meta.activeKey>, accessKeyId: string): string | undefined => {
     if (!k) { unsealed.delete(accessKeyId); return undefined; }
     const hit = unsealed.get(accessKeyId);
     if (hit && hit.sealed.equals(k.sealed)) return hit.secret;
@@ -119,13 +118,15 @@ export function s3Handler(ctx: Context, opts: HandlerOptions) {
         op = route(req.method ?? 'GET', a, query, req.headers);
         entry.operation = op;
       } catch (e) { routeError = e; }
+      // the key row is read once per request: authenticate() asks for the secret, the principal comes from the same row
+      let key: ReturnType<typeof ctx.meta.activeKey>;
       const auth = authenticate({ method: req.method ?? 'GET', rawPath, rawQuery, headers: req.headers },
-        { region: ctx.region, now: ctx.now(), lookupSecret: secretOf });
+        { region: ctx.region, now: ctx.now(), lookupSecret: (id) => secretOf((key = ctx.meta.activeKey(id)), id) });
       entry.accessKeyId = auth.ok ? auth.accessKeyId : auth.accessKeyId ?? null;
       entry.source = sourceOfKey(auth.ok ? auth.accessKeyId : auth.accessKeyId);
       if (!auth.ok) throw auth.error;
       if (routeError) throw routeError;
-      const key = ctx.meta.activeKey(auth.accessKeyId)!;
+      if (!key) throw new S3Error('InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.');
       let principal: Principal;
       if (key.role === 'server') {
         const server = ctx.meta.serverById(key.serverId!);

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { Context } from '../../context.ts';
 import type { ChecksumAlgorithm, Upload, Version } from '../../meta/types.ts';
+import { createChecksum } from '../../sigv4/index.ts';
 import { S3Error } from '../errors.ts';
 import { header, readXml, verifiedBody, type S3Operation, type S3Request } from '../request.ts';
 import { xmlDocument, isoDate, type XmlNode } from '../xml.ts';
@@ -113,7 +114,6 @@ export const completeMultipartUpload: S3Operation = async (ctx, r) => {
   const etag = `${md5.digest('hex')}-${chosen.length}`;
   let checksum: Version['checksum'] = null;
   if (upload.checksumAlgorithm && chosen.every((p) => p.checksum)) {
-    const { createChecksum } = await import('../../sigv4/index.ts');
     const c = createChecksum(upload.checksumAlgorithm);
     for (const p of chosen) c.update(Buffer.from(p.checksum!, 'base64'));
     checksum = { algorithm: upload.checksumAlgorithm, value: `${c.digest().toString('base64')}-${chosen.length}`, type: 'COMPOSITE' };
