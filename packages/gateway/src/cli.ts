@@ -59,6 +59,7 @@ program.command('serve')
     const stop = async (signal: string) => {
       log({ level: 'info', msg: 'stopping', signal });
       await running.close();
+      await ctx.blobs.settle();
       ctx.close();
       process.exit(0);
     };

@@ -58,4 +58,48 @@ export function blobStoreContract(name: string, open: () => Promise<{ store: Blo
       assert.deepEqual(await reopen().recover(() => true), { committed: 0, removed: 0 });
     } finally { await cleanup(); }
   });
+
+  test(`${name}: sizes around block and buffer boundaries, odd chunking, many at once, all byte-identical`, async () => {
+    const { store, cleanup } = await open();
+    try {
+      const MiB = 1024 * 1024;
+      const sizes = [0, 1, 4095, 4096, 4097, MiB - 1, MiB, MiB + 1, 2 * MiB, 2 * MiB + 511, 5 * MiB + 4096 + 3];
+      // more concurrent large writes than any staging pool holds (the fs store falls back, never waits)
+      for (let i = 0; i < 40; i++) sizes.push(MiB + 1 + i * 7919);
+      const written = await Promise.all(sizes.map(async (size) => {
+        const data = randomBytes(size);
+        const pieces: Buffer[] = [];
+        for (let p = 0, step = 1; p < size; p += step, step = (step * 7 + 4093) % 200_000 + 1) pieces.push(data.subarray(p, p + step));
+        const w = await store.write(Readable.from(pieces));
+        return { w, data };
+      }));
+      await store.commit(written.map((x) => x.w.id));
+      for (const { w, data } of written) {
+        assert.equal(w.bytes, data.length);
+        assert.equal(await store.stat(w.id), data.length);
+        if (data.length) assert.ok((await bytesOf(await store.read(w.id, 0, data.length - 1))).equals(data), `blob of ${data.length} bytes differs`);
+      }
+    } finally { await cleanup(); }
+  });
+
+  test(`${name}: a large body failing after several MiB leaves nothing behind, and the store keeps working`, async () => {
+    const { store, reopen, cleanup } = await open();
+    try {
+      for (let i = 0; i < 80; i++) {
+        let sent = 0;
+        const failing = new Readable({
+          read() {
+            if (sent >= 3 * 1024 * 1024 + 100) { this.destroy(new Error('client went away')); return; }
+            sent += 65536;
+            this.push(randomBytes(65536));
+          },
+        });
+        await assert.rejects(store.write(failing), /client went away/);
+      }
+      const data = randomBytes(3 * 1024 * 1024 + 5);
+      const ok = await store.write(Readable.from([data]));
+      assert.ok((await bytesOf(await store.read(ok.id, 0, data.length - 1))).equals(data));
+      assert.deepEqual(await reopen().recover((id) => id === ok.id), { committed: 1, removed: 0 });
+    } finally { await cleanup(); }
+  });
 }

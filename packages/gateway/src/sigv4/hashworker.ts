@@ -10,7 +10,7 @@ const jobs = new Map<number, Job>();
 
 type Message =
   | { kind: 'start'; job: number; sha256: boolean; checksum: ChecksumAlgorithm | null }
-  | { kind: 'data'; job: number; data: Uint8Array }
+  | { kind: 'data'; job: number; slot: SharedArrayBuffer; length: number }
   | { kind: 'end'; job: number }
   | { kind: 'drop'; job: number };
 
@@ -21,11 +21,14 @@ parentPort!.on('message', (m: Message) => {
       return;
     case 'data': {
       const j = jobs.get(m.job);
-      if (!j) return;
-      const b = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
-      j.md5.update(b);
-      j.sha256?.update(b);
-      j.checksum?.update(b);
+      if (j) {
+        const b = Buffer.from(m.slot, 0, m.length);
+        j.md5.update(b);
+        j.sha256?.update(b);
+        j.checksum?.update(b);
+      }
+      // the slot goes back to the main thread's free list (hashed, or its job was dropped)
+      parentPort!.postMessage({ slot: m.slot });
       return;
     }
     case 'end': {

@@ -16,8 +16,13 @@ export interface BlobStore {
    * process are removed by `recover()`. On error nothing is left behind.
    */
   write(body: Readable): Promise<BlobWrite>;
-  /** marks blobs as referenced by committed metadata (moves them out of the pending area) */
+  /**
+   * marks blobs as referenced by committed metadata (moves them out of the pending area); may
+   * finish in the background: reads and recover() must not depend on it having run
+   */
   commit(ids: string[]): Promise<void>;
+  /** waits for background work started by commit() (shutdown, consistency checks, tests) */
+  settle(): Promise<void>;
   /** removes a pending or committed blob (aborted uploads, replaced parts, executed deletions) */
   remove(id: string): Promise<void>;
   /** a byte range [start, end] inclusive of a blob */
