@@ -101,7 +101,7 @@ export function createOperatorKey(dataDir: string): { accessKeyId: string; secre
 export interface AuditRecord {
   seq: number; time: string; requestId: string; source: string; remote: string; operation: string;
   bucket: string | null; key: string | null; versionId: string | null; bytes: number; status: number;
-  error: string | null; hash: string; prevHash: string;
+  error: string | null; detail: Record<string, unknown> | null; hash: string; prevHash: string;
 }
 
 /** `shelterd audit export`: every audit record, oldest first. */

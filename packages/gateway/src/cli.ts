@@ -7,6 +7,10 @@ import { AccountError, createAdminToken, createOperatorKey, createServer, descri
 import { readHead, verifyRecords, type AuditRecord } from './audit/log.ts';
 import { openContext, type Context } from './context.ts';
 import { fsck } from './fsck.ts';
+import { runDeletionCycle, startDeletionService, retentionPolicies, setRetentionPolicy, DEFAULT_POLICY_NAME } from './deletion/scheduler.ts';
+import { cancelDeletionRequest, deletionDelayDays, DeletionError, fileDeletionRequest, getDeletionRequest, listDeletionRequests,
+  MIN_DELETION_DELAY_DAYS, setDeletionDelayDays, type DeletionRequest, type DeletionStatus } from './deletion/requests.ts';
+import { storageUsage } from './deletion/usage.ts';
 import { serve } from './server.ts';
 import { randomId } from './secrets.ts';
 
@@ -56,8 +60,10 @@ program.command('serve')
       names: o.name, log, limits: { idleTimeoutMs: idle * 1000, maxConnections: maxConn },
     });
     log({ level: 'info', msg: 'listening', url: running.url, data: ctx.dataDir, ca: o.insecureHttp || o.tlsCert ? undefined : join(ctx.dataDir, 'tls', 'ca.pem') });
+    const deletions = startDeletionService(ctx, log);
     const stop = async (signal: string) => {
       log({ level: 'info', msg: 'stopping', signal });
+      await deletions.stop();
       await running.close();
       await ctx.blobs.settle();
       ctx.close();
@@ -141,6 +147,106 @@ audit.command('verify').description('check the chain: exit 0 when intact, 1 when
     else { process.stderr.write(`audit log BROKEN (${result.records} records read):\n${result.problems.map((p) => '  ' + p).join('\n')}\n`); process.exitCode = 1; }
   });
 
+// ------------------------------------------------------------------ deletion workflow (G8)
+const DAY_MS = 24 * 60 * 60 * 1000;
+const bucketOf = (ctx: Context, o: { server?: string; bucket?: string }): string => {
+  if (o.server) return findServer(ctx, o.server).bucket;
+  if (o.bucket) return o.bucket;
+  throw new DeletionError('Invalid', '--server NAME (or --bucket BUCKET) is required');
+};
+const describeRequest = (r: DeletionRequest) => {
+  const what = r.kind === 'snapshot' ? `snapshot ${r.target}` : r.kind === 'name' ? `every snapshot named ${r.target}` : r.kind === 'server' ? 'all data of the server' : `${r.objects?.length ?? 0} unreferenced object(s)`;
+  const left = r.status === 'pending' ? ` (due in ${Math.max(0, Math.ceil((Date.parse(r.dueAt) - Date.now()) / DAY_MS))} days)` : '';
+  return `${r.id}\t${r.status}${left}\t${r.server ?? r.bucket}\t${what}\tdue ${r.dueAt}\tby ${r.requestedBy}\t${r.reason}${r.statusReason ? `\t[${r.statusReason}]` : ''}`;
+};
+const deletion = program.command('deletion').description('delayed, cancellable deletions: the only way data is ever removed');
+deletion.command('request')
+  .description('file a deletion request; it executes no earlier than the deletion delay (14 days or more) and can be cancelled until then')
+  .addOption(dataOption())
+  .option('--server <name>', 'the server whose data to delete')
+  .option('--bucket <bucket>', 'a bucket (instead of --server)')
+  .option('--snapshot <id>', 'one snapshot (64 hex digits)')
+  .option('--backup <name>', 'every snapshot of this backup name')
+  .option('--all-data', "all of the server's data")
+  .requiredOption('--reason <text>', 'why (recorded and audited)')
+  .option('--delay-days <n>', 'more than the configured delay')
+  .option('--json', 'JSON output')
+  .action((o: { data: string; server?: string; bucket?: string; snapshot?: string; backup?: string; allData?: boolean; reason: string; delayDays?: string; json?: boolean }) => withContext(o.data, (ctx) => {
+    const kinds = [o.snapshot !== undefined, o.backup !== undefined, !!o.allData].filter(Boolean).length;
+    if (kinds !== 1) throw new DeletionError('Invalid', 'give exactly one of --snapshot ID, --backup NAME, --all-data');
+    const kind = o.snapshot !== undefined ? 'snapshot' : o.backup !== undefined ? 'name' : 'server';
+    const r = fileDeletionRequest(ctx, cliActor(), { bucket: bucketOf(ctx, o), kind, target: o.snapshot ?? o.backup ?? null, reason: o.reason,
+      delayDays: o.delayDays === undefined ? undefined : Number(o.delayDays) });
+    print(!!o.json, r, () => describeRequest(r));
+  }));
+deletion.command('list').description('list deletion requests').addOption(dataOption())
+  .option('--server <name>', 'only this server').option('--bucket <bucket>', 'only this bucket')
+  .addOption(new Option('--status <status>', 'only this status').choices(['pending', 'waiting', 'cancelled', 'done']))
+  .option('--json', 'JSON output')
+  .action((o: { data: string; server?: string; bucket?: string; status?: DeletionStatus; json?: boolean }) => withContext(o.data, (ctx) => {
+    const all = listDeletionRequests(ctx, { bucket: o.server || o.bucket ? bucketOf(ctx, o) : undefined, status: o.status });
+    print(!!o.json, all, () => all.map(describeRequest).join('\n') || '(no deletion requests)');
+  }));
+deletion.command('show <id>').description('show a deletion request').addOption(dataOption()).option('--json', 'JSON output')
+  .action((id: string, o: { data: string; json?: boolean }) => withContext(o.data, (ctx) => {
+    const r = getDeletionRequest(ctx, id);
+    print(!!o.json, r, () => JSON.stringify(r, null, 2));
+  }));
+deletion.command('cancel <id>').description('cancel a pending or waiting deletion request').addOption(dataOption())
+  .option('--reason <text>', 'why (recorded and audited)').option('--json', 'JSON output')
+  .action((id: string, o: { data: string; reason?: string; json?: boolean }) => withContext(o.data, (ctx) => {
+    const r = cancelDeletionRequest(ctx, cliActor(), id, o.reason);
+    print(!!o.json, r, () => `cancelled: ${describeRequest(r)}`);
+  }));
+deletion.command('run')
+  .description('now: apply retention policies, file requests for unreferenced leftovers, execute every due request (the gateway also does this every minute)')
+  .addOption(dataOption()).option('--json', 'JSON output')
+  .action(async (o: { data: string; json?: boolean }) => {
+    const ctx = openContext(o.data);
+    try {
+      const s = await runDeletionCycle(ctx);
+      print(!!o.json, s, () => `filed by retention policies: ${s.filedByPolicy.length}\nfiled for unreferenced objects: ${s.filedForOrphans.length}\nexecuted: ${s.executed.join(' ') || 'none'}\nwaiting (object lock): ${s.waiting.join(' ') || 'none'}\nblobs removed: ${s.blobsRemoved}`);
+    } finally { ctx.close(); }
+  });
+deletion.command('delay [days]').description(`show or raise the deletion delay (at least ${MIN_DELETION_DELAY_DAYS} days)`).addOption(dataOption())
+  .action((days: string | undefined, o: { data: string }) => withContext(o.data, (ctx) => {
+    const d = days === undefined ? deletionDelayDays(ctx) : setDeletionDelayDays(ctx, cliActor(), Number(days));
+    process.stdout.write(`deletion delay: ${d} days\n`);
+  }));
+
+const retention = program.command('retention').description('retention policies per server and backup name (they only ever file deletion requests)');
+retention.command('set <server>')
+  .description('set the policy of a backup name (or the default of the server), e.g. --policy \'{"tiers":[{"span":"7d","keep":"all"},{"span":"8w","keep":1,"per":"week"}]}\'')
+  .addOption(dataOption())
+  .option('--backup <name>', 'backup name (default: every name without its own policy)', DEFAULT_POLICY_NAME)
+  .requiredOption('--policy <json>', 'the policy as JSON: {"keepWithin":"30d"} or {"tiers":[...]}')
+  .option('--json', 'JSON output')
+  .action((name: string, o: { data: string; backup: string; policy: string; json?: boolean }) => withContext(o.data, (ctx) => {
+    let parsed: unknown;
+    try { parsed = JSON.parse(o.policy); } catch { throw new DeletionError('Invalid', '--policy is not valid JSON'); }
+    const p = setRetentionPolicy(ctx, cliActor(), findServer(ctx, name).bucket, o.backup, parsed);
+    print(!!o.json, p, () => `${name} ${o.backup === DEFAULT_POLICY_NAME ? '(default)' : o.backup}: ${p!.description}\n(at least one snapshot per day of the last 7 days is always kept)`);
+  }));
+retention.command('clear <server>').description('remove a policy (snapshots of that name are then kept forever)').addOption(dataOption())
+  .option('--backup <name>', 'backup name', DEFAULT_POLICY_NAME)
+  .action((name: string, o: { data: string; backup: string }) => withContext(o.data, (ctx) => {
+    setRetentionPolicy(ctx, cliActor(), findServer(ctx, name).bucket, o.backup, null);
+    process.stdout.write('policy removed\n');
+  }));
+retention.command('show <server>').description('show the policies of a server').addOption(dataOption()).option('--json', 'JSON output')
+  .action((name: string, o: { data: string; json?: boolean }) => withContext(o.data, (ctx) => {
+    const all = retentionPolicies(ctx, findServer(ctx, name).bucket);
+    print(!!o.json, all, () => all.map((p) => `${p.name === DEFAULT_POLICY_NAME ? '(default)' : p.name}: ${p.description}`).join('\n') || '(no policy: everything is kept)');
+  }));
+
+program.command('usage [server]').description('storage use per server and backup name (bytes, objects, versions)').addOption(dataOption()).option('--json', 'JSON output')
+  .action((name: string | undefined, o: { data: string; json?: boolean }) => withContext(o.data, (ctx) => {
+    const servers = name ? [findServer(ctx, name)] : ctx.meta.servers();
+    const all = servers.map((s) => storageUsage(ctx, s.bucket));
+    print(!!o.json, all, () => all.map((u) => [`${u.server ?? u.bucket}: ${u.bytes} bytes, ${u.objects} objects, ${u.versions} versions`,
+      ...u.names.map((n) => `  ${n.name}: ${n.snapshots} snapshots, ${n.objects} objects, ${n.bytes} bytes`)].join('\n')).join('\n') || '(no servers)');
+  }));
+
 program.command('fsck').description('check that storage and metadata agree (run with the gateway stopped)').addOption(dataOption()).option('--json', 'JSON output')
   .action(async (o: { data: string; json?: boolean }) => {
     const ctx = openContext(o.data);
@@ -154,5 +260,5 @@ program.command('fsck').description('check that storage and metadata agree (run 
 program.parseAsync(process.argv).catch((e: unknown) => {
   const msg = e instanceof Error ? e.message : String(e);
   process.stderr.write(`shelterd: ${msg}\n`);
-  process.exitCode = e instanceof AccountError && e.code === 'NotFound' ? 3 : 2;
+  process.exitCode = (e instanceof AccountError || e instanceof DeletionError) && e.code === 'NotFound' ? 3 : 2;
 });

@@ -17,10 +17,12 @@ export async function fsck(ctx: Context): Promise<FsckResult> {
     if (size === undefined) problems.push(`${ref.where}: blob ${ref.id} is missing`);
     else if (size !== ref.size) problems.push(`${ref.where}: blob ${ref.id} holds ${size} bytes, metadata says ${ref.size}`);
   }
+  // blobs of versions an executed deletion removed: storage removes them on the next deletion run
+  const trash = new Set((ctx.db.stmt('SELECT blob_id FROM blob_trash').all() as Array<{ blob_id: string }>).map((r) => r.blob_id));
   let blobs = 0;
   for await (const b of ctx.blobs.list()) {
     blobs++;
-    if (!referenced.has(b.id)) problems.push(`blob ${b.id} (${b.bytes} bytes) is referenced by no version or part`);
+    if (!referenced.has(b.id) && !trash.has(b.id)) problems.push(`blob ${b.id} (${b.bytes} bytes) is referenced by no version or part`);
   }
   const pending = readdirSync(join(ctx.dataDir, 'objects', 'pending'));
   if (pending.length) problems.push(`${pending.length} unfinished write(s) in objects/pending (the gateway removes them at start)`);

@@ -6,6 +6,9 @@ import { AccountError, createServer, describeServer, findServer, resetCredential
 import { readHead, verifyRecords } from '../audit/log.ts';
 import type { Context } from '../context.ts';
 import { hashToken } from '../secrets.ts';
+import { cancelDeletionRequest, DeletionError, fileDeletionRequest, getDeletionRequest, listDeletionRequests, type DeletionStatus } from '../deletion/requests.ts';
+import { DEFAULT_POLICY_NAME, retentionPolicies, setRetentionPolicy } from '../deletion/scheduler.ts';
+import { storageUsage } from '../deletion/usage.ts';
 
 const MAX_BODY = 64 * 1024;
 
@@ -54,6 +57,32 @@ export function adminHandler(ctx: Context, opts: { log: (ev: Record<string, unkn
       if (resource === 'servers' && name && method === 'POST' && (action === 'disable' || action === 'enable')) {
         return send(200, describeServer(ctx, setServerDisabled(ctx, actor, name, action === 'disable')));
       }
+      if (resource === 'servers' && name && method === 'GET' && action === 'usage') return send(200, storageUsage(ctx, findServer(ctx, name).bucket));
+      if (resource === 'servers' && name && method === 'GET' && action === 'retention') return send(200, retentionPolicies(ctx, findServer(ctx, name).bucket));
+      if (resource === 'servers' && name && method === 'PUT' && action === 'retention') {
+        const body = await jsonBody(req);
+        const backup = typeof body.backup === 'string' ? body.backup : DEFAULT_POLICY_NAME;
+        return send(200, setRetentionPolicy(ctx, actor, findServer(ctx, name).bucket, backup, body.policy ?? null));
+      }
+      if (resource === 'deletions' && method === 'GET' && !name) {
+        const server = url.searchParams.get('server');
+        const status = url.searchParams.get('status') as DeletionStatus | null;
+        return send(200, listDeletionRequests(ctx, { bucket: server ? findServer(ctx, server).bucket : undefined, status: status ?? undefined }));
+      }
+      if (resource === 'deletions' && method === 'POST' && !name) {
+        const body = await jsonBody(req);
+        const bucket = findServer(ctx, String(body.server ?? '')).bucket;
+        const kind = typeof body.snapshot === 'string' ? 'snapshot' : typeof body.backup === 'string' ? 'name' : body.allData === true ? 'server' : null;
+        if (!kind) throw new DeletionError('Invalid', 'give one of snapshot (id), backup (name) or allData: true');
+        const r = fileDeletionRequest(ctx, actor, { bucket, kind, target: (body.snapshot ?? body.backup ?? null) as string | null, reason: String(body.reason ?? ''),
+          delayDays: body.delayDays === undefined ? undefined : Number(body.delayDays) });
+        return send(201, r);
+      }
+      if (resource === 'deletions' && name && method === 'GET' && !action) return send(200, getDeletionRequest(ctx, name));
+      if (resource === 'deletions' && name && method === 'POST' && action === 'cancel') {
+        const body = await jsonBody(req);
+        return send(200, cancelDeletionRequest(ctx, actor, name, typeof body.reason === 'string' ? body.reason : undefined));
+      }
       if (resource === 'audit' && method === 'GET' && !name) {
         const since = url.searchParams.get('since') ?? undefined;
         const limit = Math.min(Number(url.searchParams.get('limit') ?? 1000) || 1000, 10_000);
@@ -70,7 +99,7 @@ export function adminHandler(ctx: Context, opts: { log: (ev: Record<string, unkn
       await ctx.audit.append({ ...actor, operation, status: 404, error: 'NotFound' });
       return send(404, { error: 'NotFound', message: `no route ${method} ${url.pathname}` });
     } catch (e) {
-      if (e instanceof AccountError) {
+      if (e instanceof AccountError || e instanceof DeletionError) {
         const status = e.code === 'NotFound' ? 404 : e.code === 'Conflict' ? 409 : 400;
         await ctx.audit.append({ ...actor, operation, status, error: e.code });
         return send(status, { error: e.code, message: e.message });

@@ -45,6 +45,29 @@ CREATE TABLE IF NOT EXISTS parts (
   upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, blob_id TEXT NOT NULL, size INTEGER NOT NULL,
   etag TEXT NOT NULL, checksum TEXT, last_modified INTEGER NOT NULL,
   PRIMARY KEY (upload_id, part_number)) WITHOUT ROWID;
+-- reference manifests registered when uploaded (deletion/manifests.ts): a snapshot, its backup
+-- name, and every object key it needs (its own manifest and snapshot keys included)
+CREATE TABLE IF NOT EXISTS manifests (
+  bucket TEXT NOT NULL, snapshot TEXT NOT NULL, name TEXT NOT NULL, time INTEGER NOT NULL, arrived_at INTEGER NOT NULL,
+  PRIMARY KEY (bucket, snapshot)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS manifests_name ON manifests(bucket, name, arrived_at);
+CREATE TABLE IF NOT EXISTS manifest_refs (
+  bucket TEXT NOT NULL, object_key TEXT NOT NULL, snapshot TEXT NOT NULL,
+  PRIMARY KEY (bucket, object_key, snapshot)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS manifest_refs_snapshot ON manifest_refs(bucket, snapshot);
+-- the delayed, cancellable deletion workflow (G8): see deletion/requests.ts
+CREATE TABLE IF NOT EXISTS deletion_requests (
+  id TEXT PRIMARY KEY, bucket TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('snapshot', 'name', 'server', 'orphans')),
+  target TEXT, objects TEXT, reason TEXT NOT NULL, requested_by TEXT NOT NULL,
+  created_at INTEGER NOT NULL, due_at INTEGER NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('pending', 'waiting', 'cancelled', 'done')), status_reason TEXT,
+  cancelled_at INTEGER, cancelled_by TEXT, executed_at INTEGER, result TEXT);
+CREATE INDEX IF NOT EXISTS deletion_requests_status ON deletion_requests(status, due_at);
+-- blobs of versions an executed deletion removed from the metadata, until storage has removed them
+CREATE TABLE IF NOT EXISTS blob_trash (blob_id TEXT PRIMARY KEY, request_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS retention_policies (
+  bucket TEXT NOT NULL, name TEXT NOT NULL, policy TEXT NOT NULL, updated_at INTEGER NOT NULL, updated_by TEXT NOT NULL,
+  PRIMARY KEY (bucket, name)) WITHOUT ROWID;
 -- append-only, hash-chained: see audit/log.ts
 CREATE TABLE IF NOT EXISTS audit (
   seq INTEGER PRIMARY KEY, time TEXT NOT NULL, request_id TEXT NOT NULL, source TEXT NOT NULL,

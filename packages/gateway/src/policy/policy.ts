@@ -16,6 +16,8 @@ export type Operation =
   | 'CreateMultipartUpload' | 'UploadPart' | 'CompleteMultipartUpload' | 'AbortMultipartUpload' | 'ListParts'
   | 'GetObjectRetention' | 'PutObjectRetention' | 'GetObjectLegalHold' | 'PutObjectLegalHold'
   | 'CreateBucket' | 'DeleteBucket' | 'PutObjectLockConfiguration' | 'PutBucketVersioning'
+  // Shelter's extension (s3/ops/deletion.ts): file and list deletion requests; filing removes nothing
+  | 'CreateDeletionRequest' | 'ListDeletionRequests'
   // recognised so that they are refused by name and audited; never allowed
   | 'PutBucketSetting' | 'DeleteBucketSetting' | 'GetBucketSetting' | 'ObjectSubresource' | 'Unknown';
 
@@ -26,6 +28,7 @@ const SERVER_OPERATIONS = new Set<Operation>([
   'PutObject', 'GetObject', 'HeadObject', 'CopyObject', 'DeleteObject', 'DeleteObjects',
   'CreateMultipartUpload', 'UploadPart', 'CompleteMultipartUpload', 'AbortMultipartUpload', 'ListParts',
   'GetObjectRetention', 'PutObjectRetention', 'GetObjectLegalHold', 'PutObjectLegalHold',
+  'CreateDeletionRequest', 'ListDeletionRequests',
 ]);
 
 /** Operators provision buckets with S3 tools; they stay bound by G7 (no version deletion, no versioning change). */

@@ -16,6 +16,7 @@ import type { S3Operation, S3Request, S3Response } from './request.ts';
 import { escapeXml } from './xml.ts';
 import * as bucketOps from './ops/bucket.ts';
 import * as deleteOps from './ops/delete.ts';
+import * as deletionOps from './ops/deletion.ts';
 import * as listOps from './ops/list.ts';
 import * as lockOps from './ops/lock.ts';
 import * as mpOps from './ops/multipart.ts';
@@ -33,6 +34,7 @@ const OPERATIONS: Partial<Record<Operation, S3Operation>> = {
   AbortMultipartUpload: mpOps.abortMultipartUpload, ListParts: mpOps.listParts,
   GetObjectRetention: lockOps.getObjectRetention, PutObjectRetention: lockOps.putObjectRetention,
   GetObjectLegalHold: lockOps.getObjectLegalHold, PutObjectLegalHold: lockOps.putObjectLegalHold,
+  CreateDeletionRequest: deletionOps.createDeletionRequest, ListDeletionRequests: deletionOps.listBucketDeletionRequests,
 };
 
 export interface HandlerOptions { domains: string[]; limits: Limits; log: (ev: Record<string, unknown>) => void }

@@ -49,6 +49,7 @@ export function route(method: string, a: Addressed, q: URLSearchParams, headers:
         if (has('object-lock')) return 'GetObjectLockConfiguration';
         if (has('versions')) return 'ListObjectVersions';
         if (has('uploads')) return 'ListMultipartUploads';
+        if (has('deletion-requests')) return 'ListDeletionRequests';
         if (BUCKET_SETTINGS.some(has)) return 'GetBucketSetting';
         if (q.get('list-type') === '2') return 'ListObjectsV2';
         return 'ListObjects';
@@ -62,6 +63,7 @@ export function route(method: string, a: Addressed, q: URLSearchParams, headers:
         return 'DeleteBucket';
       case 'POST':
         if (has('delete')) return 'DeleteObjects';
+        if (has('deletion-request')) return 'CreateDeletionRequest';
         break;
     }
     throw new S3Error('MethodNotAllowed', 'The specified method is not allowed against this resource.');

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import type { Context } from '../../context.ts';
 import type { ChecksumAlgorithm, Upload, Version } from '../../meta/types.ts';
 import { createChecksum } from '../../sigv4/index.ts';
+import { refuseManifestTarget } from './object.ts';
 import { S3Error } from '../errors.ts';
 import { header, readXml, verifiedBody, type S3Operation, type S3Request } from '../request.ts';
 import { xmlDocument, isoDate, type XmlNode } from '../xml.ts';
@@ -25,6 +26,7 @@ function requireUpload(ctx: Context, r: S3Request, bucket: string, key: string):
 export const createMultipartUpload: S3Operation = async (ctx, r) => {
   const bucket = requireBucket(ctx, r);
   const key = requireKey(r);
+  refuseManifestTarget(key);
   r.req.resume();
   const algRaw = header(r, 'x-amz-checksum-algorithm');
   const alg = algRaw ? (algRaw.toUpperCase() as ChecksumAlgorithm) : null;

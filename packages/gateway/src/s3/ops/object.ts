@@ -9,6 +9,20 @@ import { header, verifiedBody, type S3Operation, type S3Request, type S3Response
 import { isoDate, xmlDocument } from '../xml.ts';
 import { contentType, declaredLength, lockForNewVersion, newVersionId, quoteEtag, requireBucket, requireKey, storedHeaders, versionBody, versionHeaders } from './common.ts';
 import { checkConditions } from './conditions.ts';
+import { MAX_MANIFEST_BYTES, type Manifest } from '@shelter/format';
+import { checkManifestWriteOnce, manifestSnapshot, parseUploadedManifest, registerManifest } from '../../deletion/manifests.ts';
+
+async function readBlob(ctx: Context, id: string, bytes: number): Promise<Buffer> {
+  if (bytes === 0) return Buffer.alloc(0);
+  const parts: Buffer[] = [];
+  for await (const c of await ctx.blobs.read(id, 0, bytes - 1)) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** Manifests arrive only by a single PUT: copies and multipart uploads would bypass their checks. */
+export function refuseManifestTarget(key: string): void {
+  if (manifestSnapshot(key)) throw new S3Error('InvalidRequest', 'Reference manifests must be uploaded with a single PutObject.');
+}
 
 export const putObject: S3Operation = async (ctx, r) => {
   const bucket = requireBucket(ctx, r);
@@ -30,9 +44,21 @@ export const putObject: S3Operation = async (ctx, r) => {
     }
   };
   precheck();
-  const body = verifiedBody(r, r.limits.maxObjectBytes);
+  // a reference manifest is checked and registered with its version (deletion/manifests.ts)
+  const manifestOf = manifestSnapshot(key);
+  if (manifestOf) checkManifestWriteOnce(ctx, bucket.name, manifestOf);
+  const body = verifiedBody(r, manifestOf ? MAX_MANIFEST_BYTES : r.limits.maxObjectBytes);
   const written = await ctx.blobs.write(body);
   const result = body.result();
+  let manifest: Manifest | undefined;
+  if (manifestOf) {
+    try {
+      manifest = parseUploadedManifest(await readBlob(ctx, written.id, written.bytes), key);
+    } catch (e) {
+      await ctx.blobs.remove(written.id);
+      throw e;
+    }
+  }
   const v: Omit<Version, 'seq'> = {
     bucket: bucket.name, key, versionId: newVersionId(), deleteMarker: false, size: written.bytes,
     etag: result.md5.toString('hex'), lastModified: now, contentType: contentType(r), headers,
@@ -43,7 +69,11 @@ export const putObject: S3Operation = async (ctx, r) => {
   r.audit.versionId = v.versionId;
   r.audit.bytes = written.bytes;
   try {
-    await r.commit(() => { precheck(); ctx.meta.insertVersion(v); });
+    await r.commit(() => {
+      precheck();
+      if (manifest) registerManifest(ctx, bucket.name, key, manifest, now);
+      ctx.meta.insertVersion(v);
+    });
   } catch (e) {
     await ctx.blobs.remove(written.id);
     throw e;
@@ -161,6 +191,7 @@ function parseCopySource(raw: string): { bucket: string; key: string; versionId:
 export const copyObject: S3Operation = async (ctx, r) => {
   const bucket = requireBucket(ctx, r);
   const key = requireKey(r);
+  refuseManifestTarget(key);
   const src = parseCopySource(header(r, 'x-amz-copy-source')!);
   // the source is read with the same rights as a GetObject on it
   authorize(r.principal, 'GetObject', { bucket: src.bucket, key: src.key, versionId: src.versionId });

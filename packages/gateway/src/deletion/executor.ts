@@ -1,0 +1,165 @@
+// The deletion executor (G8): runs due deletion requests. It is the only code that removes versions.
+//
+// Exactly once, crash-safe: a request is executed in ONE metadata transaction that removes the
+// versions, unregisters the snapshots' manifests, moves the versions' blobs to `blob_trash`,
+// writes the audit records and marks the request done. A kill -9 before the commit leaves the
+// request due (the next run executes it); after the commit, the blobs left in `blob_trash` are
+// removed by the next run (removing a blob twice is harmless), and nothing is audited twice.
+//
+// What a request removes is computed when it executes, inside that transaction, from the
+// registered reference manifests (deletion/manifests.ts): an object referenced by any snapshot
+// that this request does not remove is kept (retained snapshots, and snapshots with their own
+// pending request, alike). Versions written after the request was filed are kept. If any version
+// to remove is under object-lock retention or legal hold (policy.removableNow), nothing is
+// removed: the request waits, with the reason, and is retried on later runs.
+//
+// Sites: storage here is one BlobStore; when replication (G9) lands, the same trash rows drive
+// the removal on every site.
+import type { Context } from '../context.ts';
+import type { Version } from '../meta/types.ts';
+import { toVersion } from '../meta/store.ts';
+import { removableNow } from '../policy/policy.ts';
+import type { DeletionRequest } from './requests.ts';
+import { getDeletionRequest } from './requests.ts';
+
+type Row = Record<string, string | number | null>;
+
+export interface DeletionPlan {
+  /** snapshots whose manifests this execution unregisters */
+  snapshots: string[];
+  /** versions to remove, by key */
+  keys: Map<string, Version[]>;
+  /** "key: reason" for versions that cannot be removed yet */
+  blocked: string[];
+}
+
+/** Test hook: milliseconds to pause before the transaction and between blob removals (kill -9 tests). */
+const pauseMs = () => Number(process.env.SHELTERD_DELETION_PAUSE_MS ?? 0);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What executing `req` now would remove. Reads only; call inside the executing transaction. */
+export function planDeletion(ctx: Context, req: DeletionRequest, now: number): DeletionPlan {
+  const cutoff = Date.parse(req.createdAt);
+  const bucket = req.bucket;
+  let snapshots: string[] = [];
+  let candidates: string[];
+  const manifestsWhere = (sql: string, ...args: Array<string | number>) =>
+    (ctx.db.stmt(`SELECT snapshot FROM manifests WHERE bucket = ? AND ${sql}`).all(bucket, ...args) as Row[]).map((r) => r.snapshot as string);
+  const refsOf = (snapshot: string) =>
+    (ctx.db.stmt('SELECT object_key FROM manifest_refs WHERE bucket = ? AND snapshot = ?').all(bucket, snapshot) as Row[]).map((r) => r.object_key as string);
+  switch (req.kind) {
+    case 'snapshot': snapshots = manifestsWhere('snapshot = ?', req.target!); break;
+    case 'name': snapshots = manifestsWhere('name = ? AND arrived_at <= ?', req.target!, cutoff); break;
+    case 'server': snapshots = manifestsWhere('arrived_at <= ?', cutoff); break;
+    case 'orphans': break;
+  }
+  if (req.kind === 'server') {
+    candidates = (ctx.db.stmt('SELECT DISTINCT key FROM versions WHERE bucket = ? AND last_modified <= ?').all(bucket, cutoff) as Row[]).map((r) => r.key as string);
+  } else if (req.kind === 'orphans') {
+    candidates = req.objects ?? [];
+  } else {
+    candidates = [...new Set(snapshots.flatMap(refsOf))];
+  }
+  const removing = new Set(snapshots);
+  const referencedElsewhere = (key: string) =>
+    (ctx.db.stmt('SELECT snapshot FROM manifest_refs WHERE bucket = ? AND object_key = ?').all(bucket, key) as Row[])
+      .some((r) => !removing.has(r.snapshot as string));
+  const keys = new Map<string, Version[]>();
+  const blocked: string[] = [];
+  for (const key of candidates.sort()) {
+    if (referencedElsewhere(key)) continue;
+    const versions = (ctx.db.stmt('SELECT * FROM versions WHERE bucket = ? AND key = ? AND last_modified <= ? ORDER BY seq').all(bucket, key, cutoff) as Row[])
+      .map((r) => toVersion(r as never));
+    if (!versions.length) continue;
+    for (const v of versions) {
+      const ok = removableNow(v, now);
+      if (!ok.ok) blocked.push(`${key} (version ${v.versionId}) is ${ok.reason}`);
+    }
+    keys.set(key, versions);
+  }
+  return { snapshots, keys, blocked };
+}
+
+export interface ExecutionSummary { executed: string[]; waiting: string[]; blobsRemoved: number }
+
+/** Runs every due request now, then empties the blob trash. Safe to run from several processes. */
+export async function runDueDeletions(ctx: Context): Promise<ExecutionSummary> {
+  const summary: ExecutionSummary = { executed: [], waiting: [], blobsRemoved: 0 };
+  summary.blobsRemoved += await emptyTrash(ctx);
+  const now = ctx.now().getTime();
+  const due = (ctx.db.stmt("SELECT id FROM deletion_requests WHERE status IN ('pending', 'waiting') AND due_at <= ? ORDER BY due_at, id").all(now) as Row[])
+    .map((r) => r.id as string);
+  for (const id of due) {
+    if (pauseMs()) await sleep(pauseMs());
+    const outcome = ctx.db.writeNow(() => executeInTx(ctx, id, ctx.now().getTime()));
+    if (outcome === 'done') summary.executed.push(id);
+    if (outcome === 'waiting') summary.waiting.push(id);
+    summary.blobsRemoved += await emptyTrash(ctx);
+  }
+  return summary;
+}
+
+function executeInTx(ctx: Context, id: string, now: number): 'done' | 'waiting' | 'skipped' {
+  const req = getDeletionRequest(ctx, id);
+  // cancelled, or executed by another process, since the list was read
+  if ((req.status !== 'pending' && req.status !== 'waiting') || Date.parse(req.dueAt) > now) return 'skipped';
+  const audit = { requestId: req.id, source: 'system', remote: null };
+  const plan = planDeletion(ctx, req, now);
+  if (plan.blocked.length) {
+    const reason = `waiting: ${plan.blocked.length} version(s) cannot be removed yet; first: ${plan.blocked[0]}`;
+    if (req.status !== 'waiting' || req.statusReason !== reason) {
+      ctx.db.stmt("UPDATE deletion_requests SET status = 'waiting', status_reason = ? WHERE id = ?").run(reason, id);
+      ctx.audit.appendInTx({ ...audit, operation: 'DeletionWaiting', bucket: req.bucket, status: 409, error: 'ObjectLocked', detail: { request: id, blocked: plan.blocked.slice(0, 20), count: plan.blocked.length } });
+    }
+    return 'waiting';
+  }
+  const before = ctx.meta.bucketUsage(req.bucket);
+  const trash = ctx.db.stmt('INSERT OR IGNORE INTO blob_trash (blob_id, request_id) VALUES (?, ?)');
+  const removeVersion = ctx.db.stmt('DELETE FROM versions WHERE seq = ?');
+  let versions = 0;
+  let bytes = 0;
+  for (const [key, vs] of plan.keys) {
+    let keyBytes = 0;
+    for (const v of vs) {
+      removeVersion.run(v.seq);
+      for (const [blob] of v.blobs) trash.run(blob, id);
+      keyBytes += v.size;
+    }
+    // the key's current version is now its newest remaining one, if any
+    const newest = ctx.db.stmt('SELECT seq, delete_marker FROM versions WHERE bucket = ? AND key = ? ORDER BY seq DESC LIMIT 1').get(req.bucket, key) as Row | undefined;
+    if (newest) {
+      ctx.db.stmt('INSERT INTO current (bucket, key, seq, delete_marker) VALUES (?,?,?,?) ON CONFLICT (bucket, key) DO UPDATE SET seq = excluded.seq, delete_marker = excluded.delete_marker')
+        .run(req.bucket, key, newest.seq!, newest.delete_marker!);
+    } else {
+      ctx.db.stmt('DELETE FROM current WHERE bucket = ? AND key = ?').run(req.bucket, key);
+    }
+    versions += vs.length;
+    bytes += keyBytes;
+    ctx.audit.appendInTx({ ...audit, operation: 'DeletionRemoveObject', bucket: req.bucket, key, bytes: keyBytes, status: 200, detail: { request: id, versions: vs.map((v) => v.versionId) } });
+  }
+  for (const s of plan.snapshots) {
+    ctx.db.stmt('DELETE FROM manifests WHERE bucket = ? AND snapshot = ?').run(req.bucket, s);
+    ctx.db.stmt('DELETE FROM manifest_refs WHERE bucket = ? AND snapshot = ?').run(req.bucket, s);
+  }
+  const after = ctx.meta.bucketUsage(req.bucket);
+  const result = { snapshots: plan.snapshots.length, objects: plan.keys.size, versions, bytes, usageBefore: before, usageAfter: after };
+  ctx.db.stmt("UPDATE deletion_requests SET status = 'done', status_reason = NULL, executed_at = ?, result = ? WHERE id = ?").run(now, JSON.stringify(result), id);
+  ctx.audit.appendInTx({ ...audit, operation: 'DeletionExecuted', bucket: req.bucket, bytes, status: 200, detail: { request: id, kind: req.kind, target: req.target, ...result } });
+  return 'done';
+}
+
+/** Removes from storage the blobs of versions that executed deletions removed; returns how many. */
+export async function emptyTrash(ctx: Context): Promise<number> {
+  let removed = 0;
+  for (;;) {
+    const batch = (ctx.db.stmt('SELECT blob_id FROM blob_trash LIMIT 500').all() as Row[]).map((r) => r.blob_id as string);
+    if (!batch.length) return removed;
+    for (const blob of batch) {
+      await ctx.blobs.remove(blob);
+      removed++;
+      if (pauseMs()) await sleep(pauseMs());
+    }
+    // one transaction per batch: a crash before it only means removing these blobs again
+    ctx.db.writeNow(() => { for (const blob of batch) ctx.db.stmt('DELETE FROM blob_trash WHERE blob_id = ?').run(blob); });
+  }
+}
