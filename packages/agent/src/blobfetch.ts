@@ -4,6 +4,7 @@
 // of an incremental backup) and by the restorer for file contents.
 import { extractBlob, packKey, toHex, type PackEntry } from '@shelter/format';
 import { RepositoryError, type Repository } from './repository.ts';
+import type { SealPool } from './sealpool.ts';
 
 /** a gap larger than this between needed blobs splits a pack's range in two requests */
 const MAX_GAP = 4 * 1024 * 1024;
@@ -19,7 +20,10 @@ export function planRanges(repo: Repository, ids: Iterable<Buffer>): PackRange[]
     if (seen.has(hex)) continue;
     seen.add(hex);
     const loc = repo.index.lookup(id);
-    if (!loc) throw new RepositoryError('Missing', `blob ${hex} is in no index (incomplete repository)`);
+    if (!loc) {
+      const lostPack = repo.lostPackOf(id);
+      throw new RepositoryError('Missing', lostPack ? `pack ${packKey(lostPack)} is missing from the bucket (it holds blob ${hex})` : `blob ${hex} is in no index (incomplete repository)`);
+    }
     let list = byPack.get(loc.pack);
     if (!list) byPack.set(loc.pack, (list = []));
     list.push({ type: 'data', id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength });
@@ -41,11 +45,21 @@ export function planRanges(repo: Repository, ids: Iterable<Buffer>): PackRange[]
   return ranges;
 }
 
-/** Fetches one range and decrypts each of its blobs, handing them to `each`. */
-export async function fetchRange(repo: Repository, r: PackRange, each: (e: PackEntry, plaintext: Buffer) => void | Promise<void>): Promise<void> {
+/**
+ * Fetches one range and decrypts each of its blobs, handing them to `each`; with a pool, the
+ * decryption and decompression run on its worker threads.
+ */
+export async function fetchRange(repo: Repository, r: PackRange, each: (e: PackEntry, plaintext: Buffer) => void | Promise<void>, pool?: SealPool): Promise<void> {
   const key = packKey(repo.index.packId(r.pack));
   const bytes = await repo.backend.get(key, { start: r.start, end: r.end });
   if (!bytes) throw new RepositoryError('Missing', `pack ${key} is missing`);
+  if (pool) {
+    let plains: Buffer[];
+    try { plains = await pool.openRange(bytes, r.start, r.entries); }
+    catch (err) { throw new RepositoryError('Corrupt', `${key}: ${(err as Error).message}`, { cause: err }); }
+    for (let i = 0; i < r.entries.length; i++) await each(r.entries[i]!, plains[i]!);
+    return;
+  }
   for (const e of r.entries) {
     let plain: Buffer;
     try { plain = extractBlob(repo.keys, bytes, e, r.start); }

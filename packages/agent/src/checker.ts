@@ -19,6 +19,7 @@ export async function checkRepository(repo: Repository, opts: { readData?: boole
   const problems: string[] = [];
   const problem = (m: string) => { if (problems.length < 1000) problems.push(m); };
   const packSizes = new Map<string, number>();
+  const reportedLost = new Set<string>();
   for await (const o of repo.backend.list('data/')) {
     const p = parseObjectKey(o.key);
     if (p?.type === 'pack') packSizes.set(p.id!, o.size);
@@ -31,7 +32,12 @@ export async function checkRepository(repo: Repository, opts: { readData?: boole
   const needBlob = (id: Buffer, where: string): boolean => {
     blobs++;
     const loc = repo.index.lookup(id);
-    if (!loc) { problem(`${where}: blob ${toHex(id)} is in no index (missing data)`); return false; }
+    if (!loc) {
+      const lostPack = repo.lostPackOf(id);
+      if (lostPack) { if (!reportedLost.has(lostPack)) { reportedLost.add(lostPack); problem(`pack ${packKey(lostPack)} is missing from the bucket (first needed by ${where})`); } }
+      else problem(`${where}: blob ${toHex(id)} is in no index (missing data)`);
+      return false;
+    }
     neededPacks.add(loc.pack);
     return true;
   };

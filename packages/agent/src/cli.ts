@@ -1,17 +1,20 @@
 // The `shelter` command line. Exit codes (also in `shelter --help`):
 //   0 success   1 failure   2 usage or configuration error   3 backup finished with warnings
-//   4 check found problems   5 wrong key (fingerprint lock)   6 storage unreachable or access denied
+//   4 check found problems   5 wrong key or passphrase (fingerprint lock)   6 storage unreachable or access denied
 import { Command } from 'commander';
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { FormatError, createRepository, formatRecoveryKit, decodeTree, toHex, type TreeNode } from '@shelter/format';
+import { FormatError, createRepository, formatRecoveryKit, decodeTree, toHex, type SlotSecret, type TreeNode } from '@shelter/format';
 import { backupFiles } from './archiver.ts';
 import { BackendError } from './backend/types.ts';
 import { openS3Backend } from './backend/s3.ts';
 import { checkRepository } from './checker.ts';
+import { fileDeletionRequest, listDeletionRequests } from './forget.ts';
 import { ConfigError, configPath, loadConfig, requireConfig, saveConfig, type AgentConfig } from './config.ts';
-import { KeyError, loadMasterKey, writeKeyFile } from './keys.ts';
+import { ExportError, exportToFile } from './exporter.ts';
+import { KeyError, addKeySlot, loadMasterKey, readBucketSlots, runKeyCommand, slotKind, wrappingKeyFile, writeKeyFile, type LoadedKey } from './keys.ts';
+import { passphraseFromStdin, promptNewPassphrase } from './passphrase.ts';
 import { initRepository, openRepo, RepositoryError, type Repository, type SnapshotEntry } from './repository.ts';
 import { restoreSnapshot } from './restorer.ts';
 import { parseKeyFile } from '@shelter/format';
@@ -55,10 +58,13 @@ function backendOf(cfg: AgentConfig) {
   });
 }
 const opened: Repository[] = [];
+/** the key that opened the repository, and where it came from (key list / add / export) */
+let loadedKey: LoadedKey | undefined;
 async function open(): Promise<Repository> {
   const cfg = requireConfig(loadConfig());
-  const master = loadMasterKey(cfg.key);
-  const repo = await openRepo(backendOf(cfg), master);
+  const backend = backendOf(cfg);
+  loadedKey = await loadMasterKey(cfg.key, backend);
+  const repo = await openRepo(backend, loadedKey.master);
   opened.push(repo);
   if (cfg.repository && cfg.repository.fingerprint !== repo.config.fingerprint) {
     throw new RepositoryError('WrongKey', `the bucket holds repository ${toHex(repo.config.id)}, this configuration was made for ${cfg.repository.id}: refusing to mix them`);
@@ -83,9 +89,11 @@ const program = new Command('shelter')
   .addHelpText('after', `
 Configuration: ${configPath()} (SHELTER_CONFIG_DIR overrides the directory), or the environment alone:
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, SHELTER_ENDPOINT, SHELTER_BUCKET, SHELTER_REGION, SHELTER_CA_CERT,
-  SHELTER_KEY (64 hex master key) | SHELTER_KEY_FILE | SHELTER_KEY_SLOT + SHELTER_PASSPHRASE or SHELTER_KEY_COMMAND
-Exit codes: 0 ok, 1 failure, 2 usage/configuration, 3 backup with warnings, 4 check found problems,
-  5 wrong key (fingerprint lock), 6 storage unreachable or access denied`)
+  SHELTER_KEY (64 hex master key) | SHELTER_KEY_FILE | SHELTER_KEY_SLOT (a slot file, or a slot id from
+  \`shelter key list\`) + SHELTER_PASSPHRASE or SHELTER_KEY_COMMAND | SHELTER_PASSPHRASE alone (tries the
+  bucket's passphrase slots)
+Exit codes: 0 ok, 1 failure, 2 usage/configuration, 3 backup/restore with warnings, 4 check found problems,
+  5 wrong key or passphrase (fingerprint lock), 6 storage unreachable or access denied`)
   .showHelpAfterError();
 
 program.command('init')
@@ -226,21 +234,46 @@ program.command('diff <a> <b>')
   });
 
 program.command('restore <snapshot>')
-  .description('restore a snapshot (an id, an id prefix, or "latest") into a directory')
+  .description('restore a snapshot (an id, an id prefix, or "latest") into a directory, or export it as a .tar.gz')
   .option('--name <name>', 'with "latest": the latest snapshot of this name')
-  .requiredOption('--target <dir>', 'directory to restore into')
+  .option('--target <dir>', 'directory to restore into')
+  .option('--export <file>', 'write a gzip-compressed POSIX tar instead ("-": standard output)')
   .option('--include <glob>', 'only paths matching (repeatable)', collect)
   .option('--exclude <glob>', 'skip paths matching (repeatable)', collect)
-  .option('--ignore-existing', 'leave files that already exist in the target untouched')
-  .option('--json', 'JSON summary')
-  .action(async (ref: string, o: { name?: string; target: string; include?: string[]; exclude?: string[]; ignoreExisting?: boolean; json?: boolean }) => {
+  .option('--ignore-existing', 'with --target: leave files that already exist in the target untouched')
+  .option('--json', 'JSON summary (on standard error with --export -)')
+  .addHelpText('after', `
+Exactly one of --target and --export. A glob matches the path inside the snapshot (the absolute path
+that was backed up; the leading / is optional) or the base name. With --include, --target creates
+every directory and --export writes only the directories that match or hold something that does.
+
+--export FILE.tar.gz streams a POSIX (pax) tar through gzip: directories, files, symlinks, hard links
+(the later names of an inode as hard-link entries), fifos and devices, with modes, owners (ids, and
+names when known) and mtimes to the nanosecond; pax headers for long or non-ASCII names and sizes
+from 8 GiB. It is written as FILE.partial-PID (mode 0600: the archive holds the backup in clear),
+renamed to FILE when complete and removed on failure; an existing FILE is not replaced.
+Sparse files are written in full (their holes as zeros). Left out: sockets, extended attributes,
+atime/ctime. A name that is not UTF-8 is written with U+FFFD for its invalid bytes (with a warning).`)
+  .action(async (ref: string, o: { name?: string; target?: string; export?: string; include?: string[]; exclude?: string[]; ignoreExisting?: boolean; json?: boolean }) => {
+    if ((o.target === undefined) === (o.export === undefined)) throw new ConfigError('restore needs exactly one of --target DIR and --export FILE.tar.gz');
+    if (o.export !== undefined && o.ignoreExisting) throw new ConfigError('--ignore-existing applies to --target only');
     const repo = await open();
     const snap = await pickSnapshot(repo, ref, o.name);
-    const r = await restoreSnapshot(repo, snap, {
-      target: o.target, include: o.include, exclude: o.exclude, ignoreExisting: o.ignoreExisting,
-      onProgress: (p) => drawProgress(`${p.files} files, ${mib(p.bytes)}  ${p.currentPath}`),
-      onWarning: (path, message) => { clearProgress(); process.stderr.write(`warning: ${path}: ${message}\n`); log({ level: 'warn', path, message }); },
-    });
+    const onProgress = (p: { files: number; bytes: number; currentPath: string }) => drawProgress(`${p.files} files, ${mib(p.bytes)}  ${p.currentPath}`);
+    const onWarning = (path: string, message: string) => { clearProgress(); process.stderr.write(`warning: ${path}: ${message}\n`); log({ level: 'warn', path, message }); };
+    if (o.export !== undefined) {
+      const x = await exportToFile(repo, snap, o.export, { include: o.include, exclude: o.exclude, onProgress, onWarning });
+      clearProgress();
+      const archive = o.export === '-' ? '-' : resolve(o.export);
+      log({ msg: 'export done', snapshot: snap.id, archive, ...x });
+      // with the archive on standard output, the summary goes to standard error
+      (archive === '-' ? process.stderr : process.stdout).write(o.json ? JSON.stringify({ snapshotId: snap.id, archive, ...x }, null, 2) + '\n'
+        : `exported snapshot ${snap.id.slice(0, 12)} to ${archive === '-' ? 'standard output' : archive}: ${x.files} files, ${x.hardlinks} hard links, ` +
+          `${x.symlinks} symlinks, ${x.dirs} dirs, ${mib(x.bytes)}${x.warnings ? `, ${x.warnings} warning(s)` : ''}\n`);
+      if (x.warnings) process.exitCode = EXIT.warnings;
+      return;
+    }
+    const r = await restoreSnapshot(repo, snap, { target: o.target!, include: o.include, exclude: o.exclude, ignoreExisting: o.ignoreExisting, onProgress, onWarning });
     clearProgress();
     log({ msg: 'restore done', snapshot: snap.id, ...r });
     print(!!o.json, { snapshotId: snap.id, ...r }, () => `restored snapshot ${snap.id.slice(0, 12)}: ${r.files} files, ${r.dirs} dirs, ${mib(r.bytes)}${r.warnings ? `, ${r.warnings} warning(s)` : ''}`);
@@ -262,20 +295,84 @@ program.command('check')
     if (!r.ok) process.exitCode = EXIT.checkFailed;
   });
 
-const key = program.command('key').description('the master key');
+program.command('forget <snapshot>')
+  .description('ask the gateway to delete a snapshot (id, unique prefix, or latest with --name): it files a deletion request that executes after the gateway\'s delay (14 days or more) unless cancelled; until then the snapshot stays listed and restorable. The agent itself never deletes.')
+  .option('--name <name>', 'with latest: the latest snapshot of this backup name')
+  .option('--reason <text>', 'why (recorded in the request and the audit log)')
+  .option('--json', 'JSON output')
+  .action(async (ref: string, o: { name?: string; reason?: string; json?: boolean }) => {
+    const cfg = requireConfig(loadConfig());
+    const repo = await open();
+    const snap = await pickSnapshot(repo, ref, o.name);
+    const { request, created } = await fileDeletionRequest(cfg, snap.id, o.reason);
+    print(!!o.json, { ...request, created }, () => `${created ? 'deletion requested' : 'already requested'}: snapshot ${snap.id.slice(0, 12)} (${snap.snapshot.name}, ${snap.snapshot.time})\nrequest ${request.id}, due ${request.dueAt}; it can be cancelled until then on the gateway`);
+  });
+program.command('deletions').description('list the deletion requests of this server\'s bucket (shelterd only)').option('--json', 'JSON output')
+  .action(async (o: { json?: boolean }) => {
+    const all = await listDeletionRequests(requireConfig(loadConfig()));
+    print(!!o.json, all, () => all.map((r) => `${r.id}\t${r.status}\t${r.kind} ${r.target ?? ''}\tdue ${r.dueAt}\t${r.reason}`).join('\n') || '(no deletion requests)');
+  });
+
+const key = program.command('key').description('the master key and its key slots');
 key.command('export').description('print the recovery kit (the master key in printable form)')
   .action(async () => {
     const repo = await open();
-    const cfg = loadConfig();
-    process.stdout.write(formatRecoveryKit(loadMasterKey(cfg.key), repo.config.id));
+    process.stdout.write(formatRecoveryKit(loadedKey!.master, repo.config.id));
   });
-key.command('list').description('show the key in use (fingerprint, never the key)').option('--json', 'JSON output')
+key.command('list').description('the key in use (fingerprint, never the key) and the key slots in the bucket (* = the one in use)')
+  .option('--json', 'JSON output')
   .action(async (o: { json?: boolean }) => {
     const repo = await open();
-    const cfg = loadConfig();
-    const src = process.env.SHELTER_KEY ? 'SHELTER_KEY' : cfg.key.file ? `key file ${cfg.key.file}` : `key slot ${cfg.key.slot}`;
-    print(!!o.json, { repository: toHex(repo.config.id), fingerprint: repo.config.fingerprint, source: src },
-      () => `repository ${toHex(repo.config.id)}\nfingerprint ${repo.config.fingerprint}\nsource ${src}`);
+    const mine = (s: { repository: Buffer; fingerprint: string }) => s.repository.equals(repo.config.id) && s.fingerprint === repo.config.fingerprint;
+    const slots = (await readBucketSlots(repo.backend)).map((s) => ({
+      id: s.id, kind: s.slot ? slotKind(s.slot) : 'damaged', kdf: s.slot?.kdf ?? null, created: s.slot?.created ?? null,
+      current: s.id === loadedKey!.slotId,
+      // a slot made for another key or repository is listed (someone wrote it) but never opens this one
+      ...(s.problem ? { problem: s.problem } : s.slot && !mine(s.slot) ? { problem: 'made for another key or repository' } : {}),
+    })).sort((a, b) => (a.created ?? '').localeCompare(b.created ?? ''));
+    print(!!o.json, { repository: toHex(repo.config.id), fingerprint: repo.config.fingerprint, source: loadedKey!.source, slots },
+      () => [`repository  ${toHex(repo.config.id)}`, `fingerprint ${repo.config.fingerprint}`, `in use      ${loadedKey!.source}`, '',
+        ...(slots.length === 0 ? ['(no key slots in the bucket: `shelter key add` makes one)'] : [
+          '  SLOT ID           KIND          CREATED',
+          ...slots.map((s) => `${s.current ? '*' : ' '} ${s.id.slice(0, 16)}  ${s.kind.padEnd(12)}  ${s.created ?? '-'}${s.problem ? `  (${s.problem})` : ''}`),
+          '', 'SHELTER_KEY_SLOT (or key.slot) takes a slot id or a prefix of 8 digits or more.'])].join('\n'));
+  });
+key.command('add')
+  .description('add a key slot: the master key wrapped again under a passphrase (scrypt) or a wrapping key, stored as a new keys/<id> object')
+  .option('--passphrase-stdin', 'read the passphrase from standard input (one line); without an option: asked twice on the terminal')
+  .option('--key-file <file>', 'wrap under the 32-byte key in FILE (64 hex digits; created with a new random key when absent)')
+  .option('--key-command <cmd>', 'wrap under the 32-byte key this command prints (64 hex digits): a KMS or vault client')
+  .option('--json', 'JSON output')
+  .addHelpText('after', `
+The repository is opened with the key configured now; the new slot wraps that same master key, so
+every other slot, key file and the recovery kit keep working. Nothing in the bucket is replaced.
+Opening with the new slot: SHELTER_KEY_SLOT=<slot id> (or key.slot) with SHELTER_PASSPHRASE, or
+SHELTER_PASSPHRASE alone (every passphrase slot is tried); for a wrapping key, SHELTER_KEY_COMMAND
+(key.command): with --key-file, \`cat FILE\`.`)
+  .action(async (o: { passphraseStdin?: boolean; keyFile?: string; keyCommand?: string; json?: boolean }) => {
+    if ([o.passphraseStdin, o.keyFile, o.keyCommand].filter((v) => v !== undefined).length > 1) {
+      throw new ConfigError('key add takes one of --passphrase-stdin, --key-file and --key-command');
+    }
+    const repo = await open(); // the key in use must open the repository before anything is asked or written
+    let secret: SlotSecret;
+    let keyFile: { path: string; created: boolean } | undefined;
+    if (o.keyFile !== undefined) {
+      const path = resolve(o.keyFile);
+      const w = wrappingKeyFile(path, true);
+      secret = { wrappingKey: w.key };
+      keyFile = { path, created: w.created };
+    } else if (o.keyCommand !== undefined) secret = { wrappingKey: runKeyCommand(o.keyCommand) };
+    else secret = { passphrase: o.passphraseStdin ? passphraseFromStdin() : await promptNewPassphrase() };
+    const added = await addKeySlot(repo.backend, loadedKey!.master, repo.config.id, secret);
+    const id = toHex(added.id);
+    const kind = slotKind(added.slot);
+    log({ msg: 'key slot added', slot: id, kind });
+    const how = kind === 'passphrase' ? `SHELTER_KEY_SLOT=${id.slice(0, 16)} and SHELTER_PASSPHRASE`
+      : `SHELTER_KEY_SLOT=${id.slice(0, 16)} and SHELTER_KEY_COMMAND=${keyFile ? `'cat ${keyFile.path}'` : 'the same command'}`;
+    print(!!o.json, { id, key: `keys/${id}`, kind, kdf: added.slot.kdf, created: added.slot.created, ...(keyFile ? { keyFile: keyFile.path, keyFileCreated: keyFile.created } : {}) },
+      () => `added key slot ${id} (${kind}), created ${added.slot.created}\n` +
+        (keyFile?.created ? `${keyFile.path}: a new random wrapping key (0600); keep a copy apart from this server's backups\n` : '') +
+        `open the repository with it: ${how}`);
   });
 
 program.command('config').description('configuration').command('validate').description('check the configuration and that the repository opens with this key')
@@ -285,7 +382,9 @@ program.command('config').description('configuration').command('validate').descr
   });
 
 function exitCodeOf(e: unknown): number {
-  if (e instanceof ConfigError || e instanceof KeyError) return EXIT.usage;
+  if (e instanceof ExportError) return exitCodeOf(e.cause);
+  if (e instanceof KeyError) return e.wrongKey ? EXIT.wrongKey : EXIT.usage;
+  if (e instanceof ConfigError) return EXIT.usage;
   if (e instanceof RepositoryError) return e.code === 'WrongKey' ? EXIT.wrongKey : EXIT.failure;
   if (e instanceof BackendError) return e.code === 'Config' ? EXIT.usage : e.code === 'Integrity' ? EXIT.failure : EXIT.storage;
   if (e instanceof FormatError && e.code === 'WrongKey') return EXIT.wrongKey;
@@ -294,7 +393,7 @@ function exitCodeOf(e: unknown): number {
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   clearProgress();
-  const known = e instanceof ConfigError || e instanceof KeyError || e instanceof RepositoryError || e instanceof BackendError || e instanceof FormatError;
+  const known = e instanceof ConfigError || e instanceof KeyError || e instanceof RepositoryError || e instanceof BackendError || e instanceof FormatError || e instanceof ExportError;
   process.stderr.write(`shelter: ${known ? (e as Error).message : `unexpected error: ${(e as Error)?.stack ?? String(e)}`}\n`);
   log({ level: 'error', error: String((e as Error)?.message ?? e) });
   process.exitCode = exitCodeOf(e);

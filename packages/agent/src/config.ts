@@ -11,7 +11,10 @@ import { parse, stringify } from 'yaml';
 export interface KeySource {
   /** a key file holding the master key (created by init) */
   file?: string;
-  /** a key slot file (master key wrapped by a passphrase or by a command's wrapping key) */
+  /**
+   * a key slot (master key wrapped by a passphrase or by a command's wrapping key): a slot file,
+   * or the id, or a prefix of 8 hex digits or more, of keys/<id> in the bucket (`shelter key list`)
+   */
   slot?: string;
   /** command printing the wrapping key (hex) of `slot`: a KMS or vault client */
   command?: string;

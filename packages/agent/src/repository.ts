@@ -29,6 +29,10 @@ export interface Repository {
   index: BlobIndex;
   /** the index object key that lists pack number n (for manifests) */
   indexKeyOfPack(n: number): string | undefined;
+  /** pack n holds tree blobs only (small: worth reading whole when trees are loaded) */
+  isTreePack(n: number): boolean;
+  /** for a blob in no usable index entry: the pack an index lists it in, when that pack is missing from the bucket */
+  lostPackOf(id: Buffer): string | undefined;
   /**
    * Stores a blob unless the repository already has it. Resolves as soon as the id is known and the
    * blob is queued for sealing (flush() makes it durable); `added` says whether it was new.
@@ -94,13 +98,23 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     try { return { key, packs: openIndex(keys, bytes, Buffer.from(parseObjectKey(key)!.id!, 'hex')) }; }
     catch (e) { throw new RepositoryError('Corrupt', `index object ${key} does not decrypt: ${(e as Error).message}`, { cause: e }); }
   });
+  // An index object may list packs the gateway has deleted since (a deleted snapshot's packs that
+  // share an index object with a retained one): those blobs are gone, so dedup must not find them.
+  // They are kept apart (lostIndex) only to name the missing pack in error messages.
+  const lost = lists.map((l) => l.packs.filter((p) => !packSizes.has(toHex(p.id))));
+  for (const l of lists) l.packs = l.packs.filter((p) => packSizes.has(toHex(p.id)));
+  const lostIndex = BlobIndex.fromIndexes(lost);
   const index = BlobIndex.fromIndexes(lists.map((l) => l.packs));
+  const treePacks = new Set<number>();
+  const noteTreePack = (n: number, entries: readonly PackEntry[]) => { if (entries.length && entries.every((e) => e.type === 'tree')) treePacks.add(n); };
   const packIndexKey = new Map<number, string>();
-  for (const l of lists) for (const p of l.packs) packIndexKey.set(index.addPack(p.id), l.key);
+  for (const l of lists) for (const p of l.packs) { const n = index.addPack(p.id); packIndexKey.set(n, l.key); noteTreePack(n, p.entries); }
 
   const uploads = opts.uploads ?? 4;
   const inFlight = new Set<Promise<void>>();
-  let writer = new PackWriter(keys);
+  // tree blobs get packs of their own: loading a snapshot's trees (incremental backups, restore,
+  // check) then reads a few small tree packs instead of ranges of every data pack
+  const writers: Record<BlobType, PackWriter> = { data: new PackWriter(keys), tree: new PackWriter(keys) };
   let unindexed: IndexedPack[] = [];
   const stats = { packsUploaded: 0, bytesUploaded: 0, blobsAdded: 0, sealedBytes: 0 };
   let failure: unknown;
@@ -119,6 +133,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
         entries = readPackHeader(keys, tail!, size);
       }
       const ip: IndexedPack = { id: Buffer.from(id, 'hex'), size, entries };
+      noteTreePack(index.addPack(ip.id), entries);
       index.addPackEntries(ip);
       unindexed.push(ip);
     } catch { /* unreadable leftover (e.g. another key's): ignored here, reported by check */ }
@@ -137,7 +152,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     for (const p of packs) packIndexKey.set(index.addPack(p.id), key);
   };
 
-  const uploadPack = async () => {
+  const uploadPack = async (writer: PackWriter) => {
     const pack = writer.finish();
     const key = packKey(pack.id);
     await backend.putNew(key, pack.bytes);
@@ -145,19 +160,20 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     stats.bytesUploaded += pack.bytes.length;
     // only now is the blob durable: add it to the index (dedup of later blobs may rely on it)
     const ip: IndexedPack = { id: pack.id, size: pack.bytes.length, entries: pack.entries };
+    noteTreePack(index.addPack(pack.id), pack.entries);
     index.addPackEntries(ip);
     for (const e of pack.entries) pending.delete(e.id.toString('hex'));
     unindexed.push(ip);
     if (unindexed.length >= PACKS_PER_INDEX) await writeIndex();
   };
 
-  const startUpload = async (force = false) => {
+  const startUpload = async (writer: PackWriter, force = false) => {
     // wait for a free upload slot BEFORE taking the pack: at most `uploads` packs are in memory
     while (inFlight.size >= uploads) await Promise.race(inFlight);
     if (failure) throw failure;
     // another caller may have taken the pack while we waited; only flush() sends a pack not yet full
     if (writer.count === 0 || (!force && !writer.full)) return;
-    const tracked: Promise<void> = uploadPack().catch((e) => { failure ??= e; }).finally(() => inFlight.delete(tracked));
+    const tracked: Promise<void> = uploadPack(writer).catch((e) => { failure ??= e; }).finally(() => inFlight.delete(tracked));
     inFlight.add(tracked);
   };
 
@@ -179,9 +195,10 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     sealingBytes += raw;
     const job: Promise<void> = pool.submit(id, plaintext)
       .then(async (sealed) => {
+        const writer = writers[type];
         writer.add(type, id, sealed, raw);
         stats.sealedBytes += sealed.length;
-        if (writer.full) await startUpload();
+        if (writer.full) await startUpload(writer);
       })
       .catch((e) => { failure ??= e; })
       .finally(() => {
@@ -200,6 +217,8 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
   const repo: Repository = {
     backend, keys, config, index, stats,
     indexKeyOfPack: (n) => packIndexKey.get(n),
+    isTreePack: (n) => treePacks.has(n),
+    lostPackOf: (id) => { const loc = lostIndex.lookup(id); return loc ? toHex(lostIndex.packId(loc.pack)) : undefined; },
     hasBlob,
     saveBlob,
     async loadBlob(id) {
@@ -217,7 +236,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     async flush() {
       while (sealing.size) await Promise.all(sealing);
       if (failure) throw failure;
-      if (writer.count > 0) await startUpload(true);
+      for (const writer of Object.values(writers)) if (writer.count > 0) await startUpload(writer, true);
       await Promise.all(inFlight);
       if (failure) throw failure;
       await writeIndex();

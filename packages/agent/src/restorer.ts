@@ -7,12 +7,14 @@
 // concurrent ranged GETs, each at most a pack: memory stays bounded) and write every chunk to each
 // place it belongs (pwrite), skipping all-zero chunks so holes stay holes; (4) give files their
 // length, metadata and hard links, then directories their metadata, deepest first.
-import { chmodSync, closeSync, existsSync, ftruncateSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync, utimesSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fchmodSync, fchownSync, ftruncateSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync, utimesSync, writeSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { matchesGlob, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { toHex, type TreeNode } from '@shelter/format';
 import { fetchRange, forEachLimit, planRanges } from './blobfetch.ts';
 import { joinPath } from './fsnode.ts';
+import { createSealPool } from './sealpool.ts';
+import { pathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 import { BackendError } from './backend/types.ts';
 import { loadAllTrees } from './trees.ts';
@@ -33,7 +35,19 @@ export interface RestoreResult { files: number; dirs: number; bytes: number; war
 
 const toTime = (ns: bigint) => Number(ns) / 1e9;
 
-interface PlannedFile { path: Buffer; node: TreeNode; failed: boolean }
+interface PlannedFile {
+  path: Buffer; node: TreeNode; failed: boolean;
+  /** chunk placements not yet written (holes count too) */
+  pending: number;
+  /** open descriptor while chunks arrive, -1 otherwise */
+  fd: number;
+  /** created already (a reopen must not truncate it again) */
+  created: boolean;
+  done: boolean;
+}
+
+/** descriptors kept open at once (files whose chunks arrive from several ranges); beyond, the least recently used is closed */
+const MAX_OPEN_FILES = 512;
 
 export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opts: RestoreOptions): Promise<RestoreResult> {
   const target = Buffer.from(resolve(opts.target));
@@ -41,12 +55,9 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   const asRoot = process.getuid?.() === 0;
   const result: RestoreResult = { files: 0, dirs: 0, bytes: 0, warnings: 0 };
   const warn = (p: Buffer, m: string) => { result.warnings++; opts.onWarning?.(p.toString(), m); };
-  const selected = (rel: string, isDir: boolean) => {
-    const base = rel.slice(rel.lastIndexOf('/') + 1);
-    if (opts.exclude?.some((g) => matchesGlob(rel, g) || matchesGlob(base, g))) return false;
-    if (isDir || !opts.include?.length) return true;
-    return opts.include.some((g) => matchesGlob(rel, g) || matchesGlob(base, g) || rel.startsWith(g.replace(/\/\*\*$/, '') + '/'));
-  };
+  const filter = pathFilter(opts.include, opts.exclude);
+  // every directory not excluded is created; --include selects the files
+  const selected = (rel: string, isDir: boolean) => !filter.excluded(rel) && (isDir || !filter.hasIncludes || filter.included(rel));
   const exists = (p: Buffer) => { try { lstatSync(p); return true; } catch { return false; } };
   const setMeta = (path: Buffer, n: TreeNode, isLink: boolean) => {
     try {
@@ -84,8 +95,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
             const linkKey = n.links !== undefined && n.links > 1 && n.inode !== undefined ? `${n.device}:${n.inode}` : undefined;
             const first = linkKey ? hardlinks.get(linkKey) : undefined;
             if (first) { links.push({ path, first, node: n }); break; }
-            const f: PlannedFile = { path, node: n, failed: false };
-            closeSync(openSync(path, 'w', 0o600)); // created (and emptied) now; filled in (3)
+            // created when its first chunk arrives (one open per file, not one per chunk)
+            const f: PlannedFile = { path, node: n, failed: false, pending: 0, fd: -1, created: false, done: false };
             files.push(f);
             if (linkKey) hardlinks.set(linkKey, f);
             break;
@@ -119,10 +130,46 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   walk(target, '', snap.snapshot.tree);
 
   // (3) contents: where each chunk goes
+  const open = new Map<PlannedFile, true>(); // insertion order = least recently used first
+  const descriptor = (f: PlannedFile): number => {
+    if (f.fd >= 0) { open.delete(f); open.set(f, true); return f.fd; }
+    if (open.size >= MAX_OPEN_FILES) {
+      const [lru] = open.keys();
+      open.delete(lru!);
+      closeSync(lru!.fd);
+      lru!.fd = -1;
+    }
+    f.fd = openSync(f.path, f.created ? 'r+' : 'w', 0o600);
+    f.created = true;
+    open.set(f, true);
+    return f.fd;
+  };
+  const release = (f: PlannedFile) => {
+    if (f.fd < 0) return;
+    open.delete(f);
+    try { closeSync(f.fd); } catch { /* reported by the caller's path */ }
+    f.fd = -1;
+  };
+  // every chunk written: length (a trailing hole), metadata through the descriptor, close
+  const finish = (f: PlannedFile) => {
+    f.done = true;
+    try {
+      const fd = descriptor(f);
+      ftruncateSync(fd, f.node.size ?? 0);
+      try {
+        if (asRoot) fchownSync(fd, f.node.uid, f.node.gid);
+        fchmodSync(fd, f.node.mode);
+        futimesSync(fd, toTime(f.node.atime), toTime(f.node.mtime));
+      } catch (e) { warn(f.path, `cannot set metadata: ${(e as Error).message}`); }
+      result.files++;
+    } catch (e) { f.failed = true; warn(f.path, `cannot finish: ${(e as Error).message}`); }
+    release(f);
+  };
   const places = new Map<string, Array<{ file: PlannedFile; offset: number }>>();
   for (const f of files) {
     let offset = 0;
     for (const id of f.node.content ?? []) {
+      f.pending++;
       const hex = toHex(id);
       let list = places.get(hex);
       if (!list) places.set(hex, (list = []));
@@ -136,6 +183,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     }
   }
   const ranges = planRanges(repo, [...places.keys()].map((h) => Buffer.from(h, 'hex')));
+  // decryption and zstd on worker threads (one per core); the main thread writes files
+  const pool = createSealPool(repo.keys);
   let zeros = Buffer.alloc(0);
   await forEachLimit(ranges, opts.concurrency ?? 4, async (r) => {
     try {
@@ -144,37 +193,34 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
         // an all-zero chunk is a hole: not written, the final truncate gives the file its length
         const hole = chunk.equals(zeros.subarray(0, chunk.length));
         for (const p of places.get(toHex(e.id)) ?? []) {
-          if (p.file.failed) continue;
+          const f = p.file;
+          if (f.failed) continue;
           result.bytes += chunk.length;
-          if (hole) continue;
-          try {
-            const fd = openSync(p.file.path, 'r+');
+          if (!hole) {
             try {
+              const fd = descriptor(f);
               let done = 0;
               while (done < chunk.length) done += writeSync(fd, chunk, done, chunk.length - done, p.offset + done);
-            } finally { closeSync(fd); }
-          } catch (err) { p.file.failed = true; warn(p.file.path, `cannot write: ${(err as Error).message}`); }
+            } catch (err) { f.failed = true; release(f); warn(f.path, `cannot write: ${(err as Error).message}`); continue; }
+          }
+          if (--f.pending === 0) finish(f);
         }
-      });
+      }, pool);
     } catch (err) {
       // storage unreachable (after retries): stop, rather than leave hundreds of empty files
       if (err instanceof BackendError && err.code !== 'Integrity') throw err;
       for (const e of r.entries) for (const p of places.get(toHex(e.id)) ?? []) {
-        if (!p.file.failed) { p.file.failed = true; warn(p.file.path, `content unavailable: ${(err as Error).message}`); }
+        if (!p.file.failed) { p.file.failed = true; release(p.file); warn(p.file.path, `content unavailable: ${(err as Error).message}`); }
       }
     }
     opts.onProgress?.({ files: result.files, bytes: result.bytes, currentPath: '' });
-  });
+  }).finally(() => pool.close());
 
-  // (4) lengths, metadata, hard links, then directories deepest first
+  // (4) files without chunks (empty), hard links, then directories deepest first
   for (const f of files) {
-    if (f.failed) continue;
-    try {
-      const fd = openSync(f.path, 'r+');
-      try { ftruncateSync(fd, f.node.size ?? 0); } finally { closeSync(fd); }
-      setMeta(f.path, f.node, false);
-      result.files++;
-    } catch (e) { warn(f.path, `cannot finish: ${(e as Error).message}`); }
+    if (f.failed) { release(f); continue; }
+    if (!f.done && f.pending === 0) finish(f);
+    else if (!f.done) { release(f); f.failed = true; warn(f.path, `${f.pending} chunk(s) never arrived`); }
   }
   for (const l of links) {
     try {

@@ -1,14 +1,44 @@
 // Whole directory hierarchies of a snapshot, loaded level by level with grouped requests.
-import { decodeTree, toHex, type TreeNode } from '@shelter/format';
+import { decodeTree, extractBlob, packKey, toHex, type TreeNode } from '@shelter/format';
 import { fetchBlobs } from './blobfetch.ts';
-import type { Repository } from './repository.ts';
+import { RepositoryError, type Repository } from './repository.ts';
 
 /** every tree reachable from `root`, by hex id */
 export async function loadAllTrees(repo: Repository, root: Buffer): Promise<Map<string, TreeNode[]>> {
   const trees = new Map<string, TreeNode[]>();
+  // Tree packs are read whole, once: every level of the hierarchy has blobs spread over them, so
+  // ranged reads per level would fetch (nearly) the same bytes again and again. Other packs (trees
+  // of repositories written before tree packs existed) are read by grouped ranges.
+  const wholePacks = new Map<number, Promise<Buffer>>();
+  const packBytes = (n: number) => {
+    let p = wholePacks.get(n);
+    if (!p) {
+      const key = packKey(repo.index.packId(n));
+      p = repo.backend.get(key).then((b) => {
+        if (!b) throw new RepositoryError('Missing', `pack ${key} is missing`);
+        return b;
+      });
+      wholePacks.set(n, p);
+    }
+    return p;
+  };
   let level: Buffer[] = [root];
   while (level.length) {
-    const blobs = await fetchBlobs(repo, level);
+    const elsewhere: Buffer[] = [];
+    const fromTreePacks: Array<Promise<[string, Buffer]>> = [];
+    for (const id of level) {
+      const loc = repo.index.lookup(id);
+      if (!loc || !repo.isTreePack(loc.pack)) { elsewhere.push(id); continue; }
+      fromTreePacks.push(packBytes(loc.pack).then((bytes) => {
+        try {
+          return [toHex(id), extractBlob(repo.keys, bytes, { type: 'tree', id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength }, 0)];
+        } catch (e) {
+          throw new RepositoryError('Corrupt', `tree ${toHex(id)} in ${packKey(repo.index.packId(loc.pack))} does not decrypt: ${(e as Error).message}`, { cause: e });
+        }
+      }));
+    }
+    const blobs = await fetchBlobs(repo, elsewhere);
+    for (const [hex, plain] of await Promise.all(fromTreePacks)) blobs.set(hex, plain);
     const next: Buffer[] = [];
     for (const [hex, plain] of blobs) {
       const nodes = decodeTree(plain);

@@ -3,7 +3,7 @@
 // repository id from the plaintext `config`.
 import { createHmac, hkdfSync } from 'node:crypto';
 import { FormatError } from './errors.ts';
-import { checkLength, label, toHex } from './common.ts';
+import { checkLength, label, secretKeyOf, toHex } from './common.ts';
 
 export const MASTER_KEY_BYTES = 32;
 export const REPOSITORY_ID_BYTES = 16;
@@ -57,7 +57,7 @@ export function keyFingerprint(master: Uint8Array, repositoryId: Uint8Array): st
 
 /** Blob id = HMAC-SHA256(id key, plaintext): equal plaintexts dedup, but nobody without the key can confirm a guess. */
 export function blobId(keys: RepoKeys, plaintext: Uint8Array): Buffer {
-  return createHmac('sha256', keys.id).update(plaintext).digest();
+  return createHmac('sha256', secretKeyOf(keys.id)).update(plaintext).digest();
 }
 
 /** Refuses to work with a key whose fingerprint is not the one the repository (or the local config) recorded. */

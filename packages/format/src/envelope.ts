@@ -16,7 +16,7 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import { FormatError } from './errors.ts';
-import { asBuffer, label, systemRng, type Rng } from './common.ts';
+import { asBuffer, label, secretKeyOf, systemRng, type Rng } from './common.ts';
 import { blobId, FINGERPRINT_BYTES, type RepoKeys } from './derive.ts';
 
 export const ENVELOPE_VERSION = 1;
@@ -58,7 +58,7 @@ export function seal(keys: RepoKeys, plaintext: Uint8Array, context: Uint8Array,
   const out = Buffer.allocUnsafe(HEADER_BYTES + 4 + payload.length + TAG_BYTES);
   out[0] = header;
   nonce.copy(out, 1);
-  const cipher = createCipheriv('aes-256-gcm', keys.data, nonce);
+  const cipher = createCipheriv('aes-256-gcm', secretKeyOf(keys.data), nonce);
   cipher.setAAD(Buffer.concat([out.subarray(0, 1), context]));
   const len = Buffer.allocUnsafe(4);
   len.writeUInt32LE(plaintext.length, 0);
@@ -92,7 +92,7 @@ export function openEnvelope(keys: RepoKeys, sealed: Uint8Array, context: Uint8A
   if ((flags & ~FLAG_ZSTD) !== 0) throw new FormatError('Corrupt', `envelope has unknown flags ${flags}`);
   let body: Buffer;
   try {
-    const d = createDecipheriv('aes-256-gcm', keys.data, b.subarray(1, HEADER_BYTES));
+    const d = createDecipheriv('aes-256-gcm', secretKeyOf(keys.data), b.subarray(1, HEADER_BYTES));
     d.setAAD(Buffer.concat([b.subarray(0, 1), context]));
     d.setAuthTag(b.subarray(b.length - TAG_BYTES));
     const first = d.update(b.subarray(HEADER_BYTES, b.length - TAG_BYTES));

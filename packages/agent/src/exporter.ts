@@ -1,0 +1,281 @@
+// `shelter restore --export FILE.tar.gz`: a snapshot as a gzip-compressed POSIX (pax) tar, made
+// as a stream. File contents go out blob by blob in order, a few blobs fetched ahead: memory is
+// bounded by the directory listings and that window, never by the size of a file.
+//
+// The archive holds directories, regular files, symlinks, hard links (the second and later names
+// of an inode are hard-link entries naming the first), fifos and device nodes, each with its mode,
+// uid/gid, user/group names when the snapshot has them, and mtime. What a ustar header cannot hold
+// (names over 100 bytes or not ASCII, sizes from 8 GiB, sub-second or out-of-range mtimes, large
+// ids, long user names) goes into a pax extended header, which GNU tar, bsdtar and Python read.
+// Left out: sockets (nothing to restore), xattrs, atime/ctime; sparse files are written in full,
+// holes as zeros. The tar library writes names as UTF-8 only: a name that is not UTF-8 is written
+// with U+FFFD for its invalid bytes, and a warning says which.
+import { createWriteStream, existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
+import { dirname, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { pack as tarPack, type Header, type Pack } from 'tar-stream';
+import { toHex, type TreeNode } from '@shelter/format';
+import { ConfigError } from './config.ts';
+import { pathFilter, type PathFilter } from './pathfilter.ts';
+import type { Repository, SnapshotEntry } from './repository.ts';
+import { loadAllTrees } from './trees.ts';
+
+export interface ExportOptions {
+  include?: string[];
+  exclude?: string[];
+  /** blobs fetched ahead of the one being written (default 8) */
+  ahead?: number;
+  onProgress?: (p: { files: number; bytes: number; currentPath: string }) => void;
+  onWarning?: (path: string, message: string) => void;
+}
+
+/** an export that failed: the partial archive is removed; `cause` is the error that stopped it */
+export class ExportError extends Error {}
+
+export interface ExportResult { files: number; dirs: number; symlinks: number; hardlinks: number; bytes: number; warnings: number }
+
+type Sink = ReturnType<Pack['entry']>;
+
+/** one archive entry; `linkTo` makes a file a hard-link entry naming an earlier one */
+export interface Planned { name: string; node: TreeNode; linkTo?: string }
+
+const NS = 1_000_000_000n;
+/** ustar limits (tar-stream writes the mtime through a 32-bit integer: the bound is 2^31 - 1) */
+const USTAR_MAX_ID = 0o7777777;
+const USTAR_MAX_SIZE = 0o77777777777;
+const USTAR_MAX_TIME = 2 ** 31 - 1;
+/** plaintext fetched ahead, at most (besides the `ahead` count): blobs may be up to 256 MiB */
+const AHEAD_BYTES = 32 * 1024 * 1024;
+const TYPE_BITS: Record<TreeNode['type'], number> = { file: 0o100000, dir: 0o040000, symlink: 0o120000, chardev: 0o020000, blockdev: 0o060000, fifo: 0o010000, socket: 0o140000 };
+const TAR_TYPE: Record<Exclude<TreeNode['type'], 'socket'>, Header['type']> = { file: 'file', dir: 'directory', symlink: 'symlink', chardev: 'character-device', blockdev: 'block-device', fifo: 'fifo' };
+
+/** nanoseconds as a pax time: decimal seconds, the fraction without trailing zeros */
+export function paxTime(ns: bigint): string {
+  const abs = ns < 0n ? -ns : ns;
+  const frac = (abs % NS).toString().padStart(9, '0').replace(/0+$/, '');
+  return `${ns < 0n ? '-' : ''}${abs / NS}${frac ? `.${frac}` : ''}`;
+}
+
+/** Linux dev_t (glibc encoding) to major and minor */
+function devNumbers(rdev: bigint): { devmajor: number; devminor: number } {
+  return {
+    devmajor: Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n)),
+    devminor: Number((rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n)),
+  };
+}
+
+/** the tar header of an entry; `target` is the symlink target as text */
+export function tarHeader(e: Planned, target: string | undefined): Header {
+  const n = e.node;
+  const pax: Record<string, string> = {};
+  const secs = n.mtime >= 0n ? n.mtime / NS : -((-n.mtime + NS - 1n) / NS); // floor
+  if (n.mtime % NS !== 0n || secs < 0n || secs > BigInt(USTAR_MAX_TIME)) pax.mtime = paxTime(n.mtime);
+  const size = n.type === 'file' && !e.linkTo ? n.size ?? 0 : 0;
+  if (size > USTAR_MAX_SIZE) pax.size = String(size);
+  if (n.uid > USTAR_MAX_ID) pax.uid = String(n.uid);
+  if (n.gid > USTAR_MAX_ID) pax.gid = String(n.gid);
+  // ustar's user and group name fields hold 31 bytes; the library would overflow them
+  const short = (s: string | undefined) => s !== undefined && /^[\x21-\x7e]{1,31}$/.test(s);
+  if (n.user !== undefined && !short(n.user)) pax.uname = n.user;
+  if (n.group !== undefined && !short(n.group)) pax.gname = n.group;
+  const clampedSecs = Number(secs < 0n ? 0n : secs > BigInt(USTAR_MAX_TIME) ? BigInt(USTAR_MAX_TIME) : secs);
+  const h: Header = {
+    name: e.name,
+    // with the file type bits: the library replaces a mode of 0 by its default, and masks them off
+    mode: n.mode | TYPE_BITS[n.type],
+    uid: Math.min(n.uid, USTAR_MAX_ID), gid: Math.min(n.gid, USTAR_MAX_ID),
+    uname: short(n.user) ? n.user! : '', gname: short(n.group) ? n.group! : '',
+    size, // from 8 GiB the library writes it in base-256 (a GNU extension); pax.size is the standard form
+    mtime: new Date(clampedSecs * 1000),
+    type: e.linkTo !== undefined ? 'link' : TAR_TYPE[n.type as Exclude<TreeNode['type'], 'socket'>],
+    linkname: e.linkTo ?? target ?? '',
+    devmajor: 0, devminor: 0,
+    pax: Object.keys(pax).length ? pax : null,
+  };
+  if ((n.type === 'chardev' || n.type === 'blockdev') && n.rdev !== undefined) Object.assign(h, devNumbers(n.rdev));
+  return h;
+}
+
+/**
+ * The entries of the archive, in tree order (a directory before what it holds). Names are relative
+ * (the snapshot's absolute paths without the leading slash), directories end in "/". With
+ * --include, a directory is written when it matches or holds something that does.
+ */
+function planEntries(repo: Repository, trees: Map<string, TreeNode[]>, root: Buffer, filter: PathFilter, warn: (path: string, m: string) => void): Planned[] {
+  const out: Planned[] = [];
+  const firstName = new Map<string, string>(); // device:inode -> the name written with the content
+  const walk = (subtree: Buffer, prefix: string) => {
+    const nodes = trees.get(toHex(subtree));
+    if (!nodes) { warn(`/${prefix}`, 'directory listing missing from the snapshot'); return; }
+    for (const n of nodes) {
+      const rel = prefix ? `${prefix}/${n.name.toString()}` : n.name.toString();
+      if (filter.excluded(rel)) continue;
+      if (n.type === 'dir') {
+        const at = out.length;
+        out.push({ name: `${rel}/`, node: n });
+        walk(n.subtree!, rel);
+        if (filter.hasIncludes && out.length === at + 1 && !filter.included(rel)) out.length = at;
+        continue;
+      }
+      if ((filter.hasIncludes && !filter.included(rel)) || n.type === 'socket') continue;
+      if (n.type !== 'file') { out.push({ name: rel, node: n }); continue; }
+      const linkKey = n.links !== undefined && n.links > 1 && n.inode !== undefined ? `${n.device}:${n.inode}` : undefined;
+      const first = linkKey ? firstName.get(linkKey) : undefined;
+      if (first !== undefined) { out.push({ name: rel, node: n, linkTo: first }); continue; }
+      // a tar entry announces its size before its bytes: check the chunks add up before writing it
+      let stored = 0;
+      const missing = (n.content ?? []).filter((id) => { const loc = repo.index.lookup(id); stored += loc?.rawLength ?? 0; return !loc; }).length;
+      if (missing || stored !== n.size) {
+        warn(`/${rel}`, missing ? `${missing} of its chunks are in no index: left out` : `its chunks hold ${stored} bytes but the snapshot recorded ${n.size}: left out`);
+        continue;
+      }
+      out.push({ name: rel, node: n });
+      if (linkKey) firstName.set(linkKey, rel);
+    }
+  };
+  walk(root, '');
+  return out;
+}
+
+/**
+ * The blobs of `ids` in order, fetched ahead (at most `ahead` blobs and AHEAD_BYTES waiting): the
+ * network stays busy while gzip works, and memory stays bounded. A blob repeated back to back (a
+ * run of zeros) is fetched once.
+ */
+function blobReader(repo: Repository, ids: Iterator<Buffer>, ahead: number): () => Promise<Buffer> {
+  const window: Array<{ hex: string; size: number; blob: Promise<Buffer> }> = [];
+  let last: { hex: string; blob: Promise<Buffer> } | undefined;
+  let bytes = 0;
+  const fill = () => {
+    while (window.length < ahead && (window.length === 0 || bytes < AHEAD_BYTES)) {
+      const r = ids.next();
+      if (r.done) return;
+      const hex = toHex(r.value);
+      const size = repo.index.lookup(r.value)?.rawLength ?? 0;
+      const same = window.find((w) => w.hex === hex) ?? (last?.hex === hex ? last : undefined);
+      const blob = same?.blob ?? repo.loadBlob(r.value);
+      blob.catch(() => { /* awaited in turn; until then a failure must not count as unhandled */ });
+      window.push({ hex, size, blob });
+      bytes += size;
+    }
+  };
+  return async () => {
+    fill();
+    const w = window.shift();
+    if (!w) throw new Error('internal error: more chunks read than planned');
+    bytes -= w.size;
+    last = w;
+    fill();
+    return w.blob;
+  };
+}
+
+/** resolves when the entry is complete in the archive, rejects when it (or the archive) failed */
+function entryDone(pack: Pack, h: Header): { sink: Sink; done: Promise<void> } {
+  let sink!: Sink;
+  const done = new Promise<void>((res, rej) => { sink = pack.entry(h, (err) => (err ? rej(err) : res())); });
+  // when the archive fails the entry is destroyed with the same error, which `done` and the
+  // pipeline already carry: without a listener it would end the process as an uncaught 'error'
+  sink.on('error', () => {});
+  done.catch(() => {});
+  return { sink, done };
+}
+
+/** the archive stopped under the writer: the destination's own error is the one to report */
+class ArchiveClosed extends Error {}
+
+async function write(sink: Sink, chunk: Buffer): Promise<void> {
+  if (sink.write(chunk)) return;
+  await new Promise<void>((res, rej) => {
+    const off = () => { sink.off('drain', ok); sink.off('close', closed); };
+    const ok = () => { off(); res(); };
+    const closed = () => { off(); rej(new ArchiveClosed('the archive stream was closed')); };
+    sink.on('drain', ok);
+    sink.on('close', closed);
+  });
+}
+
+/** Writes the snapshot (filtered) as a .tar.gz to `dest`; resolves once everything is written. */
+export async function exportSnapshot(repo: Repository, snap: SnapshotEntry, dest: NodeJS.WritableStream, opts: ExportOptions = {}): Promise<ExportResult> {
+  const result: ExportResult = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, warnings: 0 };
+  const warn = (p: string, m: string) => { result.warnings++; opts.onWarning?.(p, m); };
+  const trees = await loadAllTrees(repo, snap.snapshot.tree);
+  const plan = planEntries(repo, trees, snap.snapshot.tree, pathFilter(opts.include, opts.exclude), warn);
+  function* contentIds() { for (const e of plan) if (e.node.type === 'file' && e.linkTo === undefined) yield* e.node.content ?? []; }
+  const nextBlob = blobReader(repo, contentIds(), opts.ahead ?? 8);
+
+  const pack = tarPack();
+  const streamed = pipeline(pack, createGzip(), dest);
+  const writeAll = async () => {
+    for (const e of plan) {
+      const n = e.node;
+      if (!isUtf8(n.name)) warn(`/${e.name}`, 'the name is not UTF-8: written with U+FFFD in place of its invalid bytes');
+      if (n.type === 'symlink' && !isUtf8(n.target!)) warn(`/${e.name}`, 'the symlink target is not UTF-8: written with U+FFFD in place of its invalid bytes');
+      const { sink, done } = entryDone(pack, tarHeader(e, n.type === 'symlink' ? n.target!.toString() : undefined));
+      if (n.type === 'file' && e.linkTo === undefined) {
+        for (const id of n.content ?? []) {
+          const blob = await nextBlob();
+          const expected = repo.index.lookup(id)?.rawLength;
+          if (blob.length !== expected) throw new Error(`/${e.name}: chunk ${toHex(id)} holds ${blob.length} bytes, the index says ${expected}`);
+          await write(sink, blob);
+          result.bytes += blob.length;
+        }
+        sink.end(undefined); // streamx: end(data) with nothing more to write
+      }
+      await done;
+      if (n.type === 'dir') result.dirs++;
+      else if (n.type === 'symlink') result.symlinks++;
+      else if (e.linkTo !== undefined) result.hardlinks++;
+      else if (n.type === 'file') result.files++;
+      opts.onProgress?.({ files: result.files, bytes: result.bytes, currentPath: `/${e.name}` });
+    }
+    pack.finalize();
+  };
+  try {
+    // a failing destination (disk full, closed pipe) ends `streamed` first: stop writing then
+    const writing = writeAll();
+    writing.catch(() => { /* reported through the race, or moot once the destination failed */ });
+    await Promise.race([writing, streamed]);
+    await streamed;
+  } catch (e) {
+    pack.destroy(e as Error);
+    const failed = await streamed.then(() => undefined, (x: unknown) => x);
+    throw e instanceof ArchiveClosed && failed ? failed : e;
+  }
+  return result;
+}
+
+/**
+ * --export FILE: written as FILE.partial-PID (mode 0600: it holds the backup in clear) and renamed
+ * to FILE when complete; removed on failure or interruption. An existing FILE is not replaced.
+ * "-" writes to standard output.
+ */
+export async function exportToFile(repo: Repository, snap: SnapshotEntry, file: string, opts: ExportOptions = {}): Promise<ExportResult> {
+  if (file === '-') {
+    if (process.stdout.isTTY) throw new ConfigError('refusing to write a compressed archive to a terminal: redirect standard output, or give --export FILE');
+    try { return await exportSnapshot(repo, snap, process.stdout, opts); }
+    catch (e) { throw new ExportError(`the archive on standard output is incomplete: ${(e as Error).message}`, { cause: e }); }
+  }
+  const path = resolve(file);
+  if (existsSync(path)) throw new ConfigError(`${path} already exists: not replacing it (remove it, or choose another name)`);
+  const dir = dirname(path);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${dir} is not a directory`);
+  const partial = `${path}.partial-${process.pid}`;
+  const onSignal = (sig: NodeJS.Signals) => { rmSync(partial, { force: true }); process.exit(128 + (sig === 'SIGINT' ? 2 : 15)); };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    // flush: fsync before close, so the renamed file is complete even after a power loss
+    const result = await exportSnapshot(repo, snap, createWriteStream(partial, { flags: 'wx', mode: 0o600, flush: true }), opts);
+    renameSync(partial, path);
+    return result;
+  } catch (e) {
+    rmSync(partial, { force: true });
+    throw new ExportError(`${path} not written (the partial archive is removed): ${(e as Error).message}`, { cause: e });
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
