@@ -15,8 +15,8 @@
 // Targeted trials use the fault proxy (test/lib/faultproxy.ts) as a tripwire to kill the agent
 // at an exact step: right after the gateway stored its first pack, the other pack uploads held
 // back (the next backup must upload that pack's bytes less than a full one), and while the
-// manifest PUT (the commit point) is in flight (the snapshot object exists, its manifest does
-// not: per docs/FORMAT.md that snapshot does not exist).
+// snapshot object's PUT (the commit point) is in flight (its manifest exists, the snapshot object
+// does not: per docs/FORMAT.md that snapshot does not exist).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -241,13 +241,13 @@ describe('shelter backup killed with SIGKILL', () => {
       await restoreAndCompare(repo, 'late kill');
     });
 
-    it('killed while the manifest (the commit point) is being written: no snapshot exists, check passes, the next backup completes', async () => {
+    it('killed while the snapshot object (the commit point) is being written: no snapshot exists, check passes, the next backup completes', async () => {
       const repo = await freshRepo('commit-kill', proxy);
       let kill = () => {};
       let held = 0;
       tripwire = {
         onRequest: (op, key) => {
-          if (op === 'PutObject' && key?.startsWith('manifests/')) { held++; setTimeout(() => kill(), 20); return 'hold'; }
+          if (op === 'PutObject' && key?.startsWith('snapshots/')) { held++; setTimeout(() => kill(), 20); return 'hold'; }
           return undefined;
         },
       };
@@ -255,25 +255,24 @@ describe('shelter backup killed with SIGKILL', () => {
       kill = p.kill;
       const killedRun = await p.done;
       tripwire = {};
-      assert.equal(killedRun.signal, 'SIGKILL', `the backup was to be killed at its manifest PUT\n${formatAgentRun(killedRun)}`);
-      assert.equal(held, 1, 'exactly one manifest PUT was held');
-      const snapPuts = successfulPuts(auditRecords(gw.dataDir), repo.creds.bucket, 'snapshots/');
-      assert.equal(snapPuts.length, 1, 'the snapshot object was written before its manifest');
+      assert.equal(killedRun.signal, 'SIGKILL', `the backup was to be killed at its snapshot PUT\n${formatAgentRun(killedRun)}`);
+      assert.equal(held, 1, 'exactly one snapshot PUT was held');
+      const manifestPuts = successfulPuts(auditRecords(gw.dataDir), repo.creds.bucket, 'manifests/');
+      assert.equal(manifestPuts.length, 1, 'the manifest was written before its snapshot object');
 
-      // docs/FORMAT.md: "A snapshot exists if and only if its manifest exists; snapshot or index
-      // objects without a manifest are leftovers of an interrupted run." Every step runs, then
-      // every violation is reported together.
+      // docs/FORMAT.md: "A snapshot exists if and only if both its manifest and its snapshot object
+      // exist." Every step runs, then every violation is reported together.
       const problems: string[] = [];
       const list = await repo.agent.ok(['snapshots', '--json']);
       const listed = JSON.parse(list.stdout) as { id: string }[];
-      if (listed.length) problems.push(`\`shelter snapshots --json\` lists ${listed.map((s) => s.id.slice(0, 12)).join(', ')}, whose manifest was never written`);
+      if (listed.length) problems.push(`\`shelter snapshots --json\` lists ${listed.map((s) => s.id.slice(0, 12)).join(', ')}, whose snapshot object was never written`);
       await checkReadData(repo, 'kill at the commit point');
       const next = await repo.agent.run(['backup', 'files', src, '--name', NAME, '--json']);
       assert.equal(next.status, 0, `the backup after the kill must complete\n${formatAgentRun(next)}`);
       const summary = parseBackupJson(next);
       if (summary.parent !== null) problems.push(`the next backup took the uncommitted snapshot ${summary.parent.slice(0, 12)} as its parent`);
       await restoreAndCompare(repo, 'kill at the commit point');
-      assert.deepEqual(problems, [], 'a snapshot without its manifest was treated as a snapshot');
+      assert.deepEqual(problems, [], 'a manifest without its snapshot object was treated as a snapshot');
     });
   });
 });

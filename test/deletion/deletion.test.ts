@@ -290,16 +290,65 @@ describe('controlled deletion: requests, delay, cancel, executor, retention, GC 
     assert.equal(orphans.length, 1);
     assert.deepEqual(orphans[0]!.objects, [orphan], 'only the unreferenced object');
     assert.deepEqual(c.executed.filter((id) => mine.some((r) => r.id === id)), [], 'filing executes nothing');
+    // a cancelled policy request stays cancelled: the policy does not file it again
+    const spared = byPolicy[0]!;
+    cli(gw, ['deletion', 'cancel', spared.id, '--reason', 'keep this one']);
+    const again = runCycle(gw, 10 * DAY + 60_000);
+    assert.deepEqual(again.filedByPolicy.filter((id) => deletions(gw, s.name).find((r) => r.id === id)?.target === spared.target), [], 'not re-filed');
+    const stillPending = byPolicy.slice(1);
     // the requests are due 14 days after they were filed (at +10 days)
     assert.deepEqual(runCycle(gw, 23 * DAY).executed.filter((id) => mine.some((r) => r.id === id)), []);
     const executed = runCycle(gw, 24 * DAY + 60_000).executed;
-    for (const r of [...byPolicy, ...orphans]) assert.ok(executed.includes(r.id), `${r.id} executed`);
+    for (const r of [...stillPending, ...orphans]) assert.ok(executed.includes(r.id), `${r.id} executed`);
+    assert.ok(!executed.includes(spared.id));
     assert.equal(await status(s.s3, s.bucket, orphan), 404);
     const snaps = await s.agent.json<SnapshotRow[]>(['snapshots', '--json']);
-    assert.deepEqual(snaps.map((x) => x.id), [s.snaps[2]]);
+    assert.deepEqual(snaps.map((x) => x.id).sort(), [spared.target!, s.snaps[2]!].sort(), 'the spared snapshot and the newest remain');
     const target = join(work, 'restore-policy');
     await s.agent.ok(['restore', 'latest', '--target', target]);
     assertSameTrees(scanTree(s.src), scanTree(join(target, s.src)), 'restore of the kept snapshot');
     cli(gw, ['audit', 'verify']);
+  });
+
+  it('clearing a policy withdraws the requests it filed', async () => {
+    const s = await setup('del-policy-clear', 2);
+    cli(gw, ['retention', 'set', s.name, '--policy', JSON.stringify({ keepWithin: '1d' })]);
+    const c = runCycle(gw, 10 * DAY);
+    const filed = deletions(gw, s.name).filter((r) => c.filedByPolicy.includes(r.id));
+    assert.deepEqual(filed.map((r) => r.target), [s.snaps[0]]);
+    cli(gw, ['retention', 'clear', s.name]);
+    assert.equal(cliJson<Request>(gw, ['deletion', 'show', filed[0]!.id]).status, 'cancelled');
+    assert.deepEqual(runCycle(gw, 30 * DAY).executed.filter((id) => id === filed[0]!.id), []);
+    assert.equal((await s.agent.json<SnapshotRow[]>(['snapshots', '--json'])).length, 2);
+  });
+
+  it('deleting all of a server\'s data keeps what later snapshots need to be read (config, key slots)', async () => {
+    const s = await setup('del-server', 1);
+    const req = cliJson<Request>(gw, ['deletion', 'request', '--server', s.name, '--all-data', '--reason', 'decommissioned (but it went on backing up)']);
+    await new Promise((r) => setTimeout(r, 20)); // a later arrival time than the request
+    writeTree(s.src, 5);
+    const later = (await s.agent.json<BackupSummary>(['backup', 'files', s.src, '--name', 'files', '--json'])).snapshotId;
+    const c = runCycle(gw, 15 * DAY);
+    assert.ok(c.executed.includes(req.id));
+    assert.equal(await status(s.s3, s.bucket, `manifests/${s.snaps[0]}`), 404, 'the earlier snapshot is gone');
+    assert.equal(await status(s.s3, s.bucket, 'config'), 200, 'config stays for the later snapshot');
+    const target = join(work, 'restore-server');
+    await s.agent.ok(['restore', later, '--target', target]);
+    assertSameTrees(scanTree(s.src), scanTree(join(target, s.src)), 'restore of the snapshot made after the request');
+  });
+
+  it('manifests stored before the gateway registered them are registered before anything counts as unreferenced', async () => {
+    const s = await setup('del-upgrade', 1);
+    // an upgraded data directory: the manifest is stored, but not registered
+    const db = new DatabaseSync(join(gw.dataDir, 'meta.db'));
+    try {
+      db.prepare('DELETE FROM manifest_refs WHERE bucket = ?').run(s.bucket);
+      db.prepare('DELETE FROM manifests WHERE bucket = ?').run(s.bucket);
+      db.prepare("DELETE FROM settings WHERE name = 'manifests_registered'").run();
+    } finally { db.close(); }
+    const c = runCycle(gw, 30 * DAY);
+    const mine = deletions(gw, s.name);
+    assert.deepEqual(mine.filter((r) => r.kind === 'orphans' && c.filedForOrphans.includes(r.id)), [], 'no pack of the stored snapshot is taken for a leftover');
+    assert.equal(usage(gw, s.name).names[0]?.snapshots, 1, 'registered again');
   });
 });

@@ -5,14 +5,18 @@
 import { extractBlob, packKey, toHex, type PackEntry } from '@shelter/format';
 import { RepositoryError, type Repository } from './repository.ts';
 import type { SealPool } from './sealpool.ts';
+import { mapLimit } from './limit.ts';
 
 /** a gap larger than this between needed blobs splits a pack's range in two requests */
 const MAX_GAP = 4 * 1024 * 1024;
 
 export interface PackRange { pack: number; start: number; end: number; entries: PackEntry[] }
 
-/** Groups blobs by pack into covering ranges (offset order). Unknown ids throw Missing. */
-export function planRanges(repo: Repository, ids: Iterable<Buffer>): PackRange[] {
+/**
+ * Groups blobs by pack into covering ranges (offset order). Unknown ids throw Missing. A range
+ * holds at most `maxPlaintext` bytes of plaintext (bounded memory per range in flight).
+ */
+export function planRanges(repo: Repository, ids: Iterable<Buffer>, maxPlaintext = Infinity): PackRange[] {
   const byPack = new Map<number, PackEntry[]>();
   const seen = new Set<string>();
   for (const id of ids) {
@@ -32,12 +36,15 @@ export function planRanges(repo: Repository, ids: Iterable<Buffer>): PackRange[]
   for (const [pack, entries] of byPack) {
     entries.sort((a, b) => a.offset - b.offset);
     let cur: PackRange | undefined;
+    let plain = 0;
     for (const e of entries) {
-      if (cur && e.offset - cur.end - 1 <= MAX_GAP) {
+      if (cur && e.offset - cur.end - 1 <= MAX_GAP && plain + e.rawLength <= maxPlaintext) {
         cur.end = Math.max(cur.end, e.offset + e.length - 1);
         cur.entries.push(e);
+        plain += e.rawLength;
       } else {
         cur = { pack, start: e.offset, end: e.offset + e.length - 1, entries: [e] };
+        plain = e.rawLength;
         ranges.push(cur);
       }
     }
@@ -68,16 +75,10 @@ export async function fetchRange(repo: Repository, r: PackRange, each: (e: PackE
   }
 }
 
-export async function forEachLimit<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
-}
 
 /** Loads blobs by id (grouped requests), returning plaintexts by hex id. */
 export async function fetchBlobs(repo: Repository, ids: Iterable<Buffer>, concurrency = 8): Promise<Map<string, Buffer>> {
   const out = new Map<string, Buffer>();
-  await forEachLimit(planRanges(repo, ids), concurrency, (r) => fetchRange(repo, r, (e, p) => { out.set(toHex(e.id), p); }));
+  await mapLimit(planRanges(repo, ids), concurrency, (r) => fetchRange(repo, r, (e, p) => { out.set(toHex(e.id), p); }));
   return out;
 }

@@ -7,6 +7,7 @@ import {
   type BlobType, type IndexedPack, type PackEntry, type ParsedConfig, type RepoKeys, type Snapshot,
 } from '@shelter/format';
 import type { Backend } from './backend/types.ts';
+import { mapLimit } from './limit.ts';
 import { createSealPool, type SealPool } from './sealpool.ts';
 
 export class RepositoryError extends Error {
@@ -64,14 +65,6 @@ export async function initRepository(backend: Backend, configBytes: Buffer): Pro
   throw new RepositoryError('Exists', `${backend.location} already holds a repository (config exists)`);
 }
 
-async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) { const i = next++; out[i] = await fn(items[i]!); }
-  }));
-  return out;
-}
 
 export async function openRepo(backend: Backend, master: Buffer, opts: { uploads?: number; sealWorkers?: number } = {}): Promise<Repository> {
   const configBytes = await backend.get(CONFIG_KEY);
@@ -196,7 +189,9 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     const job: Promise<void> = pool.submit(id, plaintext)
       .then(async (sealed) => {
         const writer = writers[type];
-        writer.add(type, id, sealed, raw);
+        // a sealed blob is a slice of its batch's buffer: tree packs fill slowly, so their blobs
+        // get buffers of their own rather than keep whole batches alive
+        writer.add(type, id, type === 'tree' ? Buffer.from(sealed) : sealed, raw);
         stats.sealedBytes += sealed.length;
         if (writer.full) await startUpload(writer);
       })
@@ -254,16 +249,18 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
         if (!ik) throw new RepositoryError('Corrupt', `pack ${toHex(index.packId(n))} is listed in no index object`);
         indexes.add(ik);
       }
-      // the snapshot first, then its manifest: a manifest never points at a missing snapshot
-      await backend.putNew(snapshotKey(sealed.id), sealed.bytes);
+      // the manifest first, then the snapshot object, which commits the backup (a snapshot is listed
+      // once both exist). In this order nobody can register a manifest for this snapshot before us:
+      // its id is the hash of an encrypted object nobody has seen yet (docs/FORMAT.md, GC contract)
       const manifest = encodeManifest({ name: s.name, time: s.time, snapshot: snapshotKey(sealed.id), packs, indexes: [...indexes] });
       await backend.putNew(manifestKey(sealed.id), manifest);
+      await backend.putNew(snapshotKey(sealed.id), sealed.bytes);
       return id;
     },
     async close() { await pool?.close(); },
     async listSnapshots() {
-      // a snapshot exists once its manifest does (the manifest is written last): a backup killed
-      // between the two left a snapshot object that is no snapshot
+      // a snapshot exists once its manifest and its snapshot object do (the snapshot object is
+      // written last): a backup killed between the two left a manifest that is no snapshot
       const keysList: string[] = [];
       for await (const o of backend.list('manifests/')) {
         const p = parseObjectKey(o.key);

@@ -11,7 +11,8 @@ import { chmodSync, closeSync, existsSync, fchmodSync, fchownSync, ftruncateSync
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { toHex, type TreeNode } from '@shelter/format';
-import { fetchRange, forEachLimit, planRanges } from './blobfetch.ts';
+import { fetchRange, planRanges } from './blobfetch.ts';
+import { mapLimit } from './limit.ts';
 import { joinPath } from './fsnode.ts';
 import { createSealPool } from './sealpool.ts';
 import { pathFilter } from './pathfilter.ts';
@@ -182,11 +183,12 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
       warn(f.path, `its chunks hold ${offset} bytes but the snapshot recorded ${f.node.size}: not restored`);
     }
   }
-  const ranges = planRanges(repo, [...places.keys()].map((h) => Buffer.from(h, 'hex')));
+  // at most 8 MiB of plaintext per range: memory stays bounded with several ranges in flight
+  const ranges = planRanges(repo, [...places.keys()].map((h) => Buffer.from(h, 'hex')), 8 * 1024 * 1024);
   // decryption and zstd on worker threads (one per core); the main thread writes files
   const pool = createSealPool(repo.keys);
   let zeros = Buffer.alloc(0);
-  await forEachLimit(ranges, opts.concurrency ?? 4, async (r) => {
+  await mapLimit(ranges, opts.concurrency ?? 4, async (r) => {
     try {
       await fetchRange(repo, r, (e, chunk) => {
         if (zeros.length < chunk.length) zeros = Buffer.alloc(chunk.length);

@@ -12,6 +12,10 @@ export interface SealPool {
   close(): Promise<void>;
 }
 
+/** a batch of chunks goes to a worker once it holds this many bytes or chunks (or at the end of the event-loop turn) */
+const BATCH_BYTES = 1024 * 1024;
+const BATCH_COUNT = 256;
+
 export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?: number } = {}): SealPool {
   const n = Math.max(1, opts.workers ?? availableParallelism());
   const plainKeys = { ...keys };
@@ -34,25 +38,54 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     });
     wk.w.on('error', (e) => { for (const [s, job] of waiting) if (job.worker === wk) { waiting.delete(s); job.reject(e); } });
   }
+  interface Batch { ids: Buffer[]; lengths: number[]; jobs: Array<{ resolve: (b: Buffer) => void; reject: (e: Error) => void }>; bytes: number; data: Uint8Array<ArrayBuffer> }
+  let batch: Batch | null = null;
+  const flushBatch = () => {
+    const b = batch;
+    if (!b) return;
+    batch = null;
+    const wk = workers.reduce((x, y) => (y.busy < x.busy ? y : x));
+    if (wk.busy++ === 0) wk.w.ref();
+    const s = seq++;
+    const ids = new Uint8Array(32 * b.ids.length);
+    b.ids.forEach((id, i) => ids.set(id, 32 * i));
+    waiting.set(s, {
+      resolve: (all, lengths) => {
+        let off = 0;
+        lengths!.forEach((n, i) => { b.jobs[i]!.resolve(all.subarray(off, off + n)); off += n; });
+      },
+      reject: (e) => { for (const j of b.jobs) j.reject(new Error(`sealing failed: ${e.message}`)); },
+      worker: wk,
+    });
+    wk.w.postMessage({ seq: s, ids, lengths: b.lengths, data: b.data }, [b.data.buffer, ids.buffer]);
+  };
+
   return {
     submit(id, plaintext) {
-      const wk = workers.reduce((a, b) => (b.busy < a.busy ? b : a));
-      if (wk.busy++ === 0) wk.w.ref();
-      const s = seq++;
-      // a standalone copy whose buffer can be transferred (the caller's may be a slice of a big read buffer)
-      const data = new Uint8Array(plaintext.length);
-      data.set(plaintext);
-      return new Promise<Buffer>((resolve, reject) => {
-        waiting.set(s, { resolve, reject, worker: wk });
-        wk.w.postMessage({ seq: s, id, data }, [data.buffer]);
-      });
+      // chunks travel in batches (one copy, one message per MiB or per event-loop turn): one
+      // message per chunk cost the main thread more than chunking and hashing the source tree
+      if (batch && batch.bytes + plaintext.length > batch.data.length) flushBatch();
+      if (!batch) {
+        // copied now: the caller may reuse its read buffer as soon as this returns
+        batch = { ids: [], lengths: [], jobs: [], bytes: 0, data: new Uint8Array(Math.max(2 * BATCH_BYTES, plaintext.length)) };
+        setImmediate(flushBatch);
+      }
+      batch.data.set(plaintext, batch.bytes);
+      batch.ids.push(id);
+      batch.lengths.push(plaintext.length);
+      batch.bytes += plaintext.length;
+      const done = new Promise<Buffer>((resolve, reject) => { batch!.jobs.push({ resolve, reject }); });
+      if (batch.bytes >= BATCH_BYTES || batch.ids.length >= BATCH_COUNT) flushBatch();
+      return done;
     },
     openRange(bytes, start, entries) {
       const wk = workers.reduce((a, b) => (b.busy < a.busy ? b : a));
       if (wk.busy++ === 0) wk.w.ref();
       const s = seq++;
-      const data = new Uint8Array(bytes.length);
-      data.set(bytes);
+      // the fetched range usually owns its memory: hand it over without a copy
+      let data: Uint8Array<ArrayBuffer>;
+      if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) data = new Uint8Array(bytes.buffer);
+      else { data = new Uint8Array(bytes.length); data.set(bytes); }
       const list = entries.map((e) => ({ id: e.id, offset: e.offset, length: e.length, rawLength: e.rawLength }));
       return new Promise<Buffer[]>((resolve, reject) => {
         waiting.set(s, {

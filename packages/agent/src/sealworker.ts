@@ -1,6 +1,8 @@
 // Worker thread: compresses and encrypts blobs (zstd + AES-256-GCM, format's `seal`), the CPU-heavy
 // part of a backup, so that every core works. The main thread keeps walking, reading, chunking and
 // deduplicating; it hands over only the chunks that are new.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { extractBlob, seal, toHex, type RepoKeys } from '@shelter/format';
 
@@ -8,17 +10,35 @@ const k = workerData.keys as Record<string, Uint8Array | string>;
 const keys = Object.fromEntries(Object.entries(k).map(([n, v]) => [n, typeof v === 'string' ? v : Buffer.from(v)])) as unknown as RepoKeys;
 const level = workerData.level as number;
 
+// This thread's JS heap stays tiny while it allocates and drops hundreds of MiB of zstd and
+// cipher output outside it, so V8 rarely sees a reason to collect, and the process's memory grows
+// by that much. A collection every GC_EVERY bytes handled keeps it bounded (a few ms each).
+setFlagsFromString('--expose-gc');
+const collect = runInNewContext('gc') as () => void;
+const GC_EVERY = 64 * 1024 * 1024;
+let sinceGc = 0;
+const handled = (bytes: number) => {
+  sinceGc += bytes;
+  if (sinceGc >= GC_EVERY) { sinceGc = 0; collect(); }
+};
+
 interface OpenJob { start: number; entries: Array<{ id: Uint8Array; offset: number; length: number; rawLength: number }> }
 
-parentPort!.on('message', (m: { seq: number; id: Uint8Array; data: Uint8Array; open?: OpenJob }) => {
+parentPort!.on('message', (m: { seq: number; ids: Uint8Array; lengths: number[]; data: Uint8Array; open?: OpenJob }) => {
   if (m.open) return openRange(m.seq, m.data, m.open);
   try {
-    const sealed = seal(keys, m.data, m.id, { level });
-    // hand the bytes back without copying when they own their buffer
-    // (Node's small-buffer pool cannot be transferred: copy those into a buffer of their own)
-    let own: Uint8Array = sealed;
-    if (sealed.byteOffset !== 0 || sealed.byteLength !== sealed.buffer.byteLength) { own = new Uint8Array(sealed.length); own.set(sealed); }
-    parentPort!.postMessage({ seq: m.seq, sealed: own }, [own.buffer as ArrayBuffer]);
+    // a batch of chunks: sealed one by one, returned as one buffer (one transfer) plus lengths
+    const sealed: Buffer[] = [];
+    let at = 0;
+    m.lengths.forEach((n, i) => {
+      sealed.push(seal(keys, m.data.subarray(at, at + n), m.ids.subarray(32 * i, 32 * i + 32), { level }));
+      at += n;
+    });
+    const all = new Uint8Array(sealed.reduce((x, b) => x + b.length, 0));
+    at = 0;
+    for (const b of sealed) { all.set(b, at); at += b.length; }
+    parentPort!.postMessage({ seq: m.seq, sealed: all, lengths: sealed.map((b) => b.length) }, [all.buffer]);
+    handled(m.data.length);
   } catch (e) {
     parentPort!.postMessage({ seq: m.seq, error: (e as Error).message });
   }
@@ -27,19 +47,23 @@ parentPort!.on('message', (m: { seq: number; id: Uint8Array; data: Uint8Array; o
 /** restore: every blob of a fetched pack range, returned as one buffer (one transfer) plus lengths */
 function openRange(seq: number, data: Uint8Array, job: OpenJob): void {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const plains: Buffer[] = [];
+  // one output buffer sized from the index's plaintext lengths; each blob is copied in and dropped
+  const all = new Uint8Array(job.entries.reduce((n, e) => n + e.rawLength, 0));
+  const lengths: number[] = [];
+  let at = 0;
   for (const e of job.entries) {
     const id = Buffer.from(e.id);
+    let plain: Buffer;
     try {
-      plains.push(extractBlob(keys, bytes, { type: 'data', id, offset: e.offset, length: e.length, rawLength: e.rawLength }, job.start));
+      plain = extractBlob(keys, bytes, { type: 'data', id, offset: e.offset, length: e.length, rawLength: e.rawLength }, job.start);
     } catch (err) {
       parentPort!.postMessage({ seq, error: `blob ${toHex(id)} does not decrypt: ${(err as Error).message}` });
       return;
     }
+    all.set(plain, at);
+    at += plain.length;
+    lengths.push(plain.length);
   }
-  const total = plains.reduce((n, p) => n + p.length, 0);
-  const all = new Uint8Array(total);
-  let at = 0;
-  for (const p of plains) { all.set(p, at); at += p.length; }
-  parentPort!.postMessage({ seq, sealed: all, lengths: plains.map((p) => p.length) }, [all.buffer]);
+  parentPort!.postMessage({ seq, sealed: all, lengths }, [all.buffer]);
+  handled(all.length);
 }

@@ -52,7 +52,7 @@ test('table: 400 daily snapshots under the degressive policy keep exactly the ex
   //   Sep 2026 only has Sep 1..4 inside the window (Sep 5 on is tier 3) -> Sep 4.
   const tier4 = ['2025-10-31', '2025-11-30', '2025-12-31', '2026-01-31', '2026-02-28', '2026-03-31', '2026-04-30',
     '2026-05-31', '2026-06-30', '2026-07-31', '2026-08-31', '2026-09-04'];
-  // The 7-day floor (newest of each of the last 7 x 24 h) picks Nov 21 .. Nov 27, all already in tier 1.
+  // The 7-day floor (newest of each of the UTC dates Nov 21 .. Nov 27) picks snapshots already in tier 1.
 
   const expected = [...tier1, ...tier2, ...tier3, ...tier4].sort();
   assert.deepEqual(keptIds(r), expected);
@@ -82,16 +82,18 @@ test('the 7-day floor holds when the policy keeps less', () => {
     const time = at('2026-03-10T06:00:00Z') - k * 6 * HOUR;
     snapshots.push({ id: new Date(time).toISOString(), time });
   }
-  // floor: day i = (now - i*24h, now - (i-1)*24h]; for i = 2..7 its newest is 06:00 of Mar 9 .. Mar 4
-  const floorDays2to7 = ['2026-03-09', '2026-03-08', '2026-03-07', '2026-03-06', '2026-03-05', '2026-03-04'].map((d) => `${d}T06:00:00.000Z`);
+  // floor: the newest of each UTC date Mar 10 .. Mar 4 (not after now): Mar 10 06:00, then 18:00 of Mar 9 .. Mar 4;
+  // Mar 10 06:00 and Mar 9 18:00 are kept by the policy itself in both cases below
+  const floorDays2to7 = ['2026-03-08', '2026-03-07', '2026-03-06', '2026-03-05', '2026-03-04'].map((d) => `${d}T18:00:00.000Z`);
 
   const within = evaluateRetention(parseRetentionPolicy({ keepWithin: '1d' }), snapshots, now);
   // keepWithin 1d = (Mar 9 10:00, Mar 10 10:00]: Mar 9 12:00 and 18:00, Mar 10 00:00 and 06:00
   const withinKept = ['2026-03-09T12:00:00.000Z', '2026-03-09T18:00:00.000Z', '2026-03-10T00:00:00.000Z', '2026-03-10T06:00:00.000Z'];
   assert.deepEqual(keptIds(within), [...withinKept, ...floorDays2to7].sort());
   assert.equal(within.keep.get('2026-03-10T06:00:00.000Z'), 'keepWithin 1d');
-  assert.equal(within.keep.get('2026-03-09T06:00:00.000Z'), 'floor: newest of day 2');
-  assert.equal(within.keep.get('2026-03-04T06:00:00.000Z'), 'floor: newest of day 7');
+  assert.equal(within.keep.get('2026-03-08T18:00:00.000Z'), 'floor: newest of 2026-03-08');
+  assert.equal(within.keep.get('2026-03-04T18:00:00.000Z'), 'floor: newest of 2026-03-04');
+  assert.ok(!within.keep.has('2026-03-03T18:00:00.000Z'), 'nothing older than the 7 dates');
 
   const tiers = evaluateRetention(parseRetentionPolicy({ tiers: [{ span: '1d', keep: 1, per: 'day' }] }), snapshots, now);
   // the tier window (Mar 9 10:00, Mar 10 10:00] touches UTC days Mar 9 (newest inside: 18:00) and Mar 10 (06:00)
@@ -99,14 +101,17 @@ test('the 7-day floor holds when the policy keeps less', () => {
   assert.equal(tiers.keep.get('2026-03-09T18:00:00.000Z'), 'tier 1: newest of 2026-03-09');
 
   for (const r of [within, tiers]) {
-    // generic form of the guarantee: exactly one per 24 h for days 2..7, nothing older than 7 days
-    for (let i = 2; i <= 7; i++) {
-      const inDay = snapshots.filter((s) => s.time > now - i * DAY && s.time <= now - (i - 1) * DAY);
+    // generic form of the guarantee: exactly one per UTC date for the 5 dates before yesterday
+    // (each date's newest), nothing from before the 7 dates
+    for (let i = 2; i <= 6; i++) {
+      const date = new Date(now - i * DAY).toISOString().slice(0, 10);
+      const inDay = snapshots.filter((s) => new Date(s.time).toISOString().slice(0, 10) === date);
       const kept = inDay.filter((s) => r.keep.has(s.id));
-      assert.equal(kept.length, 1, `day ${i}`);
+      assert.equal(kept.length, 1, `date ${date}`);
       assert.equal(kept[0]!.time, Math.max(...inDay.map((s) => s.time)));
     }
-    assert.ok(snapshots.every((s) => s.time > now - 7 * DAY || !r.keep.has(s.id)));
+    const firstDate = Math.floor(now / DAY) * DAY - 6 * DAY;
+    assert.ok(snapshots.every((s) => s.time >= firstDate || !r.keep.has(s.id)));
     assert.equal(r.keep.size + r.expire.length, snapshots.length);
   }
 });
@@ -174,7 +179,7 @@ test('snapshots dated in the future are kept and do not take the floor', () => {
   assert.equal(r.keep.get('skewed'), 'future');
   assert.equal(r.keep.get('far'), 'future');
   assert.equal(r.keep.get('recent'), 'keepWithin 1d');
-  assert.equal(r.keep.get('yesterday'), 'floor: newest of day 2');
+  assert.equal(r.keep.get('yesterday'), 'floor: newest of 2026-05-30');
   assert.deepEqual(r.expire, ['old']);
 });
 
@@ -351,9 +356,10 @@ function naive(policyJson: { keepWithin?: string; tiers?: { span: string; keep: 
       hi = lo;
     });
     if (reason === undefined && policyJson.keepWithin && s.time > back(now, policyJson.keepWithin) && s.time <= now) reason = `keepWithin ${policyJson.keepWithin}`;
-    for (let i = 1; i <= 7 && reason === undefined; i++) {
-      const inDay = (o: Snapshot) => o.time > now - i * DAY && o.time <= now - (i - 1) * DAY;
-      if (inDay(s) && snaps.every((o) => o === s || !inDay(o) || newer(s, o))) reason = `floor: newest of day ${i}`;
+    for (let i = 0; i < 7 && reason === undefined; i++) {
+      const date = new Date(now - i * DAY).toISOString().slice(0, 10);
+      const inDay = (o: Snapshot) => new Date(o.time).toISOString().slice(0, 10) === date && o.time <= now;
+      if (inDay(s) && snaps.every((o) => o === s || !inDay(o) || newer(s, o))) reason = `floor: newest of ${date}`;
     }
     if (reason !== undefined) keep.set(s.id, reason);
   }

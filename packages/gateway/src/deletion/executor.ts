@@ -61,12 +61,21 @@ export function planDeletion(ctx: Context, req: DeletionRequest, now: number): D
     candidates = [...new Set(snapshots.flatMap(refsOf))];
   }
   const removing = new Set(snapshots);
-  const referencedElsewhere = (key: string) =>
-    (ctx.db.stmt('SELECT snapshot FROM manifest_refs WHERE bucket = ? AND object_key = ?').all(bucket, key) as Row[])
-      .some((r) => !removing.has(r.snapshot as string));
+  const referencedElsewhere = (key: string) => {
+    // stops at the first reference by a snapshot that stays (keys shared by hundreds of snapshots)
+    for (const r of ctx.db.stmt('SELECT snapshot FROM manifest_refs WHERE bucket = ? AND object_key = ?').iterate(bucket, key) as Iterable<Row>) {
+      if (!removing.has(r.snapshot as string)) return true;
+    }
+    return false;
+  };
+  // A whole server's data, while snapshots registered after the request was filed stay: the
+  // repository's config and key slots (listed by no manifest) are what those need to be read.
+  const keepRepositoryKeys = req.kind === 'server'
+    && !!ctx.db.stmt('SELECT 1 AS x FROM manifests WHERE bucket = ? AND arrived_at > ? LIMIT 1').get(bucket, cutoff);
   const keys = new Map<string, Version[]>();
   const blocked: string[] = [];
   for (const key of candidates.sort()) {
+    if (keepRepositoryKeys && (key === 'config' || key.startsWith('keys/'))) continue;
     if (referencedElsewhere(key)) continue;
     const versions = (ctx.db.stmt('SELECT * FROM versions WHERE bucket = ? AND key = ? AND last_modified <= ? ORDER BY seq').all(bucket, key, cutoff) as Row[])
       .map((r) => toVersion(r as never));
@@ -80,20 +89,25 @@ export function planDeletion(ctx: Context, req: DeletionRequest, now: number): D
   return { snapshots, keys, blocked };
 }
 
-export interface ExecutionSummary { executed: string[]; waiting: string[]; blobsRemoved: number }
+export interface ExecutionSummary { executed: string[]; waiting: string[]; failed: string[]; blobsRemoved: number }
 
 /** Runs every due request now, then empties the blob trash. Safe to run from several processes. */
 export async function runDueDeletions(ctx: Context): Promise<ExecutionSummary> {
-  const summary: ExecutionSummary = { executed: [], waiting: [], blobsRemoved: 0 };
+  const summary: ExecutionSummary = { executed: [], waiting: [], failed: [], blobsRemoved: 0 };
   summary.blobsRemoved += await emptyTrash(ctx);
   const now = ctx.now().getTime();
   const due = (ctx.db.stmt("SELECT id FROM deletion_requests WHERE status IN ('pending', 'waiting') AND due_at <= ? ORDER BY due_at, id").all(now) as Row[])
     .map((r) => r.id as string);
   for (const id of due) {
     if (pauseMs()) await sleep(pauseMs());
-    const outcome = ctx.db.writeNow(() => executeInTx(ctx, id, ctx.now().getTime()));
-    if (outcome === 'done') summary.executed.push(id);
-    if (outcome === 'waiting') summary.waiting.push(id);
+    try {
+      const outcome = ctx.db.writeNow(() => executeInTx(ctx, id, ctx.now().getTime()));
+      if (outcome === 'done') summary.executed.push(id);
+      if (outcome === 'waiting') summary.waiting.push(id);
+    } catch (e) {
+      // rolled back: the request stays due and is tried again on the next run; others go ahead
+      summary.failed.push(`${id}: ${(e as Error).message}`);
+    }
     summary.blobsRemoved += await emptyTrash(ctx);
   }
   return summary;
@@ -155,6 +169,7 @@ export async function emptyTrash(ctx: Context): Promise<number> {
     const batch = (ctx.db.stmt('SELECT blob_id FROM blob_trash LIMIT 500').all() as Row[]).map((r) => r.blob_id as string);
     if (!batch.length) return removed;
     for (const blob of batch) {
+      // a failure stops this run; the rows stay and the next run tries again
       await ctx.blobs.remove(blob);
       removed++;
       if (pauseMs()) await sleep(pauseMs());

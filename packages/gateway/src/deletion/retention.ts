@@ -38,9 +38,10 @@
 //    2026-11-20, 2026-W47 (ISO week-numbering year) or 2026-11.
 // 3. keepWithin: every snapshot in (now - span, now] is kept (same span arithmetic, from now),
 //    reason "keepWithin <span>".
-// 4. Floor that no policy lowers: for each day i = 1..7, the newest snapshot with time in
-//    (now - i x 24 h, now - (i - 1) x 24 h] is kept, reason "floor: newest of day i" (day 1 = the last
-//    24 hours). It applies to every non-null policy.
+// 4. Floor that no policy lowers: for each of the last 7 UTC dates (today's and the 6 before), the
+//    newest snapshot of that date (not after now) is kept, reason "floor: newest of 2026-11-20".
+//    Calendar dates, not sliding 24-hour windows: evaluated again and again, a sliding window would
+//    pass the role to each new snapshot and expire the one before. It applies to every non-null policy.
 // 5. Everything else expires, in particular every snapshot older than the last tier that neither
 //    keepWithin nor the floor keeps. A snapshot kept by any rule is kept; its reason is that of the
 //    first matching rule in the order above (future, tier, keepWithin, floor).
@@ -330,10 +331,14 @@ export function evaluateRetention(policy: RetentionPolicy | null, snapshots: rea
     for (let i = lo; i < hi; i++) mark(i, r);
   }
 
-  // 4. floor
-  for (let day = 1; day <= FLOOR_DAYS; day++) {
-    const [lo, hi] = range(now - day * DAY, now - (day - 1) * DAY);
-    if (hi > lo) mark(hi - 1, `floor: newest of day ${day}`);
+  // 4. floor, on UTC calendar dates: sliding 24-hour windows would hand the "newest of day i" role
+  // to a new snapshot at every evaluation and expire the previous one, so that a policy evaluated
+  // every minute would keep almost nothing older than a day
+  const today = floorDiv(now, DAY) * DAY;
+  for (let day = 0; day < FLOOR_DAYS; day++) {
+    const start = today - day * DAY;
+    const [lo, hi] = range(start - 1, Math.min(start + DAY - 1, now));
+    if (hi > lo) mark(hi - 1, `floor: newest of ${new Date(start).toISOString().slice(0, 10)}`);
   }
 
   const expire: string[] = [];

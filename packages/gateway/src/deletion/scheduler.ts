@@ -5,13 +5,15 @@
 import type { Actor } from '../accounts.ts';
 import type { Context } from '../context.ts';
 import { describeRetentionPolicy, evaluateRetention, parseRetentionPolicy, type RetentionPolicy } from './retention.ts';
-import { registeredManifests } from './manifests.ts';
+import { orphanCollectionAllowed, registerExistingManifests, registeredManifests } from './manifests.ts';
 import { DeletionError, fileDeletionRequestInTx, openDeletionRequests, type DeletionRequest } from './requests.ts';
 import { runDueDeletions, type ExecutionSummary } from './executor.ts';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** policy row name that applies to every backup name without its own policy */
 export const DEFAULT_POLICY_NAME = '*';
+/** `cancelled_by` of requests withdrawn because their policy changed (a policy may file them again) */
+const POLICY_CHANGE = 'policy-change';
 /** objects no manifest references are collected once untouched for this long (an interrupted backup resumes within it) */
 export const ORPHAN_GRACE_DAYS = 7;
 
@@ -36,6 +38,13 @@ export function setRetentionPolicy(ctx: Context, actor: Actor, bucket: string, n
   }
   return ctx.db.writeNow(() => {
     const before = ctx.db.stmt('SELECT policy FROM retention_policies WHERE bucket = ? AND name = ?').get(bucket, name) as Row | undefined;
+    // the requests the old policies filed are cancelled: the next evaluation files again what the
+    // new ones expire (with a new delay), and nothing a removed policy asked for goes ahead
+    const withdrawn = (ctx.db.stmt(`SELECT id FROM deletion_requests WHERE bucket = ? AND requested_by = 'policy' AND status IN ('pending', 'waiting')`).all(bucket) as Row[]).map((r) => r.id as string);
+    for (const id of withdrawn) {
+      ctx.db.stmt("UPDATE deletion_requests SET status = 'cancelled', cancelled_at = ?, cancelled_by = ?, status_reason = 'the retention policy changed' WHERE id = ?")
+        .run(ctx.now().getTime(), POLICY_CHANGE, id);
+    }
     if (policy) {
       ctx.db.stmt(`INSERT INTO retention_policies (bucket, name, policy, updated_at, updated_by) VALUES (?,?,?,?,?)
         ON CONFLICT (bucket, name) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at, updated_by = excluded.updated_by`)
@@ -44,7 +53,7 @@ export function setRetentionPolicy(ctx: Context, actor: Actor, bucket: string, n
       ctx.db.stmt('DELETE FROM retention_policies WHERE bucket = ? AND name = ?').run(bucket, name);
     }
     ctx.audit.appendInTx({ ...actor, operation: 'admin.SetRetentionPolicy', bucket, status: 200,
-      detail: { name, before: before ? JSON.parse(before.policy as string) : null, after: json } });
+      detail: { name, before: before ? JSON.parse(before.policy as string) : null, after: json, cancelledRequests: withdrawn } });
     return policy ? retentionPolicies(ctx, bucket).find((p) => p.name === name)! : null;
   });
 }
@@ -67,6 +76,9 @@ export function applyRetentionPolicies(ctx: Context): DeletionRequest[] {
       const now = ctx.now().getTime();
       const open = openDeletionRequests(ctx, bucket);
       const goingSnapshots = new Set(open.filter((r) => r.kind === 'snapshot').map((r) => r.target));
+      // a snapshot whose deletion someone cancelled is never requested again by a policy
+      const spared = new Set((ctx.db.stmt(`SELECT target FROM deletion_requests WHERE bucket = ? AND kind = 'snapshot' AND status = 'cancelled'
+        AND cancelled_by IS NOT '${POLICY_CHANGE}'`).all(bucket) as Row[]).map((r) => r.target as string));
       const goingNames = new Set(open.filter((r) => r.kind === 'name').map((r) => r.target));
       if (open.some((r) => r.kind === 'server')) return;
       const byName = new Map<string, Array<{ id: string; time: number }>>();
@@ -79,7 +91,8 @@ export function applyRetentionPolicies(ctx: Context): DeletionRequest[] {
       for (const [name, snapshots] of byName) {
         const p = policies.get(name) ?? policies.get(DEFAULT_POLICY_NAME);
         if (!p) continue;
-        const { expire } = evaluateRetention(p.policy, snapshots, now);
+        const { expire: expired } = evaluateRetention(p.policy, snapshots, now);
+        const expire = expired.filter((id) => !spared.has(id));
         // the newest snapshot of a name is never expired: a server that stopped backing up (broken,
         // or silenced by an attacker) must not see its last backups age out
         const newest = snapshots.reduce((a, b) => (b.time > a.time ? b : a)).id;
@@ -106,6 +119,7 @@ export function applyRetentionPolicies(ctx: Context): DeletionRequest[] {
 export function collectOrphans(ctx: Context): DeletionRequest[] {
   const filed: DeletionRequest[] = [];
   for (const bucket of bucketsWithManifests(ctx)) {
+    if (!orphanCollectionAllowed(ctx, bucket)) continue;
     ctx.db.writeNow(() => {
       const now = ctx.now().getTime();
       const open = openDeletionRequests(ctx, bucket);
@@ -129,9 +143,16 @@ export function collectOrphans(ctx: Context): DeletionRequest[] {
 export interface CycleSummary extends ExecutionSummary { filedByPolicy: string[]; filedForOrphans: string[] }
 
 /** One full cycle: policies, orphans, then every due request. */
-export async function runDeletionCycle(ctx: Context): Promise<CycleSummary> {
-  const filedByPolicy = applyRetentionPolicies(ctx).map((r) => r.id);
-  const filedForOrphans = collectOrphans(ctx).map((r) => r.id);
+export async function runDeletionCycle(ctx: Context, log: (ev: Record<string, unknown>) => void = () => {}): Promise<CycleSummary> {
+  // manifests stored before registration existed must be known before anything counts as unreferenced
+  await registerExistingManifests(ctx, log);
+  // each step on its own: a failing one (a busy database, a policy that no longer parses) must not
+  // keep due requests from executing or the trash from being emptied
+  const step = <T>(what: string, fn: () => T, fallback: T): T => {
+    try { return fn(); } catch (e) { log({ level: 'error', msg: `deletion cycle: ${what} failed`, error: String((e as Error)?.stack ?? e) }); return fallback; }
+  };
+  const filedByPolicy = step('retention policies', () => applyRetentionPolicies(ctx).map((r) => r.id), []);
+  const filedForOrphans = step('collection of unreferenced objects', () => collectOrphans(ctx).map((r) => r.id), []);
   const executed = await runDueDeletions(ctx);
   return { filedByPolicy, filedForOrphans, ...executed };
 }
@@ -145,9 +166,9 @@ export function startDeletionService(ctx: Context, log: (ev: Record<string, unkn
   let stopped = false;
   const cycle = () => {
     if (running || stopped) return;
-    running = runDeletionCycle(ctx)
+    running = runDeletionCycle(ctx, log)
       .then((s) => {
-        if (s.executed.length || s.filedByPolicy.length || s.filedForOrphans.length || s.waiting.length || s.blobsRemoved) log({ level: 'info', msg: 'deletion cycle', ...s });
+        if (s.executed.length || s.filedByPolicy.length || s.filedForOrphans.length || s.waiting.length || s.failed.length || s.blobsRemoved) log({ level: 'info', msg: 'deletion cycle', ...s });
       })
       .catch((e: unknown) => log({ level: 'error', msg: 'deletion cycle failed', error: String((e as Error)?.stack ?? e) }))
       .finally(() => { running = null; });
