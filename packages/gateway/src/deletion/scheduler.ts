@@ -125,7 +125,8 @@ export function collectOrphans(ctx: Context): DeletionRequest[] {
       const open = openDeletionRequests(ctx, bucket);
       const already = new Set(open.flatMap((r) => r.objects ?? []));
       const keys = (ctx.db.stmt(`SELECT c.key AS key FROM current c JOIN versions v ON v.seq = c.seq
-          WHERE c.bucket = ?1 AND (c.key GLOB 'data/*' OR c.key GLOB 'index/*' OR c.key GLOB 'snapshots/*') AND v.last_modified <= ?2
+          WHERE c.bucket = ?1 AND ((c.key >= 'data/' AND c.key < 'data0') OR (c.key >= 'index/' AND c.key < 'index0') OR (c.key >= 'snapshots/' AND c.key < 'snapshots0'))
+          AND v.last_modified <= ?2
           AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.bucket = ?1 AND r.object_key = c.key)
           AND NOT EXISTS (SELECT 1 FROM versions w WHERE w.bucket = ?1 AND w.key = c.key AND w.last_modified > ?2)`)
         .all(bucket, now - ORPHAN_GRACE_DAYS * DAY_MS) as Row[]).map((r) => r.key as string).filter((k) => !already.has(k));

@@ -146,7 +146,7 @@ export function s3Handler(ctx: Context, opts: HandlerOptions) {
         commit: (fn, status = 200) => ctx.db.write(() => {
           const v = fn();
           ctx.audit.appendInTx({ ...entry, key: s3req.audit.key ?? entry.key, versionId: s3req.audit.versionId ?? null,
-            bytes: s3req.audit.bytes ?? 0, status, detail: s3req.audit.detail ?? null });
+            bytes: s3req.audit.bytes ?? 0, status: typeof status === 'function' ? status(v) : status, detail: s3req.audit.detail ?? null });
           audited = true;
           return v;
         }),

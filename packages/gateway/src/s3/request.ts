@@ -26,7 +26,8 @@ export interface S3Request {
    * Runs `fn` (metadata writes) and appends this request's audit record in the same durable
    * transaction, so a committed change is never missing from the log. Resolves after the commit.
    */
-  commit<T>(fn: () => T, status?: number): Promise<T>;
+  /** `status`: the response status to audit, or a function of fn's result when it decides it */
+  commit<T>(fn: () => T, status?: number | ((v: T) => number)): Promise<T>;
   /** the source of this request as written in the audit log */
   source: string;
   remote: string | null;

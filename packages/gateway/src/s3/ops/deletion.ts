@@ -32,7 +32,7 @@ export const createDeletionRequest: S3Operation = async (ctx: Context, r: S3Requ
       const out = fileDeletionRequestInTx(ctx, r.source, { bucket: bucket.name, kind: 'snapshot', target: snapshot, reason });
       r.audit.detail = { request: out.request.id, kind: 'snapshot', target: snapshot, reason, dueAt: out.request.dueAt, existing: !out.created };
       return out;
-    }, 201);
+    }, (out) => (out.created ? 201 : 200));
     return json(created ? 201 : 200, request);
   } catch (e) {
     throw asS3Error(e);

@@ -84,6 +84,7 @@ const str = (v: unknown) => (v === undefined || v === null ? undefined : String(
 export const completeMultipartUpload: S3Operation = async (ctx, r) => {
   const bucket = requireBucket(ctx, r);
   const key = requireKey(r);
+  refuseManifestTarget(key); // an upload started before manifests were registered at upload
   const upload = requireUpload(ctx, r, bucket.name, key);
   const doc = await readXml(r, 2 * 1024 * 1024);
   const parts = ((doc.CompleteMultipartUpload as { Part?: unknown[] } | undefined)?.Part ?? []) as Array<Record<string, unknown>>;
