@@ -1,14 +1,11 @@
 // `npm run demo`: starts shelterd on the embedded defaults (files + SQLite under ./shelter-data,
-// HTTPS on 127.0.0.1:8443 with its own CA), registers a demo server, uploads a first object with
-// the AWS SDK exactly as an agent would, reads it back, and keeps the gateway running.
-// (Once the `shelter` agent lands, the upload becomes a real first backup.)
+// HTTPS on 127.0.0.1:8443 with its own CA), registers a demo server, makes a first backup of the
+// project's docs/ with the `shelter` agent (configuration and key under DATA/demo-agent), and
+// keeps the gateway running.
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { Agent } from 'node:https';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { GetObjectCommand, ListObjectVersionsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
 
 const root = resolve(import.meta.dirname, '..');
 const data = resolve(process.env.SHELTERD_DATA ?? join(root, 'shelter-data'));
@@ -38,22 +35,30 @@ if (shown.status === 0) {
   creds = JSON.parse(made.stdout);
 }
 
-const ca = readFileSync(join(data, 'tls', 'ca.pem'));
-const s3 = new S3Client({
-  endpoint: url, region: 'us-east-1', forcePathStyle: true,
-  credentials: { accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey },
-  requestHandler: new NodeHttpHandler({ httpsAgent: new Agent({ ca }) }),
-});
-const body = readFileSync(join(root, 'README.md'));
-const put = await s3.send(new PutObjectCommand({ Bucket: creds.bucket, Key: 'demo/README.md', Body: body }));
-const got = await (await s3.send(new GetObjectCommand({ Bucket: creds.bucket, Key: 'demo/README.md' }))).Body!.transformToByteArray();
-const versions = await s3.send(new ListObjectVersionsCommand({ Bucket: creds.bucket, Prefix: 'demo/' }));
+// a first real backup with the agent: its configuration and key live under DATA/demo-agent
+const agentBin = join(root, 'packages/agent/bin/shelter.js');
+const agentDir = join(data, 'demo-agent');
+mkdirSync(agentDir, { recursive: true, mode: 0o700 });
+const keyFile = join(agentDir, 'master.key');
+const agentEnv = { ...process.env, SHELTER_CONFIG_DIR: join(agentDir, 'config'), XDG_STATE_HOME: join(agentDir, 'state') };
+const shelter = (args: string[]) => {
+  const r = spawnSync(process.execPath, [agentBin, ...args], { env: agentEnv, encoding: 'utf8' });
+  if (r.status !== 0) { process.stderr.write(`shelter ${args[0]} failed:\n${r.stdout}${r.stderr}`); gw.kill('SIGTERM'); process.exit(1); }
+  return r.stdout;
+};
+// joins the repository again on later runs (same key file, the fresh credentials)
+shelter(['init', '--endpoint', url, '--bucket', creds.bucket, '--access-key', creds.accessKeyId, '--secret-key', creds.secretAccessKey,
+  '--ca-cert', join(data, 'tls', 'ca.pem'), '--key-file', keyFile, '--json']);
+const source = join(root, 'docs');
+const backup = JSON.parse(shelter(['backup', 'files', source, '--name', 'demo', '--json'])) as { snapshotId: string; files: number; bytes: number; newBytes: number };
+const snapshots = JSON.parse(shelter(['snapshots', '--json'])) as unknown[];
+const cfg = `SHELTER_CONFIG_DIR=${join(agentDir, 'config')}`;
 console.log(`
 Shelter gateway running at ${url} (data in ${data}; CA certificate ${join(data, 'tls', 'ca.pem')})
 demo server bucket: ${creds.bucket}
-  AWS_ACCESS_KEY_ID=${creds.accessKeyId}
-  AWS_SECRET_ACCESS_KEY=${creds.secretAccessKey}
-uploaded demo/README.md (${body.length} bytes, version ${put.VersionId}), read back ${Buffer.from(got).equals(body) ? 'identical' : 'DIFFERENT'};
-${versions.Versions?.length ?? 0} version(s) kept under demo/ (every upload adds one; nothing is ever overwritten).
-Try: aws --endpoint-url ${url} --ca-bundle ${join(data, 'tls', 'ca.pem')} s3 ls s3://${creds.bucket}/demo/
+first backup: ${source} -> snapshot ${backup.snapshotId.slice(0, 12)} (${backup.files} files, ${backup.bytes} bytes, ${backup.newBytes} new);
+${snapshots.length} snapshot(s) in the repository (encrypted; the key is ${keyFile}: keep it elsewhere too, \`shelter key export\`)
+Try: ${cfg} npx shelter snapshots
+     ${cfg} npx shelter restore latest --name demo --target /tmp/demo-restore
+     ${cfg} npx shelter backup files ${source} --name demo     (incremental)
 Audit log: npx shelterd audit export --data ${data}     Stop with Ctrl-C.`);
