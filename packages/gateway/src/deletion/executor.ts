@@ -132,7 +132,12 @@ function executeInTx(ctx: Context, id: string, now: number): 'done' | 'waiting' 
   const removeVersion = ctx.db.stmt('DELETE FROM versions WHERE seq = ?');
   let versions = 0;
   let bytes = 0;
+  // live objects (current version not a delete marker) lost: usage after = before minus what
+  // this removes (a second scan of a large bucket per request cost more than the removal)
+  let liveLost = 0;
+  const isLive = (key: string) => (ctx.db.stmt('SELECT delete_marker FROM current WHERE bucket = ? AND key = ?').get(req.bucket, key) as Row | undefined)?.delete_marker === 0;
   for (const [key, vs] of plan.keys) {
+    const wasLive = isLive(key);
     let keyBytes = 0;
     for (const v of vs) {
       removeVersion.run(v.seq);
@@ -147,6 +152,7 @@ function executeInTx(ctx: Context, id: string, now: number): 'done' | 'waiting' 
     } else {
       ctx.db.stmt('DELETE FROM current WHERE bucket = ? AND key = ?').run(req.bucket, key);
     }
+    if (wasLive && !isLive(key)) liveLost++;
     versions += vs.length;
     bytes += keyBytes;
     ctx.audit.appendInTx({ ...audit, operation: 'DeletionRemoveObject', bucket: req.bucket, key, bytes: keyBytes, status: 200, detail: { request: id, versions: vs.map((v) => v.versionId) } });
@@ -155,7 +161,7 @@ function executeInTx(ctx: Context, id: string, now: number): 'done' | 'waiting' 
     ctx.db.stmt('DELETE FROM manifests WHERE bucket = ? AND snapshot = ?').run(req.bucket, s);
     ctx.db.stmt('DELETE FROM manifest_refs WHERE bucket = ? AND snapshot = ?').run(req.bucket, s);
   }
-  const after = ctx.meta.bucketUsage(req.bucket);
+  const after = { versions: before.versions - versions, bytes: before.bytes - bytes, objects: before.objects - liveLost };
   const result = { snapshots: plan.snapshots.length, objects: plan.keys.size, versions, bytes, usageBefore: before, usageAfter: after };
   ctx.db.stmt("UPDATE deletion_requests SET status = 'done', status_reason = NULL, executed_at = ?, result = ? WHERE id = ?").run(now, JSON.stringify(result), id);
   ctx.audit.appendInTx({ ...audit, operation: 'DeletionExecuted', bucket: req.bucket, bytes, status: 200, detail: { request: id, kind: req.kind, target: req.target, ...result } });
