@@ -14,10 +14,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import {
-  CopyObjectCommand, DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectVersionsCommand, PutObjectCommand, type S3Client,
+  CopyObjectCommand, DeleteObjectCommand, PutObjectLegalHoldCommand, DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectVersionsCommand, PutObjectCommand, type S3Client,
 } from '@aws-sdk/client-s3';
 import { pseudoRandomBytes, reportGatewayLogs, s3Client } from '../lib/clients.ts';
-import { auditRecords, createServer, nodeBin, removeDir, shelterd, shelterdBin, startGateway, tempDir, type Gateway } from '../lib/gateway.ts';
+import { auditRecords, createOperatorKey, createServer, nodeBin, removeDir, shelterd, shelterdBin, startGateway, tempDir, type Gateway } from '../lib/gateway.ts';
 import { MiB, assertSameTrees, initAgent, scanTree, type Agent, type BackupSummary, type SnapshotRow } from '../lib/agent.ts';
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -350,5 +350,33 @@ describe('controlled deletion: requests, delay, cancel, executor, retention, GC 
     const mine = deletions(gw, s.name);
     assert.deepEqual(mine.filter((r) => r.kind === 'orphans' && c.filedForOrphans.includes(r.id)), [], 'no pack of the stored snapshot is taken for a leftover');
     assert.equal(usage(gw, s.name).names[0]?.snapshots, 1, 'registered again');
+  });
+
+  it('a collection of leftovers removes what it can and waits only for the objects under legal hold', async () => {
+    const s = await setup('del-hold', 1);
+    const leftover = () => { const id = randomBytes(32).toString('hex'); return `data/${id.slice(0, 2)}/${id}`; };
+    const [free, held] = [leftover(), leftover()];
+    for (const key of [free, held]) await s.s3.send(new PutObjectCommand({ Bucket: s.bucket, Key: key, Body: randomBytes(500) }));
+    // a server may place a legal hold (only an operator may lift it)
+    await s.s3.send(new PutObjectLegalHoldCommand({ Bucket: s.bucket, Key: held, LegalHold: { Status: 'ON' } }));
+    const c = runCycle(gw, 8 * DAY);
+    const req = deletions(gw, s.name).find((r) => r.kind === 'orphans' && c.filedForOrphans.includes(r.id))!;
+    assert.deepEqual(req.objects, [free, held].sort());
+    const c2 = runCycle(gw, 22 * DAY + 60_000);
+    assert.ok(c2.waiting.includes(req.id));
+    assert.equal(await status(s.s3, s.bucket, free), 404, 'the free leftover is removed');
+    assert.equal(await status(s.s3, s.bucket, held), 200, 'the held one stays');
+    const waiting = cliJson<Request>(gw, ['deletion', 'show', req.id]);
+    assert.equal(waiting.status, 'waiting');
+    assert.deepEqual(waiting.objects, [held]);
+    assert.match(waiting.statusReason ?? '', /legal hold/);
+    assert.ok(auditRecords(gw.dataDir).some((r) => r.operation === 'DeletionPartial' && (r.detail as { request?: string })?.request === req.id));
+    const op = createOperatorKey(gw.dataDir);
+    const ops3 = s3Client(gw, op);
+    try { await ops3.send(new PutObjectLegalHoldCommand({ Bucket: s.bucket, Key: held, LegalHold: { Status: 'OFF' } })); } finally { ops3.destroy(); }
+    assert.ok(runCycle(gw, 22 * DAY + 120_000).executed.includes(req.id));
+    assert.equal(await status(s.s3, s.bucket, held), 404);
+    assert.equal((await s.agent.json<SnapshotRow[]>(['snapshots', '--json'])).length, 1, 'the snapshot itself is untouched');
+    cli(gw, ['audit', 'verify']);
   });
 });

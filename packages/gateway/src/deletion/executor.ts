@@ -31,6 +31,8 @@ export interface DeletionPlan {
   keys: Map<string, Version[]>;
   /** "key: reason" for versions that cannot be removed yet */
   blocked: string[];
+  /** the keys those versions belong to */
+  blockedKeys: Set<string>;
 }
 
 /** Test hook: milliseconds to pause before the transaction and between blob removals (kill -9 tests). */
@@ -74,6 +76,7 @@ export function planDeletion(ctx: Context, req: DeletionRequest, now: number): D
     && !!ctx.db.stmt('SELECT 1 AS x FROM manifests WHERE bucket = ? AND arrived_at > ? LIMIT 1').get(bucket, cutoff);
   const keys = new Map<string, Version[]>();
   const blocked: string[] = [];
+  const blockedKeys = new Set<string>();
   for (const key of candidates.sort()) {
     if (keepRepositoryKeys && (key === 'config' || key.startsWith('keys/'))) continue;
     if (referencedElsewhere(key)) continue;
@@ -82,11 +85,11 @@ export function planDeletion(ctx: Context, req: DeletionRequest, now: number): D
     if (!versions.length) continue;
     for (const v of versions) {
       const ok = removableNow(v, now);
-      if (!ok.ok) blocked.push(`${key} (version ${v.versionId}) is ${ok.reason}`);
+      if (!ok.ok) { blocked.push(`${key} (version ${v.versionId}) is ${ok.reason}`); blockedKeys.add(key); }
     }
     keys.set(key, versions);
   }
-  return { snapshots, keys, blocked };
+  return { snapshots, keys, blocked, blockedKeys };
 }
 
 export interface ExecutionSummary { executed: string[]; waiting: string[]; failed: string[]; blobsRemoved: number }
@@ -120,6 +123,19 @@ function executeInTx(ctx: Context, id: string, now: number): 'done' | 'waiting' 
   const audit = { requestId: req.id, source: 'system', remote: null };
   const plan = planDeletion(ctx, req, now);
   if (plan.blocked.length) {
+    // A collection of leftovers removes what it can and waits only for the locked objects (one
+    // legal hold, which a server's own credentials may place, must not stall all collection).
+    // A snapshot, a name or a server's data goes all at once or not at all.
+    if (req.kind === 'orphans') {
+      const free = new Map([...plan.keys].filter(([k]) => !plan.blockedKeys.has(k)));
+      if (free.size) {
+        const removed = removeVersions(ctx, req, free, audit);
+        const left = (req.objects ?? []).filter((k) => plan.blockedKeys.has(k));
+        ctx.db.stmt('UPDATE deletion_requests SET objects = ? WHERE id = ?').run(JSON.stringify(left), id);
+        ctx.audit.appendInTx({ ...audit, operation: 'DeletionPartial', bucket: req.bucket, bytes: removed.bytes, status: 200,
+          detail: { request: id, objects: free.size, versions: removed.versions, waitingFor: left.length } });
+      }
+    }
     const reason = `waiting: ${plan.blocked.length} version(s) cannot be removed yet; first: ${plan.blocked[0]}`;
     if (req.status !== 'waiting' || req.statusReason !== reason) {
       ctx.db.stmt("UPDATE deletion_requests SET status = 'waiting', status_reason = ? WHERE id = ?").run(reason, id);
@@ -128,23 +144,40 @@ function executeInTx(ctx: Context, id: string, now: number): 'done' | 'waiting' 
     return 'waiting';
   }
   const before = ctx.meta.bucketUsage(req.bucket);
+  const removed = removeVersions(ctx, req, plan.keys, audit);
+  for (const s of plan.snapshots) {
+    ctx.db.stmt('DELETE FROM manifests WHERE bucket = ? AND snapshot = ?').run(req.bucket, s);
+    ctx.db.stmt('DELETE FROM manifest_refs WHERE bucket = ? AND snapshot = ?').run(req.bucket, s);
+  }
+  // usage after = before minus what was removed (a second scan of a large bucket in this
+  // transaction cost more than the removal itself)
+  const after = { versions: before.versions - removed.versions, bytes: before.bytes - removed.bytes, objects: before.objects - removed.liveLost };
+  const result = { snapshots: plan.snapshots.length, objects: plan.keys.size, versions: removed.versions, bytes: removed.bytes, usageBefore: before, usageAfter: after };
+  ctx.db.stmt("UPDATE deletion_requests SET status = 'done', status_reason = NULL, executed_at = ?, result = ? WHERE id = ?").run(now, JSON.stringify(result), id);
+  ctx.audit.appendInTx({ ...audit, operation: 'DeletionExecuted', bucket: req.bucket, bytes: removed.bytes, status: 200, detail: { request: id, kind: req.kind, target: req.target, ...result } });
+  return 'done';
+}
+
+/**
+ * Removes these versions (inside the executing transaction): rows gone, each key's current
+ * version moved to its newest remaining one, blobs into the trash, one audit record per key.
+ */
+function removeVersions(ctx: Context, req: DeletionRequest, keys: Map<string, Version[]>, audit: { requestId: string; source: string; remote: null })
+  : { versions: number; bytes: number; liveLost: number } {
   const trash = ctx.db.stmt('INSERT OR IGNORE INTO blob_trash (blob_id, request_id) VALUES (?, ?)');
   const removeVersion = ctx.db.stmt('DELETE FROM versions WHERE seq = ?');
+  const isLive = (key: string) => (ctx.db.stmt('SELECT delete_marker FROM current WHERE bucket = ? AND key = ?').get(req.bucket, key) as Row | undefined)?.delete_marker === 0;
   let versions = 0;
   let bytes = 0;
-  // live objects (current version not a delete marker) lost: usage after = before minus what
-  // this removes (a second scan of a large bucket per request cost more than the removal)
   let liveLost = 0;
-  const isLive = (key: string) => (ctx.db.stmt('SELECT delete_marker FROM current WHERE bucket = ? AND key = ?').get(req.bucket, key) as Row | undefined)?.delete_marker === 0;
-  for (const [key, vs] of plan.keys) {
+  for (const [key, vs] of keys) {
     const wasLive = isLive(key);
     let keyBytes = 0;
     for (const v of vs) {
       removeVersion.run(v.seq);
-      for (const [blob] of v.blobs) trash.run(blob, id);
+      for (const [blob] of v.blobs) trash.run(blob, req.id);
       keyBytes += v.size;
     }
-    // the key's current version is now its newest remaining one, if any
     const newest = ctx.db.stmt('SELECT seq, delete_marker FROM versions WHERE bucket = ? AND key = ? ORDER BY seq DESC LIMIT 1').get(req.bucket, key) as Row | undefined;
     if (newest) {
       ctx.db.stmt('INSERT INTO current (bucket, key, seq, delete_marker) VALUES (?,?,?,?) ON CONFLICT (bucket, key) DO UPDATE SET seq = excluded.seq, delete_marker = excluded.delete_marker')
@@ -155,17 +188,9 @@ function executeInTx(ctx: Context, id: string, now: number): 'done' | 'waiting' 
     if (wasLive && !isLive(key)) liveLost++;
     versions += vs.length;
     bytes += keyBytes;
-    ctx.audit.appendInTx({ ...audit, operation: 'DeletionRemoveObject', bucket: req.bucket, key, bytes: keyBytes, status: 200, detail: { request: id, versions: vs.map((v) => v.versionId) } });
+    ctx.audit.appendInTx({ ...audit, operation: 'DeletionRemoveObject', bucket: req.bucket, key, bytes: keyBytes, status: 200, detail: { request: req.id, versions: vs.map((v) => v.versionId) } });
   }
-  for (const s of plan.snapshots) {
-    ctx.db.stmt('DELETE FROM manifests WHERE bucket = ? AND snapshot = ?').run(req.bucket, s);
-    ctx.db.stmt('DELETE FROM manifest_refs WHERE bucket = ? AND snapshot = ?').run(req.bucket, s);
-  }
-  const after = { versions: before.versions - versions, bytes: before.bytes - bytes, objects: before.objects - liveLost };
-  const result = { snapshots: plan.snapshots.length, objects: plan.keys.size, versions, bytes, usageBefore: before, usageAfter: after };
-  ctx.db.stmt("UPDATE deletion_requests SET status = 'done', status_reason = NULL, executed_at = ?, result = ? WHERE id = ?").run(now, JSON.stringify(result), id);
-  ctx.audit.appendInTx({ ...audit, operation: 'DeletionExecuted', bucket: req.bucket, bytes, status: 200, detail: { request: id, kind: req.kind, target: req.target, ...result } });
-  return 'done';
+  return { versions, bytes, liveLost };
 }
 
 /** Removes from storage the blobs of versions that executed deletions removed; returns how many. */
