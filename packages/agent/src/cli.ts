@@ -44,6 +44,8 @@ function drawProgress(line: string, force = false): void {
   process.stderr.write(`\r\x1b[K${line.slice(0, (process.stderr.columns ?? 100) - 1)}`);
 }
 const clearProgress = () => { if (tty) process.stderr.write('\r\x1b[K'); };
+/** a file that could not be saved or restored: on stderr (above the progress line) and in the run's log */
+const warnFile = (path: string, message: string) => { clearProgress(); process.stderr.write(`warning: ${path}: ${message}\n`); log({ level: 'warn', path, message }); };
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
 
 function print(json: boolean, value: unknown, text: () => string): void {
@@ -169,7 +171,7 @@ backup.command('files <paths...>')
         const secs = (Date.now() - t0) / 1000;
         drawProgress(`${p.files} files, ${mib(p.bytesRead)} read, ${mib(p.newBytes)} new, ${(p.bytesRead / 1048576 / Math.max(secs, 0.001)).toFixed(0)} MiB/s  ${p.currentPath}`);
       },
-      onWarning: (path, message) => { clearProgress(); process.stderr.write(`warning: ${path}: ${message}\n`); log({ level: 'warn', path, message }); },
+      onWarning: warnFile,
     });
     clearProgress();
     log({ msg: 'backup done', snapshot: result.snapshotId, ...result.summary, warnings: result.warnings });
@@ -260,7 +262,7 @@ atime/ctime. A name that is not UTF-8 is written with U+FFFD for its invalid byt
     const repo = await open();
     const snap = await pickSnapshot(repo, ref, o.name);
     const onProgress = (p: { files: number; bytes: number; currentPath: string }) => drawProgress(`${p.files} files, ${mib(p.bytes)}  ${p.currentPath}`);
-    const onWarning = (path: string, message: string) => { clearProgress(); process.stderr.write(`warning: ${path}: ${message}\n`); log({ level: 'warn', path, message }); };
+    const onWarning = warnFile;
     if (o.export !== undefined) {
       const x = await exportToFile(repo, snap, o.export, { include: o.include, exclude: o.exclude, onProgress, onWarning });
       clearProgress();

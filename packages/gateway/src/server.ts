@@ -27,7 +27,7 @@ export interface Running { server: Server; url: string; close(): Promise<void> }
 
 export async function serve(ctx: Context, opts: ServeOptions): Promise<Running> {
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const recovered = await ctx.blobs.recover((id) => ctx.meta.isBlobReferenced(id));
+  const recovered = await ctx.blobs.recover((ids) => ctx.meta.referencedBlobs(ids));
   if (recovered.committed || recovered.removed) opts.log({ level: 'info', msg: 'recovered unfinished writes', ...recovered });
 
   const domains = ['s3.localhost', ...(opts.names ?? []).filter((n) => !/^[\d.:]+$/.test(n))];

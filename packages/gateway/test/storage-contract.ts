@@ -41,7 +41,7 @@ export function blobStoreContract(name: string, open: () => Promise<{ store: Blo
       assert.equal((await bytesOf(await store.read(a.id, 6, 10))).toString(), 'world');
       // a "crash" here: neither committed, metadata references only a
       const after = reopen();
-      assert.deepEqual(await after.recover((id) => id === a.id), { committed: 1, removed: 1 });
+      assert.deepEqual(await after.recover((ids) => new Set(ids.filter((id) => id === a.id))), { committed: 1, removed: 1 });
       assert.equal(await after.stat(b.id), undefined);
       assert.equal(await after.stat(a.id), 11);
       const listed = [];
@@ -55,7 +55,7 @@ export function blobStoreContract(name: string, open: () => Promise<{ store: Blo
     try {
       const failing = new Readable({ read() { this.push(Buffer.alloc(1000)); this.destroy(new Error('client went away')); } });
       await assert.rejects(store.write(failing), /client went away/);
-      assert.deepEqual(await reopen().recover(() => true), { committed: 0, removed: 0 });
+      assert.deepEqual(await reopen().recover((ids) => new Set(ids)), { committed: 0, removed: 0 });
     } finally { await cleanup(); }
   });
 
@@ -99,7 +99,7 @@ export function blobStoreContract(name: string, open: () => Promise<{ store: Blo
       const data = randomBytes(3 * 1024 * 1024 + 5);
       const ok = await store.write(Readable.from([data]));
       assert.ok((await bytesOf(await store.read(ok.id, 0, data.length - 1))).equals(data));
-      assert.deepEqual(await reopen().recover((id) => id === ok.id), { committed: 1, removed: 0 });
+      assert.deepEqual(await reopen().recover((ids) => new Set(ids.filter((id) => id === ok.id))), { committed: 1, removed: 0 });
     } finally { await cleanup(); }
   });
 }

@@ -121,7 +121,20 @@ export function metaStore(db: Db) {
     },
     isCurrentSeq: (bucket: string, key: string, seq: number) => !!one('SELECT 1 AS x FROM current WHERE bucket = ? AND key = ? AND seq = ?', bucket, key, seq),
     /** every blob id referenced by committed metadata (recovery, fsck) */
-    isBlobReferenced: (id: string) => !!one("SELECT 1 AS x FROM parts WHERE blob_id = ?", id) || !!one("SELECT 1 AS x FROM versions WHERE blobs LIKE ? LIMIT 1", `%"${id}"%`),
+    /**
+     * Which of these blob ids committed metadata references (start-up recovery of pending
+     * writes): parts by their index, versions in one pass over the table, however many ids.
+     */
+    referencedBlobs: (ids: string[]): Set<string> => {
+      const out = new Set(ids.filter((id) => one('SELECT 1 AS x FROM parts WHERE blob_id = ?', id)));
+      const rest = ids.filter((id) => !out.has(id));
+      if (!rest.length) return out;
+      for (const r of db.stmt('SELECT blobs FROM versions WHERE delete_marker = 0').iterate()) {
+        const blobs = r.blobs as string;
+        for (const id of rest) if (blobs.includes(`"${id}"`)) out.add(id);
+      }
+      return out;
+    },
     allBlobRefs: function* () {
       for (const r of db.stmt('SELECT bucket, key, version_id, blobs FROM versions WHERE delete_marker = 0').iterate()) {
         for (const [id, size] of JSON.parse(r.blobs as string) as BlobRef[]) yield { id, size, where: `${r.bucket}/${r.key}@${r.version_id}` };

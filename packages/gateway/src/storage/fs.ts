@@ -262,11 +262,13 @@ export function openFsStore(root: string): BlobStore {
       try { return (await fh.stat()).size; } finally { await fh.close(); }
     },
 
-    async recover(isReferenced) {
+    async recover(referenced) {
       let committed = 0;
       let removed = 0;
-      for (const name of readdirSync(pendingDir)) {
-        if (validId(name) && isReferenced(name)) {
+      const names = readdirSync(pendingDir);
+      const keep = names.length ? referenced(names.filter(validId)) : new Set<string>();
+      for (const name of names) {
+        if (keep.has(name)) {
           await moveIntoPlace(name);
           committed++;
         } else {

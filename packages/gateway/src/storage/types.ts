@@ -30,7 +30,7 @@ export interface BlobStore {
   /** size of a blob, or undefined when missing */
   stat(id: string): Promise<number | undefined>;
   /** at start: pending blobs referenced by metadata are committed, the others removed */
-  recover(isReferenced: (id: string) => boolean): Promise<{ committed: number; removed: number }>;
+  recover(referenced: (ids: string[]) => Set<string>): Promise<{ committed: number; removed: number }>;
   /** every blob id with its size (consistency checks, scrub) */
   list(): AsyncIterable<{ id: string; bytes: number }>;
 }
