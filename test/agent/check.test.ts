@@ -284,6 +284,13 @@ describe('shelter check and failure modes (real shelterd over HTTPS)', () => {
       });
       assertNoStackTrace(env, 'snapshots with SHELTER_ENDPOINT=http://');
       assertExit(env, EXIT.usage, 'snapshots with SHELTER_ENDPOINT=http://');
+      // and so does the deletion-request path, which signs its own requests
+      const dels = await agent.run(['deletions'], {
+        SHELTER_ENDPOINT: httpUrl, SHELTER_BUCKET: server.bucket, AWS_ACCESS_KEY_ID: server.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: server.secretAccessKey, SHELTER_KEY: randomBytes(32).toString('hex'),
+      });
+      assertNoStackTrace(dels, 'deletions with SHELTER_ENDPOINT=http://');
+      assertExit(dels, EXIT.usage, 'deletions with SHELTER_ENDPOINT=http://');
       assert.deepEqual(serverAudit(gw.dataDir, server.id), [], 'the agent sent nothing to the endpoint it refused');
     });
 

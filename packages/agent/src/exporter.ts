@@ -21,6 +21,7 @@ import { ConfigError } from './config.ts';
 import { pathFilter, type PathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 import { loadAllTrees } from './trees.ts';
+import { devNumbers } from './fsnode.ts';
 
 export interface ExportOptions {
   include?: string[];
@@ -58,14 +59,6 @@ export function paxTime(ns: bigint): string {
   return `${ns < 0n ? '-' : ''}${abs / NS}${frac ? `.${frac}` : ''}`;
 }
 
-/** Linux dev_t (glibc encoding) to major and minor */
-function devNumbers(rdev: bigint): { devmajor: number; devminor: number } {
-  return {
-    devmajor: Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n)),
-    devminor: Number((rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n)),
-  };
-}
-
 /** the tar header of an entry; `target` is the symlink target as text */
 export function tarHeader(e: Planned, target: string | undefined): Header {
   const n = e.node;
@@ -94,7 +87,7 @@ export function tarHeader(e: Planned, target: string | undefined): Header {
     devmajor: 0, devminor: 0,
     pax: Object.keys(pax).length ? pax : null,
   };
-  if ((n.type === 'chardev' || n.type === 'blockdev') && n.rdev !== undefined) Object.assign(h, devNumbers(n.rdev));
+  if ((n.type === 'chardev' || n.type === 'blockdev') && n.rdev !== undefined) { const d = devNumbers(n.rdev); Object.assign(h, { devmajor: d.major, devminor: d.minor }); }
   return h;
 }
 

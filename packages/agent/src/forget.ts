@@ -4,13 +4,12 @@
 // deletion delay (14 days or more) unless someone cancels it; until then the snapshot stays listed
 // and restorable. Only shelterd offers this; another S3 store answers with an error, said clearly.
 import { createHash, createHmac, type BinaryLike } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { rootCertificates } from 'node:tls';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AgentConfig } from './config.ts';
 import { BackendError } from './backend/types.ts';
+import { caBundle, checkEndpoint } from './backend/s3.ts';
 
 export interface DeletionRequestInfo {
   id: string; status: string; kind: string; target: string | null; reason: string;
@@ -29,8 +28,7 @@ class Sha256 {
 }
 
 async function signedCall(cfg: AgentConfig, method: 'GET' | 'POST', query: string, body?: string): Promise<{ status: number; text: string }> {
-  const url = new URL(cfg.endpoint);
-  if (url.protocol === 'http:' && !cfg.insecureHttp) throw new BackendError('Config', `endpoint ${cfg.endpoint} is plain HTTP: use https://, or --insecure-http`);
+  const url = checkEndpoint(cfg.endpoint, cfg.insecureHttp);
   const signer = new SignatureV4({
     credentials: { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey },
     region: cfg.region || 'us-east-1', service: 's3', sha256: Sha256, uriEscapePath: false,
@@ -41,7 +39,7 @@ async function signedCall(cfg: AgentConfig, method: 'GET' | 'POST', query: strin
     method, protocol: url.protocol, hostname: url.hostname, port: url.port ? Number(url.port) : undefined,
     path: `${url.pathname.replace(/\/$/, '')}/${encodeURIComponent(cfg.bucket)}`, query: { [query]: '' }, headers, body,
   });
-  const ca = cfg.caCert ? [...rootCertificates, readFileSync(cfg.caCert, 'utf8')] : undefined;
+  const ca = caBundle(cfg.caCert);
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     const req = send({ method, host: url.hostname, port: url.port || undefined, path: `${signed.path}?${query}=`, headers: signed.headers, ...(ca ? { ca } : {}), timeout: 30_000 }, (res) => {

@@ -13,6 +13,14 @@ export function nodeType(st: BigIntStats): NodeType | undefined {
   return undefined;
 }
 
+/** Linux dev_t (glibc encoding) to major and minor device numbers */
+export function devNumbers(rdev: bigint): { major: number; minor: number } {
+  return {
+    major: Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n)),
+    minor: Number((rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n)),
+  };
+}
+
 export interface Accounts { users: Map<number, string>; groups: Map<number, string> }
 
 /** /etc/passwd and /etc/group (Node has no getpwuid; names are informational, ids are restored) */

@@ -13,7 +13,7 @@ import { resolve } from 'node:path';
 import { toHex, type TreeNode } from '@shelter/format';
 import { fetchRange, planRanges } from './blobfetch.ts';
 import { mapLimit } from './limit.ts';
-import { joinPath } from './fsnode.ts';
+import { devNumbers, joinPath } from './fsnode.ts';
 import { createSealPool } from './sealpool.ts';
 import { pathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
@@ -115,8 +115,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
           case 'blockdev': {
             if (!asRoot) { warn(path, 'device files are restored only as root'); break; }
             if (!exists(path)) {
-              const rdev = n.rdev ?? 0n;
-              const major = Number((rdev >> 8n) & 0xfffn), minor = Number((rdev & 0xffn) | ((rdev >> 12n) & 0xfff00n));
+              const { major, minor } = devNumbers(n.rdev ?? 0n);
               execFileSync('mknod', [path.toString(), n.type === 'chardev' ? 'c' : 'b', String(major), String(minor)]);
             }
             setMeta(path, n, false);

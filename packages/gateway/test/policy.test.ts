@@ -10,7 +10,9 @@ const denied = (fn: () => void) => assert.throws(fn, (e: { code?: string }) => e
 
 test('a server may use every object operation on its own bucket and none on another (G5)', () => {
   const ops: Operation[] = ['PutObject', 'GetObject', 'HeadObject', 'ListObjectsV2', 'ListObjectVersions', 'DeleteObject', 'DeleteObjects',
-    'CreateMultipartUpload', 'UploadPart', 'CompleteMultipartUpload', 'AbortMultipartUpload', 'ListParts', 'PutObjectRetention', 'GetObjectLegalHold'];
+    'CreateMultipartUpload', 'UploadPart', 'CompleteMultipartUpload', 'AbortMultipartUpload', 'ListParts', 'PutObjectRetention', 'GetObjectLegalHold',
+    // filing (never executing) a deletion request for its own snapshots, and listing its own requests (G8)
+    'CreateDeletionRequest', 'ListDeletionRequests'];
   for (const op of ops) {
     authorize(server, op, target('srv-a'));
     denied(() => authorize(server, op, target('srv-b')));

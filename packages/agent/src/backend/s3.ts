@@ -28,15 +28,26 @@ export interface S3BackendOptions {
   legacyChecksums?: boolean;
 }
 
-export function openS3Backend(o: S3BackendOptions): Backend {
+/** The endpoint as a URL: https://, or http:// only with the explicit insecure flag (G1). Every request the agent sends goes through here. */
+export function checkEndpoint(endpoint: string, insecureHttp: boolean | undefined): URL {
   let url: URL;
-  try { url = new URL(o.endpoint); } catch { throw new BackendError('Config', `endpoint ${o.endpoint} is not a URL`); }
-  if (url.protocol === 'http:' && !o.insecureHttp) {
-    throw new BackendError('Config', `endpoint ${o.endpoint} is plain HTTP: use https://, or pass --insecure-http if you really mean it`);
+  try { url = new URL(endpoint); } catch { throw new BackendError('Config', `endpoint ${endpoint} is not a URL`); }
+  if (url.protocol === 'http:' && !insecureHttp) {
+    throw new BackendError('Config', `endpoint ${endpoint} is plain HTTP: use https://, or pass --insecure-http if you really mean it`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new BackendError('Config', `endpoint ${o.endpoint}: only https:// (or http:// with --insecure-http)`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new BackendError('Config', `endpoint ${endpoint}: only https:// (or http:// with --insecure-http)`);
+  return url;
+}
+
+/** The system's CAs plus the user's (e.g. the gateway's ca.pem), or undefined for the defaults. */
+export function caBundle(caFile: string | undefined): string[] | undefined {
+  return caFile ? [...rootCertificates, readFileSync(caFile, 'utf8')] : undefined;
+}
+
+export function openS3Backend(o: S3BackendOptions): Backend {
+  const url = checkEndpoint(o.endpoint, o.insecureHttp);
   const maxSockets = o.maxSockets ?? 16;
-  const ca = o.caFile ? readFileSync(o.caFile) : undefined;
+  const ca = caBundle(o.caFile);
   const client = new S3Client({
     endpoint: o.endpoint,
     region: o.region ?? 'us-east-1',
@@ -49,7 +60,7 @@ export function openS3Backend(o: S3BackendOptions): Backend {
     requestHandler: new NodeHttpHandler({
       connectionTimeout: 10_000,
       requestTimeout: 120_000,
-      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets, ...(ca ? { ca: [...rootCertificates, ca.toString()] } : {}) }),
+      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets, ...(ca ? { ca } : {}) }),
       httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
     }),
   });

@@ -144,7 +144,8 @@ export function collectOrphans(ctx: Context): DeletionRequest[] {
 export interface CycleSummary extends ExecutionSummary { filedByPolicy: string[]; filedForOrphans: string[] }
 
 /** One full cycle: policies, orphans, then every due request. */
-export async function runDeletionCycle(ctx: Context, log: (ev: Record<string, unknown>) => void = () => {}): Promise<CycleSummary> {
+export async function runDeletionCycle(ctx: Context, log: (ev: Record<string, unknown>) => void = () => {}, opts: { filing?: boolean } = {}): Promise<CycleSummary> {
+  const filing = opts.filing ?? true;
   // manifests stored before registration existed must be known before anything counts as unreferenced
   await registerExistingManifests(ctx, log);
   // each step on its own: a failing one (a busy database, a policy that no longer parses) must not
@@ -152,22 +153,28 @@ export async function runDeletionCycle(ctx: Context, log: (ev: Record<string, un
   const step = <T>(what: string, fn: () => T, fallback: T): T => {
     try { return fn(); } catch (e) { log({ level: 'error', msg: `deletion cycle: ${what} failed`, error: String((e as Error)?.stack ?? e) }); return fallback; }
   };
-  const filedByPolicy = step('retention policies', () => applyRetentionPolicies(ctx).map((r) => r.id), []);
-  const filedForOrphans = step('collection of unreferenced objects', () => collectOrphans(ctx).map((r) => r.id), []);
+  const filedByPolicy = filing ? step('retention policies', () => applyRetentionPolicies(ctx).map((r) => r.id), []) : [];
+  const filedForOrphans = filing ? step('collection of unreferenced objects', () => collectOrphans(ctx).map((r) => r.id), []) : [];
   const executed = await runDueDeletions(ctx);
   return { filedByPolicy, filedForOrphans, ...executed };
 }
 
 /**
  * The background service of `shelterd serve`: a cycle shortly after start (which also finishes
- * whatever a crash interrupted), then every `intervalMs`.
+ * whatever a crash interrupted), then due requests every `intervalMs`. Policies and leftovers,
+ * which scan every bucket while holding the database, are evaluated once per `filingMs` only:
+ * retention works in days and leftovers have a 7-day grace.
  */
-export function startDeletionService(ctx: Context, log: (ev: Record<string, unknown>) => void, intervalMs = Number(process.env.SHELTERD_DELETION_INTERVAL_MS ?? 60_000)): { stop(): Promise<void> } {
+export function startDeletionService(ctx: Context, log: (ev: Record<string, unknown>) => void, intervalMs = Number(process.env.SHELTERD_DELETION_INTERVAL_MS ?? 60_000),
+  filingMs = 60 * 60_000): { stop(): Promise<void> } {
   let running: Promise<void> | null = null;
+  let lastFiling = -Infinity;
   let stopped = false;
   const cycle = () => {
     if (running || stopped) return;
-    running = runDeletionCycle(ctx, log)
+    const filing = Date.now() - lastFiling >= filingMs;
+    if (filing) lastFiling = Date.now();
+    running = runDeletionCycle(ctx, log, { filing })
       .then((s) => {
         if (s.executed.length || s.filedByPolicy.length || s.filedForOrphans.length || s.waiting.length || s.failed.length || s.blobsRemoved) log({ level: 'info', msg: 'deletion cycle', ...s });
       })

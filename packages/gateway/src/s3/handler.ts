@@ -125,7 +125,9 @@ export function s3Handler(ctx: Context, opts: HandlerOptions) {
       const auth = authenticate({ method: req.method ?? 'GET', rawPath, rawQuery, headers: req.headers },
         { region: ctx.region, now: ctx.now(), lookupSecret: (id) => secretOf((key = ctx.meta.activeKey(id)), id) });
       entry.accessKeyId = auth.ok ? auth.accessKeyId : auth.accessKeyId ?? null;
-      entry.source = sourceOfKey(auth.ok ? auth.accessKeyId : auth.accessKeyId);
+      // the active key row read for the signature already says who it is; only an inactive or
+      // unknown key needs the lookup that tells who tried
+      entry.source = key ? (key.role === 'server' ? `server:${key.serverId}` : `operator:${key.accessKeyId}`) : sourceOfKey(auth.accessKeyId);
       if (!auth.ok) throw auth.error;
       if (routeError) throw routeError;
       if (!key) throw new S3Error('InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.');

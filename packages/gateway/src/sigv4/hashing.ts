@@ -32,9 +32,10 @@ function inlineHasher(sha256: boolean, alg: ChecksumAlgorithm | null): Hasher {
   };
 }
 
-interface PoolWorker { w: Worker; jobs: number }
+interface PoolWorker { w: Worker; jobs: number; dead: boolean }
 let pool: PoolWorker[] | undefined;
-const waiting = new Map<number, (h: BodyHashes) => void>();
+/** digests awaited, by job: the worker that owns each, to fail them if it dies */
+const waiting = new Map<number, { pw: PoolWorker; done: (h: BodyHashes) => void; fail: (e: Error) => void }>();
 let nextJob = 1;
 
 // Batches travel to the workers in shared memory: the main thread copies a body into a 1 MiB
@@ -49,21 +50,32 @@ const takeSlot = (): SharedArrayBuffer => slots.pop() ?? new SharedArrayBuffer(B
 function workers(): PoolWorker[] {
   if (pool) return pool;
   const n = Math.max(1, Math.min(4, Number(process.env.SHELTERD_HASH_WORKERS ?? availableParallelism())));
-  pool = Array.from({ length: n }, () => {
+  const start = (i: number): PoolWorker => {
     const w = new Worker(new URL('./hashworker.ts', import.meta.url));
+    const pw: PoolWorker = { w, jobs: 0, dead: false };
     w.on('message', (m: { job: number; md5: Uint8Array; sha256: Uint8Array | null; checksum: Uint8Array | null } | { slot: SharedArrayBuffer }) => {
       if ('slot' in m) {
         if (slots.length < MAX_IDLE_SLOTS) slots.push(m.slot);
         return;
       }
-      const done = waiting.get(m.job);
+      const j = waiting.get(m.job);
       waiting.delete(m.job);
-      done?.({ md5: Buffer.from(m.md5), sha256: m.sha256 && Buffer.from(m.sha256), checksum: m.checksum && Buffer.from(m.checksum) });
+      j?.done({ md5: Buffer.from(m.md5), sha256: m.sha256 && Buffer.from(m.sha256), checksum: m.checksum && Buffer.from(m.checksum) });
     });
+    // a worker that fails fails its own requests (500), not the gateway; a new one takes its place
+    const died = (e: Error) => {
+      if (pw.dead) return;
+      pw.dead = true;
+      for (const [job, j] of waiting) if (j.pw === pw) { waiting.delete(job); j.fail(e); }
+      if (pool) pool[i] = start(i);
+    };
+    w.on('error', died);
+    w.on('exit', (code) => died(new Error(`body hash worker exited (${code})`)));
     // after adding the listener (which refs the port): idle workers must not keep a process alive
     w.unref();
-    return { w, jobs: 0 };
-  });
+    return pw;
+  };
+  pool = Array.from({ length: n }, (_, i) => start(i));
   return pool;
 }
 
@@ -100,8 +112,9 @@ export function createHasher(opts: { sha256: boolean; checksum: ChecksumAlgorith
     digest() {
       send();
       finished = true;
-      return new Promise<BodyHashes>((resolve) => {
-        waiting.set(job, (h) => { release(); resolve(h); });
+      return new Promise<BodyHashes>((resolve, reject) => {
+        if (pw.dead) { release(); reject(new Error('body hash worker died')); return; }
+        waiting.set(job, { pw, done: (h) => { release(); resolve(h); }, fail: (e) => { release(); reject(e); } });
         pw.w.postMessage({ kind: 'end', job });
       });
     },
