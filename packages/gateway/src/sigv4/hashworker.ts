@@ -10,7 +10,7 @@ const jobs = new Map<number, Job>();
 
 type Message =
   | { kind: 'start'; job: number; sha256: boolean; checksum: ChecksumAlgorithm | null }
-  | { kind: 'data'; job: number; slot: SharedArrayBuffer; length: number }
+  | { kind: 'data'; job: number; slot: ArrayBuffer; length: number }
   | { kind: 'end'; job: number }
   | { kind: 'drop'; job: number };
 
@@ -28,7 +28,7 @@ parentPort!.on('message', (m: Message) => {
         j.checksum?.update(b);
       }
       // the slot goes back to the main thread's free list (hashed, or its job was dropped)
-      parentPort!.postMessage({ slot: m.slot });
+      parentPort!.postMessage({ slot: m.slot }, [m.slot]);
       return;
     }
     case 'end': {
