@@ -4,7 +4,7 @@
 import {
   BlobIndex, CONFIG_KEY, blobId, FormatError, PackWriter, encodeManifest, extractBlob, indexKey, manifestKey, openIndex,
   openRepository, openSnapshot, packKey, parseObjectKey, readPackHeader, sealIndex, sealSnapshot, snapshotKey, toHex,
-  type BlobType, type IndexedPack, type PackEntry, type ParsedConfig, type RepoKeys, type Snapshot,
+  type BlobType, type FinishedPackParts, type IndexedPack, type PackEntry, type ParsedConfig, type RepoKeys, type Snapshot,
 } from '@shelter/format';
 import type { Backend } from './backend/types.ts';
 import { mapLimit } from './limit.ts';
@@ -147,14 +147,13 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     for (const p of packs) packIndexKey.set(index.addPack(p.id), key);
   };
 
-  const uploadPack = async (writer: PackWriter) => {
-    const pack = writer.finish();
+  const uploadPack = async (pack: FinishedPackParts) => {
     const key = packKey(pack.id);
-    await backend.putNew(key, pack.bytes);
+    await backend.putNew(key, pack.parts);
     stats.packsUploaded++;
-    stats.bytesUploaded += pack.bytes.length;
+    stats.bytesUploaded += pack.size;
     // only now is the blob durable: add it to the index (dedup of later blobs may rely on it)
-    const ip: IndexedPack = { id: pack.id, size: pack.bytes.length, entries: pack.entries };
+    const ip: IndexedPack = { id: pack.id, size: pack.size, entries: pack.entries };
     noteTreePack(index.addPack(pack.id), pack.entries);
     index.addPackEntries(ip);
     for (const e of pack.entries) pending.delete(e.id.toString('hex'));
@@ -162,14 +161,21 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     if (unindexed.length >= PACKS_PER_INDEX) await writeIndex();
   };
 
-  const startUpload = async (writer: PackWriter, force = false) => {
-    // wait for a free upload slot BEFORE taking the pack: at most `uploads` packs are in memory
-    while (inFlight.size >= uploads) await Promise.race(inFlight);
-    if (failure) throw failure;
-    // another caller may have taken the pack while we waited; only flush() sends a pack not yet full
-    if (writer.count === 0 || (!force && !writer.full)) return;
-    const tracked: Promise<void> = uploadPack(writer).catch((e) => { failure ??= e; }).finally(() => inFlight.delete(tracked));
-    inFlight.add(tracked);
+  // Finished packs wait here for an upload slot. A full writer is finished at once (no copy: the
+  // parts are streamed), and new blobs wait in saveBlob while a pack waits here, so memory stays
+  // bounded when uploads are the bottleneck (before, the full writer went on growing meanwhile).
+  const queued: FinishedPackParts[] = [];
+  const pump = () => {
+    while (inFlight.size < uploads && queued.length) {
+      const pack = queued.shift()!;
+      const tracked: Promise<void> = uploadPack(pack).catch((e) => { failure ??= e; }).finally(() => { inFlight.delete(tracked); pump(); wake(); });
+      inFlight.add(tracked);
+    }
+  };
+  const takePack = (writer: PackWriter) => {
+    if (writer.count === 0) return;
+    queued.push(writer.finishParts());
+    pump();
   };
 
   const hasBlob = (id: Buffer) => index.has(id) || pending.has(id.toString('hex'));
@@ -179,6 +185,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
   const sealing = new Set<Promise<void>>();
   let sealingBytes = 0;
   let spaceWaiter: (() => void) | undefined;
+  const wake = () => { if (spaceWaiter) { const w = spaceWaiter; spaceWaiter = undefined; w(); } };
   const saveBlob = async (type: BlobType, plaintext: Buffer) => {
     if (failure) throw failure;
     const id = blobId(keys, plaintext);
@@ -195,18 +202,19 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
         // get buffers of their own rather than keep whole batches alive
         writer.add(type, id, type === 'tree' ? Buffer.from(sealed) : sealed, raw);
         stats.sealedBytes += sealed.length;
-        if (writer.full) await startUpload(writer);
+        if (writer.full) takePack(writer);
       })
       .catch((e) => { failure ??= e; })
       .finally(() => {
         sealingBytes -= raw;
         sealing.delete(job);
-        if (spaceWaiter && sealingBytes <= MAX_SEALING_BYTES) { const w = spaceWaiter; spaceWaiter = undefined; w(); }
+        if (sealingBytes <= MAX_SEALING_BYTES) wake();
       });
     sealing.add(job);
-    // bounded memory: chunks waiting for a worker or a pack upload. One waiter woken by the jobs
-    // themselves (a Promise.race over thousands of pending jobs costs quadratic time)
-    while (sealingBytes > MAX_SEALING_BYTES && sealing.size) await new Promise<void>((res) => { spaceWaiter = res; });
+    // bounded memory: chunks waiting for a worker, packs waiting for an upload slot. One waiter,
+    // woken by the jobs and uploads themselves (a Promise.race over thousands of pending jobs costs
+    // quadratic time)
+    while (!failure && ((sealingBytes > MAX_SEALING_BYTES && sealing.size) || queued.length > 0)) await new Promise<void>((res) => { spaceWaiter = res; });
     if (failure) throw failure;
     return { id, added: true };
   };
@@ -233,8 +241,8 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     async flush() {
       while (sealing.size) await Promise.all(sealing);
       if (failure) throw failure;
-      for (const writer of Object.values(writers)) if (writer.count > 0) await startUpload(writer, true);
-      await Promise.all(inFlight);
+      for (const writer of Object.values(writers)) takePack(writer);
+      while (inFlight.size) await Promise.all(inFlight);
       if (failure) throw failure;
       await writeIndex();
       pending.clear();

@@ -11,6 +11,7 @@
 // Pack id = SHA-256 of all the pack's bytes, object key data/<first 2 hex>/<64 hex>: the same
 // name always holds the same bytes, so an upload retried after a timeout is idempotent, and
 // anyone (a gateway scrub, a replica) can verify a pack without the key.
+import { createHash } from 'node:crypto';
 import { FormatError } from './errors.ts';
 import { asBuffer, sha256, type Rng } from './common.ts';
 import { BLOB_ID_BYTES, FINGERPRINT_BYTES, type RepoKeys } from './derive.ts';
@@ -93,6 +94,16 @@ export interface FinishedPack {
   entries: PackEntry[];
 }
 
+/** A finished pack as the pieces it is made of, in order: stored as their concatenation. */
+export interface FinishedPackParts {
+  /** SHA-256 of the concatenation of `parts`. */
+  id: Buffer;
+  parts: Buffer[];
+  /** total bytes of `parts` */
+  size: number;
+  entries: PackEntry[];
+}
+
 export interface PackWriterOptions {
   /** Size at which `full` turns true (default 16 MiB). A pack may exceed it by one blob. */
   targetSize?: number;
@@ -139,12 +150,23 @@ export class PackWriter {
 
   /** Seals the header, returns the pack and resets the writer for the next one. */
   finish(): FinishedPack {
+    const { id, parts, entries } = this.finishParts();
+    return { id, bytes: Buffer.concat(parts), entries };
+  }
+
+  /**
+   * The same pack without concatenating it: the blobs as they were added, then the header and its
+   * length. An uploader can stream the parts and never hold a second copy of the pack.
+   */
+  finishParts(): FinishedPackParts {
     if (this.entries.length === 0) throw new FormatError('Invalid', 'an empty pack cannot be finished');
     const header = sealObject(this.keys, 'pack header', encodeEntries(this.entries), this.rng ? { rng: this.rng } : {});
     const len = Buffer.allocUnsafe(4);
     len.writeUInt32LE(header.length, 0);
-    const bytes = Buffer.concat([...this.parts, header, len]);
-    const result: FinishedPack = { id: sha256(bytes), bytes, entries: this.entries };
+    const parts = [...this.parts, header, len];
+    const hash = createHash('sha256');
+    for (const p of parts) hash.update(p);
+    const result: FinishedPackParts = { id: hash.digest(), parts, size: this.bytes + header.length + 4, entries: this.entries };
     this.parts = [];
     this.entries = [];
     this.bytes = 0;

@@ -108,3 +108,23 @@ test('a 16 MiB pack of 256 KiB blobs', () => {
   const tail = p.bytes.subarray(p.bytes.length - 64 * 1024);
   assert.equal(readPackHeader(KEYS, tail, p.bytes.length).length, 64);
 });
+
+test('finishParts: the same pack as its parts (what the agent streams), named by the hash of their concatenation', () => {
+  const rng = detRng('parts');
+  const w = new PackWriter(KEYS, { rng: detRng('parts header') });
+  const sealed = Array.from({ length: 7 }, (_, i) => sealBlob(KEYS, rng(1000 + i * 333)));
+  for (const s of sealed) w.add('data', s.id, s.sealed, s.rawLength);
+  const p = w.finishParts();
+  assert.equal(w.count, 0);
+  const bytes = Buffer.concat(p.parts);
+  assert.equal(p.size, bytes.length);
+  assert.ok(p.id.equals(sha256(bytes)));
+  assert.equal(p.parts.length, sealed.length + 2); // the blobs, the header, its length
+  assert.deepEqual(readPackHeader(KEYS, bytes, bytes.length), p.entries);
+  // finish() is the concatenation of the same parts: same header rng, same bytes
+  const w2 = new PackWriter(KEYS, { rng: detRng('parts header') });
+  for (const s of sealed) w2.add('data', s.id, s.sealed, s.rawLength);
+  const whole = w2.finish();
+  assert.ok(whole.bytes.equals(bytes));
+  assert.ok(whole.id.equals(p.id));
+});

@@ -1,6 +1,7 @@
 // The agent's S3 backend: AWS SDK for JavaScript v3 (SigV4, retries with exponential backoff and
 // jitter on 5xx, throttling, timeouts and connection resets). HTTPS only unless the user opts in.
 import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { Agent as HttpsAgent } from 'node:https';
 import { Agent as HttpAgent } from 'node:http';
 import { rootCertificates } from 'node:tls';
@@ -48,22 +49,29 @@ export function openS3Backend(o: S3BackendOptions): Backend {
   const url = checkEndpoint(o.endpoint, o.insecureHttp);
   const maxSockets = o.maxSockets ?? 16;
   const ca = caBundle(o.caFile);
-  const client = new S3Client({
+  const clientConfig = (maxAttempts: number) => ({
     endpoint: o.endpoint,
     region: o.region ?? 'us-east-1',
     forcePathStyle: o.pathStyle ?? true,
     credentials: { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey },
-    maxAttempts: o.maxAttempts ?? 8, // the SDK's own retries: 5xx, throttling, timeouts, resets
-    retryMode: 'standard',
-    requestChecksumCalculation: o.legacyChecksums ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
-    responseChecksumValidation: o.legacyChecksums ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
-    requestHandler: new NodeHttpHandler({
-      connectionTimeout: 10_000,
-      requestTimeout: 120_000,
-      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets, ...(ca ? { ca } : {}) }),
-      httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
-    }),
+    maxAttempts, // the SDK's own retries: 5xx, throttling, timeouts, resets
+    retryMode: 'standard' as const,
+    requestChecksumCalculation: o.legacyChecksums ? 'WHEN_REQUIRED' as const : 'WHEN_SUPPORTED' as const,
+    responseChecksumValidation: o.legacyChecksums ? 'WHEN_REQUIRED' as const : 'WHEN_SUPPORTED' as const,
+    requestHandler,
   });
+  const requestHandler = new NodeHttpHandler({
+    connectionTimeout: 10_000,
+    requestTimeout: 120_000,
+    httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets, ...(ca ? { ca } : {}) }),
+    httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
+  });
+  const maxAttempts = o.maxAttempts ?? 8;
+  const client = new S3Client(clientConfig(maxAttempts));
+  // Streamed bodies (packs sent as their parts) cannot be replayed by the SDK's retries, which
+  // resend the same request object: this client makes one attempt and putNew retries with a fresh
+  // stream. Same connections (one request handler), same checksums.
+  const singleShot = new S3Client(clientConfig(1));
   const bucket = o.bucket;
   const location = `${url.origin}/${bucket}`;
 
@@ -83,12 +91,17 @@ export function openS3Backend(o: S3BackendOptions): Backend {
     if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(code)) throw new BackendError('Tls', `${what}: TLS error talking to ${url.origin} (${code}); pass the gateway's CA with --ca-cert`, { cause: e });
     throw new BackendError('Network', `${what}: ${(e as Error).message ?? String(e)} (${location})`, { cause: e });
   };
-  const maxAttempts = o.maxAttempts ?? 8;
   /** worth another try: the connection failed while the body was read; not refusals nor damaged data */
   const transient = (e: unknown): boolean => {
     if (/checksum mismatch/i.test((e as Error)?.message ?? '')) return false;
     // an S3 error response was already retried by the SDK: only failures after it (reading the body) are ours
     return !(e instanceof S3ServiceException);
+  };
+  /** what the SDK's standard retry mode retries: 5xx, throttling, timeouts, connection failures */
+  const retryablePut = (e: unknown): boolean => {
+    if (!(e instanceof S3ServiceException)) return true;
+    const status = e.$metadata.httpStatusCode ?? 0;
+    return status >= 500 || status === 429 || e.$retryable !== undefined || /^(SlowDown|Throttl|RequestTimeout)/.test(e.name);
   };
   const backoff = (attempt: number) => new Promise((r) => setTimeout(r, Math.min(10_000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2)));
   const isMissing = (e: unknown) => e instanceof S3ServiceException && (e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata.httpStatusCode === 404);
@@ -121,13 +134,29 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       }
     },
     async putNew(key, body) {
-      try {
-        // If-None-Match: * makes the store refuse to replace an existing object (AWS, MinIO, shelterd)
-        await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, IfNoneMatch: '*', ContentLength: body.length }));
-        return 'created';
-      } catch (e) {
-        if (e instanceof S3ServiceException && (e.$metadata.httpStatusCode === 412 || e.name === 'PreconditionFailed')) return 'exists';
-        return fail(e, `writing ${key}`);
+      const exists = (e: unknown) => e instanceof S3ServiceException && (e.$metadata.httpStatusCode === 412 || e.name === 'PreconditionFailed');
+      if (Buffer.isBuffer(body)) {
+        try {
+          // If-None-Match: * makes the store refuse to replace an existing object (AWS, MinIO, shelterd)
+          await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, IfNoneMatch: '*', ContentLength: body.length }));
+          return 'created';
+        } catch (e) {
+          if (exists(e)) return 'exists';
+          return fail(e, `writing ${key}`);
+        }
+      }
+      // Parts, streamed: TLS encrypts them as the socket drains. A single buffer would be encrypted
+      // whole into the socket's queue (a second copy of every pack in flight).
+      const length = body.reduce((n, b) => n + b.length, 0);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await singleShot.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Readable.from(body), IfNoneMatch: '*', ContentLength: length }));
+          return 'created';
+        } catch (e) {
+          if (exists(e)) return 'exists';
+          if (attempt < maxAttempts && retryablePut(e)) { await backoff(attempt); continue; }
+          return fail(e, `writing ${key}`);
+        }
       }
     },
     async *list(prefix): AsyncIterable<ObjectInfo> {

@@ -11,9 +11,10 @@ export interface Backend {
   head(key: string): Promise<number | undefined>;
   /**
    * Writes an object that must not exist yet. Returns 'created', or 'exists' when the store
-   * already holds that name (content-addressed names make that harmless).
+   * already holds that name (content-addressed names make that harmless). A body given as parts
+   * is stored as their concatenation and sent as a stream (a pack never needs a second copy).
    */
-  putNew(key: string, body: Buffer): Promise<'created' | 'exists'>;
+  putNew(key: string, body: Buffer | readonly Buffer[]): Promise<'created' | 'exists'>;
   /** every object under a prefix, in key order */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** a description for messages (endpoint and bucket; never a secret) */
