@@ -11,8 +11,20 @@ if (major < 24) {
 // them wait for a scavenge (peak RSS of a backup of the linux tree: 1 GB, against 520 MB with
 // 2 MiB, at the same speed). The flag must be given at start: the process replaces itself (same
 // pid, same stdio, signals and exit status unchanged) with one that has it.
-const SEMI_SPACE = '--max-semi-space-size=2';
+const SEMI_SPACE = '--max-semi-space-size=8';
 if (!process.execArgv.some((a) => a.startsWith('--max-semi-space-size')) && typeof process.execve === 'function') {
   process.execve(process.execPath, [process.execPath, SEMI_SPACE, ...process.execArgv, process.argv[1], ...process.argv.slice(2)], process.env);
 }
+// Node's compile cache (V8 code and the stripped TypeScript), in the user's own cache directory:
+// a command starts in ~0.2 s instead of ~0.4 s. Never a shared directory such as /tmp: another
+// local user could plant code there for root's next run.
+try {
+  const { mkdirSync } = await import('node:fs');
+  const { homedir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { enableCompileCache } = await import('node:module');
+  const dir = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'shelter', 'compile-cache');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  enableCompileCache(dir);
+} catch { /* no cache: slower start, nothing else */ }
 await import('../src/cli.ts');

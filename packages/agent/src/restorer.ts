@@ -14,7 +14,7 @@ import { toHex, type TreeNode } from '@shelter/format';
 import { fetchRange, planRanges } from './blobfetch.ts';
 import { mapLimit } from './limit.ts';
 import { devNumbers, joinPath } from './fsnode.ts';
-import { createSealPool } from './sealpool.ts';
+import { createSealPool, type FileWrite } from './sealpool.ts';
 import { pathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 import { BackendError } from './backend/types.ts';
@@ -45,6 +45,8 @@ interface PlannedFile {
   /** created already (a reopen must not truncate it again) */
   created: boolean;
   done: boolean;
+  /** written whole by the worker that opens its only range */
+  byWorker: boolean;
 }
 
 /** descriptors kept open at once (files whose chunks arrive from several ranges); beyond, the least recently used is closed */
@@ -92,12 +94,12 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
             dirs.push([path, n]);
             break;
           case 'file': {
-            if (exists(path) && opts.ignoreExisting) break;
+            if (opts.ignoreExisting && exists(path)) break; // (an lstat per file only when asked: 1 s on the linux tree)
             const linkKey = n.links !== undefined && n.links > 1 && n.inode !== undefined ? `${n.device}:${n.inode}` : undefined;
             const first = linkKey ? hardlinks.get(linkKey) : undefined;
             if (first) { links.push({ path, first, node: n }); break; }
             // created when its first chunk arrives (one open per file, not one per chunk)
-            const f: PlannedFile = { path, node: n, failed: false, pending: 0, fd: -1, created: false, done: false };
+            const f: PlannedFile = { path, node: n, failed: false, pending: 0, fd: -1, created: false, done: false, byWorker: false };
             files.push(f);
             if (linkKey) hardlinks.set(linkKey, f);
             break;
@@ -184,18 +186,43 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   }
   // at most 8 MiB of plaintext per range: memory stays bounded with several ranges in flight
   const ranges = planRanges(repo, [...places.keys()].map((h) => Buffer.from(h, 'hex')), 8 * 1024 * 1024);
-  // decryption and zstd on worker threads (one per core); the main thread writes files
+  // A file whose chunks all lie in one range (nearly every file of a source tree) is written whole
+  // by the worker thread that decrypts that range: creating, writing, truncating and closing
+  // files was most of the main thread's time, and now runs on every core. Files spread over
+  // several ranges (large ones) are written here as their chunks arrive.
+  const rangeOf = new Map<string, { range: number; entry: number }>();
+  ranges.forEach((r, range) => r.entries.forEach((e, entry) => rangeOf.set(toHex(e.id), { range, entry })));
+  const workerFiles: Array<Array<{ file: PlannedFile; write: FileWrite }>> = ranges.map(() => []);
+  for (const f of files) {
+    const content = f.node.content ?? [];
+    if (f.failed || content.length === 0) continue;
+    const first = rangeOf.get(toHex(content[0]!));
+    if (!first || !content.every((id) => rangeOf.get(toHex(id))?.range === first.range)) continue;
+    const chunks: FileWrite['chunks'] = [];
+    let offset = 0;
+    for (const id of content) {
+      chunks.push({ entry: rangeOf.get(toHex(id))!.entry, offset });
+      offset += repo.index.lookup(id)?.rawLength ?? 0;
+    }
+    f.byWorker = true;
+    workerFiles[first.range]!.push({ file: f, write: {
+      path: f.path, size: f.node.size ?? 0, mode: f.node.mode, uid: f.node.uid, gid: f.node.gid,
+      atime: toTime(f.node.atime), mtime: toTime(f.node.mtime), chown: asRoot, chunks,
+    } });
+  }
+  // decryption and zstd on worker threads (one per core)
   const pool = createSealPool(repo.keys);
   let zeros = Buffer.alloc(0);
-  await mapLimit(ranges, opts.concurrency ?? 4, async (r) => {
+  await mapLimit(ranges.map((r, i) => [r, i] as const), opts.concurrency ?? 4, async ([r, ri]) => {
     try {
-      await fetchRange(repo, r, (e, chunk) => {
+      const mine = workerFiles[ri]!;
+      const fileErrors = await fetchRange(repo, r, (e, chunk) => {
         if (zeros.length < chunk.length) zeros = Buffer.alloc(chunk.length);
         // an all-zero chunk is a hole: not written, the final truncate gives the file its length
         const hole = chunk.equals(zeros.subarray(0, chunk.length));
         for (const p of places.get(toHex(e.id)) ?? []) {
           const f = p.file;
-          if (f.failed) continue;
+          if (f.failed || f.byWorker) continue;
           result.bytes += chunk.length;
           if (!hole) {
             try {
@@ -206,7 +233,15 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
           }
           if (--f.pending === 0) finish(f);
         }
-      }, pool);
+      }, pool, { files: mine.map((m) => m.write), keep: r.entries.map((e) => (places.get(toHex(e.id)) ?? []).some((p) => !p.file.byWorker)) });
+      mine.forEach(({ file: f }, i) => {
+        const err = fileErrors[i];
+        f.done = true;
+        if (err && !err.startsWith('cannot set metadata')) { f.failed = true; warn(f.path, err); return; }
+        if (err) warn(f.path, err);
+        result.files++;
+        result.bytes += f.node.size ?? 0;
+      });
     } catch (err) {
       // storage unreachable (after retries): stop, rather than leave hundreds of empty files
       if (err instanceof BackendError && err.code !== 'Integrity') throw err;

@@ -5,10 +5,31 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { PackEntry, RepoKeys } from '@shelter/format';
 
+/**
+ * A file the worker that opens a range writes whole (restore): every chunk of it is in that range.
+ * Created (truncated), chunks written at their offsets (all-zero chunks skipped: holes), given its
+ * length and metadata, closed: the file system's work runs on the worker, beside the others.
+ */
+export interface FileWrite {
+  path: Buffer; size: number; mode: number; uid: number; gid: number;
+  /** seconds */
+  atime: number; mtime: number;
+  chown: boolean;
+  /** `entry`: index in the range's entries */
+  chunks: Array<{ entry: number; offset: number }>;
+}
+
+export interface RangeWrite { files: FileWrite[]; keep: boolean[] }
+
 export interface SealPool {
   submit(id: Buffer, plaintext: Buffer): Promise<Buffer>;
-  /** opens every blob of a pack range (bytes starting at pack offset `start`); rejects with the first failure */
-  openRange(bytes: Buffer, start: number, entries: PackEntry[]): Promise<Buffer[]>;
+  /**
+   * Opens every blob of a pack range (bytes starting at pack offset `start`); rejects with the
+   * first failure. With `write`, also writes its files (`fileErrors[i]` is null when files[i] was
+   * written, else what went wrong) and returns only the plaintexts marked in `keep` (the others
+   * come back empty: the main thread needs no copy of what the worker wrote).
+   */
+  openRange(bytes: Buffer, start: number, entries: PackEntry[], write?: RangeWrite): Promise<{ plains: Buffer[]; fileErrors: Array<string | null> }>;
   close(): Promise<void>;
 }
 
@@ -24,17 +45,17 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     w.unref();
     return { w, busy: 0 };
   });
-  const waiting = new Map<number, { resolve: (b: Buffer, lengths?: number[]) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
+  const waiting = new Map<number, { resolve: (b: Buffer, lengths?: number[], fileErrors?: Array<string | null>) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
   let seq = 0;
   for (const wk of workers) {
-    wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; error?: string }) => {
+    wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; fileErrors?: Array<string | null>; error?: string }) => {
       const job = waiting.get(m.seq);
       if (!job) return;
       waiting.delete(m.seq);
       // a worker with jobs keeps the process alive (the main thread may have nothing else pending)
       if (--wk.busy === 0) wk.w.unref();
       if (m.error !== undefined) job.reject(new Error(m.error));
-      else job.resolve(Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), m.lengths);
+      else job.resolve(Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), m.lengths, m.fileErrors);
     });
     wk.w.on('error', (e) => { for (const [s, job] of waiting) if (job.worker === wk) { waiting.delete(s); job.reject(e); } });
   }
@@ -78,7 +99,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
       if (batch.bytes >= BATCH_BYTES || batch.ids.length >= BATCH_COUNT) flushBatch();
       return done;
     },
-    openRange(bytes, start, entries) {
+    openRange(bytes, start, entries, write) {
       const wk = workers.reduce((a, b) => (b.busy < a.busy ? b : a));
       if (wk.busy++ === 0) wk.w.ref();
       const s = seq++;
@@ -87,17 +108,17 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
       if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) data = new Uint8Array(bytes.buffer);
       else { data = new Uint8Array(bytes.length); data.set(bytes); }
       const list = entries.map((e) => ({ id: e.id, offset: e.offset, length: e.length, rawLength: e.rawLength }));
-      return new Promise<Buffer[]>((resolve, reject) => {
+      return new Promise((resolve, reject) => {
         waiting.set(s, {
-          resolve: (all, lengths) => {
-            const out: Buffer[] = [];
+          resolve: (all, lengths, fileErrors) => {
+            const plains: Buffer[] = [];
             let at = 0;
-            for (const n of lengths!) { out.push(all.subarray(at, at + n)); at += n; }
-            resolve(out);
+            for (const n of lengths!) { plains.push(all.subarray(at, at + n)); at += n; }
+            resolve({ plains, fileErrors: fileErrors ?? [] });
           },
           reject, worker: wk,
         });
-        wk.w.postMessage({ seq: s, open: { start, entries: list }, data }, [data.buffer]);
+        wk.w.postMessage({ seq: s, open: { start, entries: list, files: write?.files ?? [], ...(write ? { keep: write.keep } : {}) }, data }, [data.buffer]);
       });
     },
     async close() { await Promise.all(workers.map((wk) => wk.w.terminate())); },

@@ -1,6 +1,7 @@
 // Worker thread: compresses and encrypts blobs (zstd + AES-256-GCM, format's `seal`), the CPU-heavy
 // part of a backup, so that every core works. The main thread keeps walking, reading, chunking and
 // deduplicating; it hands over only the chunks that are new.
+import { closeSync, fchmodSync, fchownSync, ftruncateSync, futimesSync, openSync, writeSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -24,7 +25,8 @@ const handled = (bytes: number) => {
   if (sinceGc >= GC_EVERY) { sinceGc = 0; collect({ type: 'minor', execution: 'sync' }); }
 };
 
-interface OpenJob { start: number; entries: Array<{ id: Uint8Array; offset: number; length: number; rawLength: number }> }
+interface FileJob { path: Uint8Array; size: number; mode: number; uid: number; gid: number; atime: number; mtime: number; chown: boolean; chunks: Array<{ entry: number; offset: number }> }
+interface OpenJob { start: number; entries: Array<{ id: Uint8Array; offset: number; length: number; rawLength: number }>; files: FileJob[]; keep?: boolean[] }
 
 parentPort!.on('message', (m: { seq: number; ids: Uint8Array; lengths: number[]; data: Uint8Array; open?: OpenJob }) => {
   if (m.open) return openRange(m.seq, m.data, m.open);
@@ -46,26 +48,54 @@ parentPort!.on('message', (m: { seq: number; ids: Uint8Array; lengths: number[];
   }
 });
 
-/** restore: every blob of a fetched pack range, returned as one buffer (one transfer) plus lengths */
+/**
+ * restore: every blob of a fetched pack range; writes the files given, and returns as one buffer
+ * (one transfer) plus lengths the blobs the main thread still needs (`keep`; all when absent)
+ */
 function openRange(seq: number, data: Uint8Array, job: OpenJob): void {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  // one output buffer sized from the index's plaintext lengths; each blob is copied in and dropped
-  const all = new Uint8Array(job.entries.reduce((n, e) => n + e.rawLength, 0));
-  const lengths: number[] = [];
-  let at = 0;
+  const plains: Buffer[] = [];
   for (const e of job.entries) {
     const id = Buffer.from(e.id);
-    let plain: Buffer;
     try {
-      plain = extractBlob(keys, bytes, { type: 'data', id, offset: e.offset, length: e.length, rawLength: e.rawLength }, job.start);
+      plains.push(extractBlob(keys, bytes, { type: 'data', id, offset: e.offset, length: e.length, rawLength: e.rawLength }, job.start));
     } catch (err) {
       parentPort!.postMessage({ seq, error: `blob ${toHex(id)} does not decrypt: ${(err as Error).message}` });
       return;
     }
-    all.set(plain, at);
-    at += plain.length;
-    lengths.push(plain.length);
   }
-  parentPort!.postMessage({ seq, sealed: all, lengths }, [all.buffer]);
-  handled(all.length);
+  const fileErrors = job.files.map((f) => writeFile(f, (i) => plains[i]!));
+  const kept = job.keep ? plains.map((p, i) => (job.keep![i] ? p : EMPTY)) : plains;
+  const all = new Uint8Array(kept.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of kept) { all.set(p, at); at += p.length; }
+  parentPort!.postMessage({ seq, sealed: all, lengths: kept.map((p) => p.length), fileErrors }, [all.buffer]);
+  handled(bytes.length);
+}
+const EMPTY = Buffer.alloc(0);
+
+let zeros = Buffer.alloc(0);
+/** restore: one whole file from the chunks of this range; null when written, else the error */
+function writeFile(f: FileJob, chunk: (entry: number) => Buffer): string | null {
+  let fd = -1;
+  try {
+    fd = openSync(Buffer.from(f.path.buffer, f.path.byteOffset, f.path.byteLength), 'w', 0o600);
+    for (const c of f.chunks) {
+      const b = chunk(c.entry);
+      if (zeros.length < b.length) zeros = Buffer.alloc(b.length);
+      if (b.equals(zeros.subarray(0, b.length))) continue; // a hole: the truncate below gives the length
+      for (let done = 0; done < b.length;) done += writeSync(fd, b, done, b.length - done, c.offset + done);
+    }
+    ftruncateSync(fd, f.size);
+    try {
+      if (f.chown) fchownSync(fd, f.uid, f.gid);
+      fchmodSync(fd, f.mode);
+      futimesSync(fd, f.atime, f.mtime);
+    } catch (e) { return `cannot set metadata: ${(e as Error).message}`; }
+    return null;
+  } catch (e) {
+    return `cannot write: ${(e as Error).message}`;
+  } finally {
+    if (fd >= 0) try { closeSync(fd); } catch { /* the error above, if any, says more */ }
+  }
 }

@@ -21,4 +21,16 @@ const GC_FLAGS = ['--external-memory-accounted-in-global-limit', '--initial-heap
 if (process.argv[2] === 'serve' && !process.execArgv.includes(GC_FLAGS[0]) && typeof process.execve === 'function') {
   process.execve(process.execPath, [process.execPath, ...GC_FLAGS, ...process.execArgv, process.argv[1], ...process.argv.slice(2)], process.env);
 }
+// Node's compile cache (V8 code and the stripped TypeScript), in the user's own cache directory:
+// a command starts in ~0.2 s instead of ~0.4 s. Never a shared directory such as /tmp: another
+// local user could plant code there for root's next run.
+try {
+  const { mkdirSync } = await import('node:fs');
+  const { homedir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { enableCompileCache } = await import('node:module');
+  const dir = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'shelterd', 'compile-cache');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  enableCompileCache(dir);
+} catch { /* no cache: slower start, nothing else */ }
 await import('../src/cli.ts');
