@@ -234,6 +234,22 @@ describe('shelter round trip against shelterd over HTTPS', () => {
     assertSameTrees(expected, scanTree(join(target, src), { noHash: tree.noHash }), 'restore of the second snapshot');
   });
 
+  it('a file the restore cannot create is reported (exit 3, its path named) and every other file is restored', async () => {
+    const target = join(work, 'restore-blocked');
+    // a small file (written whole by a restore worker thread), its path taken by a directory
+    const victim = [...scan2.values()].find((e) => e.type === 'file' && e.size > 0n && e.size < 65536n && e.nlink === 1
+      && Buffer.from(e.rel.toString()).equals(e.rel) && !/[\n*?[]/.test(e.rel.toString()))!;
+    const rel = victim.rel.toString();
+    mkdirSync(join(target, src, rel), { recursive: true });
+    const r = await agent.run(['restore', backup2.snapshotId, '--target', target, '--exclude', 'disk.img']);
+    assertExit(r, 3, 'restore with a blocked file');
+    const line = r.stderr.split('\n').find((l) => l.includes(rel));
+    assert.ok(line && /cannot write: .*EISDIR/.test(line), `a warning names ${rel}: ${r.stderr}`);
+    const other = (e: Entry) => !e.rel.equals(victim.rel);
+    const expected = filterScan(scan2, (e) => keyOf(e.rel) !== sparseKey() && other(e));
+    assertSameTrees(expected, filterScan(scanTree(join(target, src), { noHash: tree.noHash }), other), 'restore beside a blocked file');
+  });
+
   it('backup --exclude leaves out what matches (names, a directory, a path glob)', async () => {
     const r = await agent.json<BackupSummary>(['backup', 'files', src, '--name', 'filtered-out', '--json',
       '--exclude', '*.log', '--exclude', 'big', '--exclude', '**/docs/nested/deep', '--exclude', 'sparse']);

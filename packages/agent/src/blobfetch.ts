@@ -4,7 +4,7 @@
 // of an incremental backup) and by the restorer for file contents.
 import { extractBlob, packKey, toHex, type PackEntry } from '@shelter/format';
 import { RepositoryError, type Repository } from './repository.ts';
-import type { RangeWrite, SealPool } from './sealpool.ts';
+import type { FileResult, RangeWrite, SealPool } from './sealpool.ts';
 import { mapLimit } from './limit.ts';
 
 /** a gap larger than this between needed blobs splits a pack's range in two requests */
@@ -55,19 +55,19 @@ export function planRanges(repo: Repository, ids: Iterable<Buffer>, maxPlaintext
 /**
  * Fetches one range and decrypts each of its blobs, handing them to `each`; with a pool, the
  * decryption and decompression run on its worker threads, which also write `write.files`
- * (restore; the answer says, for each, null when written or what went wrong) and then hand to
+ * (restore; the answer says how each went) and then hand to
  * `each` only the blobs marked in `write.keep`.
  */
-export async function fetchRange(repo: Repository, r: PackRange, each: (e: PackEntry, plaintext: Buffer) => void | Promise<void>, pool?: SealPool, write?: RangeWrite): Promise<Array<string | null>> {
+export async function fetchRange(repo: Repository, r: PackRange, each: (e: PackEntry, plaintext: Buffer) => void | Promise<void>, pool?: SealPool, write?: RangeWrite): Promise<FileResult[]> {
   const key = packKey(repo.index.packId(r.pack));
   const bytes = await repo.backend.get(key, { start: r.start, end: r.end });
   if (!bytes) throw new RepositoryError('Missing', `pack ${key} is missing`);
   if (pool) {
-    let opened: { plains: Buffer[]; fileErrors: Array<string | null> };
+    let opened: { plains: Buffer[]; fileResults: FileResult[] };
     try { opened = await pool.openRange(bytes, r.start, r.entries, write); }
     catch (err) { throw new RepositoryError('Corrupt', `${key}: ${(err as Error).message}`, { cause: err }); }
     for (let i = 0; i < r.entries.length; i++) if (!write || write.keep[i]) await each(r.entries[i]!, opened.plains[i]!);
-    return opened.fileErrors;
+    return opened.fileResults;
   }
   if (write) throw new Error('internal: fetchRange writes files only through a worker pool');
   for (const e of r.entries) {

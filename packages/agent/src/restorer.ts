@@ -7,7 +7,7 @@
 // concurrent ranged GETs, each at most a pack: memory stays bounded) and write every chunk to each
 // place it belongs (pwrite), skipping all-zero chunks so holes stay holes; (4) give files their
 // length, metadata and hard links, then directories their metadata, deepest first.
-import { chmodSync, closeSync, existsSync, fchmodSync, fchownSync, ftruncateSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync, utimesSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync, utimesSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { toHex, type TreeNode } from '@shelter/format';
@@ -15,6 +15,7 @@ import { fetchRange, planRanges } from './blobfetch.ts';
 import { mapLimit } from './limit.ts';
 import { devNumbers, joinPath } from './fsnode.ts';
 import { createSealPool, type FileWrite } from './sealpool.ts';
+import { finishFile, writeChunkAt, type FileMeta } from './filewrite.ts';
 import { pathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 import { BackendError } from './backend/types.ts';
@@ -61,6 +62,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   const filter = pathFilter(opts.include, opts.exclude);
   // every directory not excluded is created; --include selects the files
   const selected = (rel: string, isDir: boolean) => !filter.excluded(rel) && (isDir || !filter.hasIncludes || filter.included(rel));
+  const fileMeta = (n: TreeNode): FileMeta => ({ size: n.size ?? 0, mode: n.mode, uid: n.uid, gid: n.gid, chown: asRoot, atime: toTime(n.atime), mtime: toTime(n.mtime) });
   const exists = (p: Buffer) => { try { lstatSync(p); return true; } catch { return false; } };
   const setMeta = (path: Buffer, n: TreeNode, isLink: boolean) => {
     try {
@@ -156,13 +158,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   const finish = (f: PlannedFile) => {
     f.done = true;
     try {
-      const fd = descriptor(f);
-      ftruncateSync(fd, f.node.size ?? 0);
-      try {
-        if (asRoot) fchownSync(fd, f.node.uid, f.node.gid);
-        fchmodSync(fd, f.node.mode);
-        futimesSync(fd, toTime(f.node.atime), toTime(f.node.mtime));
-      } catch (e) { warn(f.path, `cannot set metadata: ${(e as Error).message}`); }
+      const warning = finishFile(descriptor(f), fileMeta(f.node));
+      if (warning) warn(f.path, warning);
       result.files++;
     } catch (e) { f.failed = true; warn(f.path, `cannot finish: ${(e as Error).message}`); }
     release(f);
@@ -205,40 +202,28 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
       offset += repo.index.lookup(id)?.rawLength ?? 0;
     }
     f.byWorker = true;
-    workerFiles[first.range]!.push({ file: f, write: {
-      path: f.path, size: f.node.size ?? 0, mode: f.node.mode, uid: f.node.uid, gid: f.node.gid,
-      atime: toTime(f.node.atime), mtime: toTime(f.node.mtime), chown: asRoot, chunks,
-    } });
+    workerFiles[first.range]!.push({ file: f, write: { path: f.path, ...fileMeta(f.node), chunks } });
   }
   // decryption and zstd on worker threads (one per core)
   const pool = createSealPool(repo.keys);
-  let zeros = Buffer.alloc(0);
   await mapLimit(ranges.map((r, i) => [r, i] as const), opts.concurrency ?? 4, async ([r, ri]) => {
     try {
       const mine = workerFiles[ri]!;
-      const fileErrors = await fetchRange(repo, r, (e, chunk) => {
-        if (zeros.length < chunk.length) zeros = Buffer.alloc(chunk.length);
-        // an all-zero chunk is a hole: not written, the final truncate gives the file its length
-        const hole = chunk.equals(zeros.subarray(0, chunk.length));
+      const fileResults = await fetchRange(repo, r, (e, chunk) => {
         for (const p of places.get(toHex(e.id)) ?? []) {
           const f = p.file;
           if (f.failed || f.byWorker) continue;
           result.bytes += chunk.length;
-          if (!hole) {
-            try {
-              const fd = descriptor(f);
-              let done = 0;
-              while (done < chunk.length) done += writeSync(fd, chunk, done, chunk.length - done, p.offset + done);
-            } catch (err) { f.failed = true; release(f); warn(f.path, `cannot write: ${(err as Error).message}`); continue; }
-          }
+          try { writeChunkAt(descriptor(f), chunk, p.offset); }
+          catch (err) { f.failed = true; release(f); warn(f.path, `cannot write: ${(err as Error).message}`); continue; }
           if (--f.pending === 0) finish(f);
         }
       }, pool, { files: mine.map((m) => m.write), keep: r.entries.map((e) => (places.get(toHex(e.id)) ?? []).some((p) => !p.file.byWorker)) });
       mine.forEach(({ file: f }, i) => {
-        const err = fileErrors[i];
+        const r = fileResults[i];
         f.done = true;
-        if (err && !err.startsWith('cannot set metadata')) { f.failed = true; warn(f.path, err); return; }
-        if (err) warn(f.path, err);
+        if (r && 'error' in r) { f.failed = true; warn(f.path, r.error); return; }
+        if (r) warn(f.path, r.warning);
         result.files++;
         result.bytes += f.node.size ?? 0;
       });

@@ -4,20 +4,21 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { PackEntry, RepoKeys } from '@shelter/format';
+import type { FileMeta } from './filewrite.ts';
 
 /**
  * A file the worker that opens a range writes whole (restore): every chunk of it is in that range.
  * Created (truncated), chunks written at their offsets (all-zero chunks skipped: holes), given its
  * length and metadata, closed: the file system's work runs on the worker, beside the others.
  */
-export interface FileWrite {
-  path: Buffer; size: number; mode: number; uid: number; gid: number;
-  /** seconds */
-  atime: number; mtime: number;
-  chown: boolean;
+export interface FileWrite extends FileMeta {
+  path: Buffer;
   /** `entry`: index in the range's entries */
   chunks: Array<{ entry: number; offset: number }>;
 }
+
+/** null: written; `warning`: written, but its metadata could not be set; `error`: not written */
+export type FileResult = null | { warning: string } | { error: string };
 
 export interface RangeWrite { files: FileWrite[]; keep: boolean[] }
 
@@ -25,11 +26,11 @@ export interface SealPool {
   submit(id: Buffer, plaintext: Buffer): Promise<Buffer>;
   /**
    * Opens every blob of a pack range (bytes starting at pack offset `start`); rejects with the
-   * first failure. With `write`, also writes its files (`fileErrors[i]` is null when files[i] was
-   * written, else what went wrong) and returns only the plaintexts marked in `keep` (the others
+   * first failure. With `write`, also writes its files (`fileResults[i]` says how files[i] went)
+   * and returns only the plaintexts marked in `keep` (the others
    * come back empty: the main thread needs no copy of what the worker wrote).
    */
-  openRange(bytes: Buffer, start: number, entries: PackEntry[], write?: RangeWrite): Promise<{ plains: Buffer[]; fileErrors: Array<string | null> }>;
+  openRange(bytes: Buffer, start: number, entries: PackEntry[], write?: RangeWrite): Promise<{ plains: Buffer[]; fileResults: FileResult[] }>;
   close(): Promise<void>;
 }
 
@@ -45,17 +46,17 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     w.unref();
     return { w, busy: 0 };
   });
-  const waiting = new Map<number, { resolve: (b: Buffer, lengths?: number[], fileErrors?: Array<string | null>) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
+  const waiting = new Map<number, { resolve: (b: Buffer, lengths?: number[], fileResults?: FileResult[]) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
   let seq = 0;
   for (const wk of workers) {
-    wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; fileErrors?: Array<string | null>; error?: string }) => {
+    wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; error?: string }) => {
       const job = waiting.get(m.seq);
       if (!job) return;
       waiting.delete(m.seq);
       // a worker with jobs keeps the process alive (the main thread may have nothing else pending)
       if (--wk.busy === 0) wk.w.unref();
       if (m.error !== undefined) job.reject(new Error(m.error));
-      else job.resolve(Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), m.lengths, m.fileErrors);
+      else job.resolve(Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), m.lengths, m.fileResults);
     });
     wk.w.on('error', (e) => { for (const [s, job] of waiting) if (job.worker === wk) { waiting.delete(s); job.reject(e); } });
   }
@@ -110,11 +111,11 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
       const list = entries.map((e) => ({ id: e.id, offset: e.offset, length: e.length, rawLength: e.rawLength }));
       return new Promise((resolve, reject) => {
         waiting.set(s, {
-          resolve: (all, lengths, fileErrors) => {
+          resolve: (all, lengths, fileResults) => {
             const plains: Buffer[] = [];
             let at = 0;
             for (const n of lengths!) { plains.push(all.subarray(at, at + n)); at += n; }
-            resolve({ plains, fileErrors: fileErrors ?? [] });
+            resolve({ plains, fileResults: fileResults ?? [] });
           },
           reject, worker: wk,
         });

@@ -1,11 +1,13 @@
 // Worker thread: compresses and encrypts blobs (zstd + AES-256-GCM, format's `seal`), the CPU-heavy
 // part of a backup, so that every core works. The main thread keeps walking, reading, chunking and
 // deduplicating; it hands over only the chunks that are new.
-import { closeSync, fchmodSync, fchownSync, ftruncateSync, futimesSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { extractBlob, seal, toHex, type RepoKeys } from '@shelter/format';
+import { finishFile, writeChunkAt, type FileMeta } from './filewrite.ts';
+import type { FileResult } from './sealpool.ts';
 
 const k = workerData.keys as Record<string, Uint8Array | string>;
 const keys = Object.fromEntries(Object.entries(k).map(([n, v]) => [n, typeof v === 'string' ? v : Buffer.from(v)])) as unknown as RepoKeys;
@@ -25,7 +27,7 @@ const handled = (bytes: number) => {
   if (sinceGc >= GC_EVERY) { sinceGc = 0; collect({ type: 'minor', execution: 'sync' }); }
 };
 
-interface FileJob { path: Uint8Array; size: number; mode: number; uid: number; gid: number; atime: number; mtime: number; chown: boolean; chunks: Array<{ entry: number; offset: number }> }
+interface FileJob extends FileMeta { path: Uint8Array; chunks: Array<{ entry: number; offset: number }> }
 interface OpenJob { start: number; entries: Array<{ id: Uint8Array; offset: number; length: number; rawLength: number }>; files: FileJob[]; keep?: boolean[] }
 
 parentPort!.on('message', (m: { seq: number; ids: Uint8Array; lengths: number[]; data: Uint8Array; open?: OpenJob }) => {
@@ -64,37 +66,26 @@ function openRange(seq: number, data: Uint8Array, job: OpenJob): void {
       return;
     }
   }
-  const fileErrors = job.files.map((f) => writeFile(f, (i) => plains[i]!));
+  const fileResults = job.files.map((f) => writeFile(f, (i) => plains[i]!));
   const kept = job.keep ? plains.map((p, i) => (job.keep![i] ? p : EMPTY)) : plains;
   const all = new Uint8Array(kept.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of kept) { all.set(p, at); at += p.length; }
-  parentPort!.postMessage({ seq, sealed: all, lengths: kept.map((p) => p.length), fileErrors }, [all.buffer]);
+  parentPort!.postMessage({ seq, sealed: all, lengths: kept.map((p) => p.length), fileResults }, [all.buffer]);
   handled(bytes.length);
 }
 const EMPTY = Buffer.alloc(0);
 
-let zeros = Buffer.alloc(0);
-/** restore: one whole file from the chunks of this range; null when written, else the error */
-function writeFile(f: FileJob, chunk: (entry: number) => Buffer): string | null {
+/** restore: one whole file from the chunks of this range; null when written (warning: metadata not set) */
+function writeFile(f: FileJob, chunk: (entry: number) => Buffer): FileResult {
   let fd = -1;
   try {
     fd = openSync(Buffer.from(f.path.buffer, f.path.byteOffset, f.path.byteLength), 'w', 0o600);
-    for (const c of f.chunks) {
-      const b = chunk(c.entry);
-      if (zeros.length < b.length) zeros = Buffer.alloc(b.length);
-      if (b.equals(zeros.subarray(0, b.length))) continue; // a hole: the truncate below gives the length
-      for (let done = 0; done < b.length;) done += writeSync(fd, b, done, b.length - done, c.offset + done);
-    }
-    ftruncateSync(fd, f.size);
-    try {
-      if (f.chown) fchownSync(fd, f.uid, f.gid);
-      fchmodSync(fd, f.mode);
-      futimesSync(fd, f.atime, f.mtime);
-    } catch (e) { return `cannot set metadata: ${(e as Error).message}`; }
-    return null;
+    for (const c of f.chunks) writeChunkAt(fd, chunk(c.entry), c.offset);
+    const warning = finishFile(fd, f);
+    return warning ? { warning } : null;
   } catch (e) {
-    return `cannot write: ${(e as Error).message}`;
+    return { error: `cannot write: ${(e as Error).message}` };
   } finally {
     if (fd >= 0) try { closeSync(fd); } catch { /* the error above, if any, says more */ }
   }
