@@ -1,7 +1,6 @@
-// Writing restored file contents, the same on the main thread (files spread over several fetched
-// ranges) and on the worker threads (files whose chunks all lie in one range): chunks at their
-// offsets, all-zero chunks skipped so holes stay holes, then length and metadata through the
-// descriptor.
+// Writing restored file contents (on the restore's worker threads): chunks at their offsets,
+// all-zero chunks skipped so holes stay holes; then length and metadata through the descriptor
+// (there, or on the main thread for a file written in parts by several workers).
 import { fchmodSync, fchownSync, ftruncateSync, futimesSync, writeSync } from 'node:fs';
 
 let zeros = Buffer.alloc(0);

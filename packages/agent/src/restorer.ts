@@ -4,9 +4,10 @@
 //
 // How: (1) load the whole hierarchy (grouped tree requests); (2) create directories, symlinks and
 // special files, and plan every file's chunks; (3) fetch data pack range by pack range (a few
-// concurrent ranged GETs, each at most a pack: memory stays bounded) and write every chunk to each
-// place it belongs (pwrite), skipping all-zero chunks so holes stay holes; (4) give files their
-// length, metadata and hard links, then directories their metadata, deepest first.
+// concurrent ranged GETs, each at most 8 MiB of plaintext: memory stays bounded); the worker
+// thread that decrypts a range also writes its chunks where they belong (pwrite), skipping
+// all-zero chunks so holes stay holes; (4) give files spread over several ranges their length and
+// metadata, create empty files and hard links, then give directories their metadata, deepest first.
 import { chmodSync, closeSync, existsSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync, utimesSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
@@ -15,7 +16,7 @@ import { fetchRange, planRanges } from './blobfetch.ts';
 import { mapLimit } from './limit.ts';
 import { devNumbers, joinPath } from './fsnode.ts';
 import { createSealPool, type FileWrite } from './sealpool.ts';
-import { finishFile, writeChunkAt, type FileMeta } from './filewrite.ts';
+import { finishFile, type FileMeta } from './filewrite.ts';
 import { pathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 import { BackendError } from './backend/types.ts';
@@ -39,19 +40,10 @@ const toTime = (ns: bigint) => Number(ns) / 1e9;
 
 interface PlannedFile {
   path: Buffer; node: TreeNode; failed: boolean;
-  /** chunk placements not yet written (holes count too) */
-  pending: number;
-  /** open descriptor while chunks arrive, -1 otherwise */
-  fd: number;
-  /** created already (a reopen must not truncate it again) */
-  created: boolean;
+  /** ranges whose part of the contents is not written yet */
+  rangesLeft: number;
   done: boolean;
-  /** written whole by the worker that opens its only range */
-  byWorker: boolean;
 }
-
-/** descriptors kept open at once (files whose chunks arrive from several ranges); beyond, the least recently used is closed */
-const MAX_OPEN_FILES = 512;
 
 export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opts: RestoreOptions): Promise<RestoreResult> {
   const target = Buffer.from(resolve(opts.target));
@@ -101,7 +93,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
             const first = linkKey ? hardlinks.get(linkKey) : undefined;
             if (first) { links.push({ path, first, node: n }); break; }
             // created when its first chunk arrives (one open per file, not one per chunk)
-            const f: PlannedFile = { path, node: n, failed: false, pending: 0, fd: -1, created: false, done: false, byWorker: false };
+            const f: PlannedFile = { path, node: n, failed: false, rangesLeft: 0, done: false };
             files.push(f);
             if (linkKey) hardlinks.set(linkKey, f);
             break;
@@ -133,105 +125,84 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   };
   walk(target, '', snap.snapshot.tree);
 
-  // (3) contents: where each chunk goes
-  const open = new Map<PlannedFile, true>(); // insertion order = least recently used first
-  const descriptor = (f: PlannedFile): number => {
-    if (f.fd >= 0) { open.delete(f); open.set(f, true); return f.fd; }
-    if (open.size >= MAX_OPEN_FILES) {
-      const [lru] = open.keys();
-      open.delete(lru!);
-      closeSync(lru!.fd);
-      lru!.fd = -1;
-    }
-    f.fd = openSync(f.path, f.created ? 'r+' : 'w', 0o600);
-    f.created = true;
-    open.set(f, true);
-    return f.fd;
-  };
-  const release = (f: PlannedFile) => {
-    if (f.fd < 0) return;
-    open.delete(f);
-    try { closeSync(f.fd); } catch { /* reported by the caller's path */ }
-    f.fd = -1;
-  };
-  // every chunk written: length (a trailing hole), metadata through the descriptor, close
-  const finish = (f: PlannedFile) => {
+  // (3) contents. Every chunk is written by the worker thread that decrypts the range holding it:
+  // creating, writing, truncating and closing files is most of a restore's work, and so it runs
+  // on every core while the main thread fetches. A file whose chunks all lie in one range (nearly
+  // every file of a source tree) is written whole there, metadata included. A file spread over
+  // several ranges (a large one) is created empty here first; each range's worker writes its part
+  // into it, and once the last part is in, it gets its length and metadata here.
+  const finish = (f: PlannedFile, flags: 'w' | 'r+') => {
     f.done = true;
+    let fd = -1;
     try {
-      const warning = finishFile(descriptor(f), fileMeta(f.node));
+      fd = openSync(f.path, flags, 0o600);
+      const warning = finishFile(fd, fileMeta(f.node));
       if (warning) warn(f.path, warning);
       result.files++;
     } catch (e) { f.failed = true; warn(f.path, `cannot finish: ${(e as Error).message}`); }
-    release(f);
+    finally { if (fd >= 0) closeSync(fd); }
   };
-  const places = new Map<string, Array<{ file: PlannedFile; offset: number }>>();
+  const places = new Map<string, PlannedFile[]>();
   for (const f of files) {
-    let offset = 0;
+    let size = 0;
     for (const id of f.node.content ?? []) {
-      f.pending++;
       const hex = toHex(id);
       let list = places.get(hex);
       if (!list) places.set(hex, (list = []));
-      list.push({ file: f, offset });
-      offset += repo.index.lookup(id)?.rawLength ?? 0;
+      list.push(f);
+      size += repo.index.lookup(id)?.rawLength ?? 0;
     }
     // the chunks must add up to the recorded length: anything else is a damaged snapshot
-    if (f.node.size !== undefined && offset !== f.node.size) {
+    if (f.node.size !== undefined && size !== f.node.size) {
       f.failed = true;
-      warn(f.path, `its chunks hold ${offset} bytes but the snapshot recorded ${f.node.size}: not restored`);
+      warn(f.path, `its chunks hold ${size} bytes but the snapshot recorded ${f.node.size}: not restored`);
     }
   }
   // at most 8 MiB of plaintext per range: memory stays bounded with several ranges in flight
   const ranges = planRanges(repo, [...places.keys()].map((h) => Buffer.from(h, 'hex')), 8 * 1024 * 1024);
-  // A file whose chunks all lie in one range (nearly every file of a source tree) is written whole
-  // by the worker thread that decrypts that range: creating, writing, truncating and closing
-  // files was most of the main thread's time, and now runs on every core. Files spread over
-  // several ranges (large ones) are written here as their chunks arrive.
   const rangeOf = new Map<string, { range: number; entry: number }>();
   ranges.forEach((r, range) => r.entries.forEach((e, entry) => rangeOf.set(toHex(e.id), { range, entry })));
-  const workerFiles: Array<Array<{ file: PlannedFile; write: FileWrite }>> = ranges.map(() => []);
+  const jobs: Array<Array<{ file: PlannedFile; write: FileWrite }>> = ranges.map(() => []);
   for (const f of files) {
     const content = f.node.content ?? [];
     if (f.failed || content.length === 0) continue;
-    const first = rangeOf.get(toHex(content[0]!));
-    if (!first || !content.every((id) => rangeOf.get(toHex(id))?.range === first.range)) continue;
-    const chunks: FileWrite['chunks'] = [];
+    const parts = new Map<number, FileWrite['chunks']>();
     let offset = 0;
     for (const id of content) {
-      chunks.push({ entry: rangeOf.get(toHex(id))!.entry, offset });
+      const at = rangeOf.get(toHex(id))!; // planRanges placed every id (or threw)
+      let list = parts.get(at.range);
+      if (!list) parts.set(at.range, (list = []));
+      list.push({ entry: at.entry, offset });
       offset += repo.index.lookup(id)?.rawLength ?? 0;
     }
-    f.byWorker = true;
-    workerFiles[first.range]!.push({ file: f, write: { path: f.path, ...fileMeta(f.node), chunks } });
+    const whole = parts.size === 1;
+    if (!whole) {
+      try { closeSync(openSync(f.path, 'w', 0o600)); }
+      catch (e) { f.failed = true; warn(f.path, `cannot write: ${(e as Error).message}`); continue; }
+    }
+    f.rangesLeft = parts.size;
+    for (const [range, chunks] of parts) jobs[range]!.push({ file: f, write: { path: f.path, ...fileMeta(f.node), whole, chunks } });
   }
-  // decryption and zstd on worker threads (one per core)
+  // decryption and zstd on worker threads (one per core); no plaintext comes back here
   const pool = createSealPool(repo.keys);
   await mapLimit(ranges.map((r, i) => [r, i] as const), opts.concurrency ?? 4, async ([r, ri]) => {
+    const mine = jobs[ri]!;
     try {
-      const mine = workerFiles[ri]!;
-      const fileResults = await fetchRange(repo, r, (e, chunk) => {
-        for (const p of places.get(toHex(e.id)) ?? []) {
-          const f = p.file;
-          if (f.failed || f.byWorker) continue;
-          result.bytes += chunk.length;
-          try { writeChunkAt(descriptor(f), chunk, p.offset); }
-          catch (err) { f.failed = true; release(f); warn(f.path, `cannot write: ${(err as Error).message}`); continue; }
-          if (--f.pending === 0) finish(f);
-        }
-      }, pool, { files: mine.map((m) => m.write), keep: r.entries.map((e) => (places.get(toHex(e.id)) ?? []).some((p) => !p.file.byWorker)) });
-      mine.forEach(({ file: f }, i) => {
-        const r = fileResults[i];
-        f.done = true;
-        if (r && 'error' in r) { f.failed = true; warn(f.path, r.error); return; }
-        if (r) warn(f.path, r.warning);
-        result.files++;
-        result.bytes += f.node.size ?? 0;
+      const fileResults = await fetchRange(repo, r, () => { /* nothing kept */ }, pool, { files: mine.map((m) => m.write), keep: r.entries.map(() => false) });
+      mine.forEach(({ file: f, write }, i) => {
+        if (f.failed) return; // another part of it failed already
+        const res = fileResults[i];
+        if (res && 'error' in res) { f.failed = true; warn(f.path, res.error); return; }
+        if (res) warn(f.path, res.warning);
+        for (const c of write.chunks) result.bytes += r.entries[c.entry]!.rawLength;
+        if (--f.rangesLeft > 0) return;
+        if (write.whole) { f.done = true; result.files++; } else finish(f, 'r+');
       });
     } catch (err) {
       // storage unreachable (after retries): stop, rather than leave hundreds of empty files
       if (err instanceof BackendError && err.code !== 'Integrity') throw err;
-      for (const e of r.entries) for (const p of places.get(toHex(e.id)) ?? []) {
-        if (!p.file.failed) { p.file.failed = true; release(p.file); warn(p.file.path, `content unavailable: ${(err as Error).message}`); }
+      for (const e of r.entries) for (const f of places.get(toHex(e.id)) ?? []) {
+        if (!f.failed) { f.failed = true; warn(f.path, `content unavailable: ${(err as Error).message}`); }
       }
     }
     opts.onProgress?.({ files: result.files, bytes: result.bytes, currentPath: '' });
@@ -239,9 +210,9 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
 
   // (4) files without chunks (empty), hard links, then directories deepest first
   for (const f of files) {
-    if (f.failed) { release(f); continue; }
-    if (!f.done && f.pending === 0) finish(f);
-    else if (!f.done) { release(f); f.failed = true; warn(f.path, `${f.pending} chunk(s) never arrived`); }
+    if (f.failed || f.done) continue;
+    if ((f.node.content ?? []).length === 0) finish(f, 'w');
+    else { f.failed = true; warn(f.path, `${f.rangesLeft} part(s) of its contents never arrived`); }
   }
   for (const l of links) {
     try {

@@ -7,12 +7,14 @@ import type { PackEntry, RepoKeys } from '@shelter/format';
 import type { FileMeta } from './filewrite.ts';
 
 /**
- * A file the worker that opens a range writes whole (restore): every chunk of it is in that range.
- * Created (truncated), chunks written at their offsets (all-zero chunks skipped: holes), given its
- * length and metadata, closed: the file system's work runs on the worker, beside the others.
+ * Restore: what the worker that opens a range writes into one file. `whole`: every chunk of the
+ * file is in this range, so the worker creates (truncates) it, writes the chunks, gives it its
+ * length and metadata and closes it; otherwise it opens the existing file and writes its part.
+ * All-zero chunks are skipped (holes).
  */
 export interface FileWrite extends FileMeta {
   path: Buffer;
+  whole: boolean;
   /** `entry`: index in the range's entries */
   chunks: Array<{ entry: number; offset: number }>;
 }

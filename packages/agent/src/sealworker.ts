@@ -27,7 +27,7 @@ const handled = (bytes: number) => {
   if (sinceGc >= GC_EVERY) { sinceGc = 0; collect({ type: 'minor', execution: 'sync' }); }
 };
 
-interface FileJob extends FileMeta { path: Uint8Array; chunks: Array<{ entry: number; offset: number }> }
+interface FileJob extends FileMeta { path: Uint8Array; whole: boolean; chunks: Array<{ entry: number; offset: number }> }
 interface OpenJob { start: number; entries: Array<{ id: Uint8Array; offset: number; length: number; rawLength: number }>; files: FileJob[]; keep?: boolean[] }
 
 parentPort!.on('message', (m: { seq: number; ids: Uint8Array; lengths: number[]; data: Uint8Array; open?: OpenJob }) => {
@@ -76,12 +76,13 @@ function openRange(seq: number, data: Uint8Array, job: OpenJob): void {
 }
 const EMPTY = Buffer.alloc(0);
 
-/** restore: one whole file from the chunks of this range; null when written (warning: metadata not set) */
+/** restore: a whole file, or this range's part of one (sealpool.ts, FileWrite) */
 function writeFile(f: FileJob, chunk: (entry: number) => Buffer): FileResult {
   let fd = -1;
   try {
-    fd = openSync(Buffer.from(f.path.buffer, f.path.byteOffset, f.path.byteLength), 'w', 0o600);
+    fd = openSync(Buffer.from(f.path.buffer, f.path.byteOffset, f.path.byteLength), f.whole ? 'w' : 'r+', 0o600);
     for (const c of f.chunks) writeChunkAt(fd, chunk(c.entry), c.offset);
+    if (!f.whole) return null;
     const warning = finishFile(fd, f);
     return warning ? { warning } : null;
   } catch (e) {
