@@ -4,7 +4,7 @@
 // of an incremental backup) and by the restorer for file contents.
 import { extractBlob, packKey, toHex, type PackEntry } from '@shelter/format';
 import { RepositoryError, type Repository } from './repository.ts';
-import type { FileResult, RangeWrite, SealPool } from './sealpool.ts';
+import type { FileResult, FileWrite, SealPool } from './sealpool.ts';
 import { mapLimit } from './limit.ts';
 
 /** a gap larger than this between needed blobs splits a pack's range in two requests */
@@ -52,33 +52,35 @@ export function planRanges(repo: Repository, ids: Iterable<Buffer>, maxPlaintext
   return ranges;
 }
 
-/**
- * Fetches one range and decrypts each of its blobs, handing them to `each`; with a pool, the
- * decryption and decompression run on its worker threads, which also write `write.files`
- * (restore; the answer says how each went) and then hand to
- * `each` only the blobs marked in `write.keep`.
- */
-export async function fetchRange(repo: Repository, r: PackRange, each: (e: PackEntry, plaintext: Buffer) => void | Promise<void>, pool?: SealPool, write?: RangeWrite): Promise<FileResult[]> {
+/** The bytes of one range (a ranged GET), and the pack's key for messages. */
+export async function readRange(repo: Repository, r: PackRange): Promise<{ key: string; bytes: Buffer }> {
   const key = packKey(repo.index.packId(r.pack));
   const bytes = await repo.backend.get(key, { start: r.start, end: r.end });
   if (!bytes) throw new RepositoryError('Missing', `pack ${key} is missing`);
-  if (pool) {
-    let opened: { plains: Buffer[]; fileResults: FileResult[] };
-    try { opened = await pool.openRange(bytes, r.start, r.entries, write); }
-    catch (err) { throw new RepositoryError('Corrupt', `${key}: ${(err as Error).message}`, { cause: err }); }
-    for (let i = 0; i < r.entries.length; i++) if (!write || write.keep[i]) await each(r.entries[i]!, opened.plains[i]!);
-    return opened.fileResults;
-  }
-  if (write) throw new Error('internal: fetchRange writes files only through a worker pool');
+  return { key, bytes };
+}
+
+/** Fetches one range and decrypts each of its blobs, handing them to `each`. */
+export async function fetchRange(repo: Repository, r: PackRange, each: (e: PackEntry, plaintext: Buffer) => void | Promise<void>): Promise<void> {
+  const { key, bytes } = await readRange(repo, r);
   for (const e of r.entries) {
     let plain: Buffer;
     try { plain = extractBlob(repo.keys, bytes, e, r.start); }
     catch (err) { throw new RepositoryError('Corrupt', `blob ${toHex(e.id)} in ${key} does not decrypt: ${(err as Error).message}`, { cause: err }); }
     await each(e, plain);
   }
-  return [];
 }
 
+/**
+ * Fetches one range; a worker of `pool` decrypts it and writes `files` (restore). Says how each
+ * file went; a blob that does not decrypt fails the whole range (Corrupt) before any file of it
+ * is written.
+ */
+export async function writeRange(repo: Repository, r: PackRange, pool: SealPool, files: FileWrite[]): Promise<FileResult[]> {
+  const { key, bytes } = await readRange(repo, r);
+  try { return await pool.writeRange(bytes, r.start, r.entries, files); }
+  catch (err) { throw new RepositoryError('Corrupt', `${key}: ${(err as Error).message}`, { cause: err }); }
+}
 
 /** Loads blobs by id (grouped requests), returning plaintexts by hex id. */
 export async function fetchBlobs(repo: Repository, ids: Iterable<Buffer>, concurrency = 8): Promise<Map<string, Buffer>> {

@@ -12,7 +12,7 @@ import { chmodSync, closeSync, existsSync, lchownSync, linkSync, lstatSync, luti
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { toHex, type TreeNode } from '@shelter/format';
-import { fetchRange, planRanges } from './blobfetch.ts';
+import { planRanges, writeRange } from './blobfetch.ts';
 import { mapLimit } from './limit.ts';
 import { devNumbers, joinPath } from './fsnode.ts';
 import { createSealPool, type FileWrite } from './sealpool.ts';
@@ -188,7 +188,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   await mapLimit(ranges.map((r, i) => [r, i] as const), opts.concurrency ?? 4, async ([r, ri]) => {
     const mine = jobs[ri]!;
     try {
-      const fileResults = await fetchRange(repo, r, () => { /* nothing kept */ }, pool, { files: mine.map((m) => m.write), keep: r.entries.map(() => false) });
+      const fileResults = await writeRange(repo, r, pool, mine.map((m) => m.write));
       mine.forEach(({ file: f, write }, i) => {
         if (f.failed) return; // another part of it failed already
         const res = fileResults[i];

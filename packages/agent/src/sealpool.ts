@@ -1,6 +1,7 @@
 // A pool of crypto workers (one per core). submit() transfers a chunk to the least busy worker
-// and resolves with the sealed envelope (backup); openRange() transfers a fetched pack range and
-// resolves with the plaintexts of its blobs (restore: decryption and zstd off the main thread).
+// and resolves with the sealed envelope (backup); writeRange() transfers a fetched pack range,
+// which the worker decrypts and writes into the restored files (restore: decryption, zstd and
+// the file system's work off the main thread).
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { PackEntry, RepoKeys } from '@shelter/format';
@@ -22,17 +23,14 @@ export interface FileWrite extends FileMeta {
 /** null: written; `warning`: written, but its metadata could not be set; `error`: not written */
 export type FileResult = null | { warning: string } | { error: string };
 
-export interface RangeWrite { files: FileWrite[]; keep: boolean[] }
-
 export interface SealPool {
   submit(id: Buffer, plaintext: Buffer): Promise<Buffer>;
   /**
-   * Opens every blob of a pack range (bytes starting at pack offset `start`); rejects with the
-   * first failure. With `write`, also writes its files (`fileResults[i]` says how files[i] went)
-   * and returns only the plaintexts marked in `keep` (the others
-   * come back empty: the main thread needs no copy of what the worker wrote).
+   * Restore: decrypts every blob of a pack range (bytes starting at pack offset `start`) and writes
+   * `files` from them; `result[i]` says how files[i] went. Rejects, before writing anything, when
+   * a blob does not decrypt. No plaintext comes back.
    */
-  openRange(bytes: Buffer, start: number, entries: PackEntry[], write?: RangeWrite): Promise<{ plains: Buffer[]; fileResults: FileResult[] }>;
+  writeRange(bytes: Buffer, start: number, entries: PackEntry[], files: FileWrite[]): Promise<FileResult[]>;
   close(): Promise<void>;
 }
 
@@ -102,7 +100,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
       if (batch.bytes >= BATCH_BYTES || batch.ids.length >= BATCH_COUNT) flushBatch();
       return done;
     },
-    openRange(bytes, start, entries, write) {
+    writeRange(bytes, start, entries, files) {
       const wk = workers.reduce((a, b) => (b.busy < a.busy ? b : a));
       if (wk.busy++ === 0) wk.w.ref();
       const s = seq++;
@@ -112,16 +110,8 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
       else { data = new Uint8Array(bytes.length); data.set(bytes); }
       const list = entries.map((e) => ({ id: e.id, offset: e.offset, length: e.length, rawLength: e.rawLength }));
       return new Promise((resolve, reject) => {
-        waiting.set(s, {
-          resolve: (all, lengths, fileResults) => {
-            const plains: Buffer[] = [];
-            let at = 0;
-            for (const n of lengths!) { plains.push(all.subarray(at, at + n)); at += n; }
-            resolve({ plains, fileResults: fileResults ?? [] });
-          },
-          reject, worker: wk,
-        });
-        wk.w.postMessage({ seq: s, open: { start, entries: list, files: write?.files ?? [], ...(write ? { keep: write.keep } : {}) }, data }, [data.buffer]);
+        waiting.set(s, { resolve: (_none, _lengths, results) => resolve(results ?? []), reject, worker: wk });
+        wk.w.postMessage({ seq: s, write: { start, entries: list, files }, data }, [data.buffer]);
       });
     },
     async close() { await Promise.all(workers.map((wk) => wk.w.terminate())); },

@@ -28,10 +28,10 @@ const handled = (bytes: number) => {
 };
 
 interface FileJob extends FileMeta { path: Uint8Array; whole: boolean; chunks: Array<{ entry: number; offset: number }> }
-interface OpenJob { start: number; entries: Array<{ id: Uint8Array; offset: number; length: number; rawLength: number }>; files: FileJob[]; keep?: boolean[] }
+interface WriteJob { start: number; entries: Array<{ id: Uint8Array; offset: number; length: number; rawLength: number }>; files: FileJob[] }
 
-parentPort!.on('message', (m: { seq: number; ids: Uint8Array; lengths: number[]; data: Uint8Array; open?: OpenJob }) => {
-  if (m.open) return openRange(m.seq, m.data, m.open);
+parentPort!.on('message', (m: { seq: number; ids: Uint8Array; lengths: number[]; data: Uint8Array; write?: WriteJob }) => {
+  if (m.write) return writeRange(m.seq, m.data, m.write);
   try {
     // a batch of chunks: sealed one by one, returned as one buffer (one transfer) plus lengths
     const sealed: Buffer[] = [];
@@ -50,11 +50,8 @@ parentPort!.on('message', (m: { seq: number; ids: Uint8Array; lengths: number[];
   }
 });
 
-/**
- * restore: every blob of a fetched pack range; writes the files given, and returns as one buffer
- * (one transfer) plus lengths the blobs the main thread still needs (`keep`; all when absent)
- */
-function openRange(seq: number, data: Uint8Array, job: OpenJob): void {
+/** restore: decrypts every blob of a fetched pack range, then writes the files given */
+function writeRange(seq: number, data: Uint8Array, job: WriteJob): void {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   const plains: Buffer[] = [];
   for (const e of job.entries) {
@@ -67,11 +64,7 @@ function openRange(seq: number, data: Uint8Array, job: OpenJob): void {
     }
   }
   const fileResults = job.files.map((f) => writeFile(f, (i) => plains[i]!));
-  const kept = job.keep ? plains.map((p, i) => (job.keep![i] ? p : EMPTY)) : plains;
-  const all = new Uint8Array(kept.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of kept) { all.set(p, at); at += p.length; }
-  parentPort!.postMessage({ seq, sealed: all, lengths: kept.map((p) => p.length), fileResults }, [all.buffer]);
+  parentPort!.postMessage({ seq, sealed: EMPTY, lengths: [], fileResults });
   handled(bytes.length);
 }
 const EMPTY = Buffer.alloc(0);
