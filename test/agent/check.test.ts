@@ -64,7 +64,7 @@ describe('shelter check and failure modes (real shelterd over HTTPS)', () => {
     gw = await startGateway();
     reportGatewayLogs(gw);
     work = tempDir('shelter-agent-check-');
-    for (const name of ['good', 'missing', 'flip', 'trunc-disk', 'trunc-s3', 'wrongkey']) {
+    for (const name of ['good', 'missing', 'treeloss', 'flip', 'trunc-disk', 'trunc-s3', 'wrongkey']) {
       const server = createServer(gw.dataDir, `check-${name}`);
       const agent = await initAgent(gw, server, { home: join(work, `agent-${name}`) });
       const src = smallTree(join(work, `src-${name}`), name);
@@ -119,6 +119,19 @@ describe('shelter check and failure modes (real shelterd over HTTPS)', () => {
     assertNoStackTrace(rr, 'restore with a missing pack');
     assert.notEqual(rr.status, 0, `restore with a missing pack must not exit 0\n${formatRun(rr)}`);
     assertMentions(rr, 'restore with a missing pack', /missing/i);
+  });
+
+  it('a missing tree pack is reported by check (the root tree named), and ls fails clearly', async () => {
+    const { agent, server, s3 } = repo('treeloss');
+    // trees have packs of their own; in this small repository the trees' pack is the smallest
+    const treePack = (await listObjects(s3, server.bucket, 'data/')).sort((a, b) => a.size - b.size)[0]!;
+    await s3.send(new DeleteObjectCommand({ Bucket: server.bucket, Key: treePack.key }));
+    const r = await agent.run(['check']);
+    assertCheckFound(r, 'check after the tree pack was deleted', treePack.key, /missing/i, /first needed by snapshot [0-9a-f]{12}:\)/);
+    const ls = await agent.run(['ls', 'latest']);
+    assertNoStackTrace(ls, 'ls with a missing tree pack');
+    assert.notEqual(ls.status, 0, `ls with a missing tree pack must not exit 0\n${formatRun(ls)}`);
+    assertMentions(ls, 'ls with a missing tree pack', treePack.key, /missing/i);
   });
 
   it('a truncated pack written as a new version through S3 is reported by check --read-data', async () => {

@@ -1,7 +1,8 @@
 // `shelter check [--read-data]`: proves the repository is complete (every snapshot's trees and
 // chunks are indexed, every pack they need exists with the indexed size) and, with --read-data,
 // that every pack is intact (its SHA-256 is its name) and every blob in it decrypts.
-import { FormatError, decodeTree, extractBlob, packKey, parseObjectKey, readPackHeader, toHex, type PackEntry } from '@shelter/format';
+import { FormatError, decodeTree, extractBlob, packKey, parseObjectKey, readPackHeader, toHex, type PackEntry, type TreeNode } from '@shelter/format';
+import { loadAllTrees } from './trees.ts';
 import { createHash } from 'node:crypto';
 import type { Repository } from './repository.ts';
 import { BackendError } from './backend/types.ts';
@@ -46,8 +47,8 @@ export async function checkRepository(repo: Repository, opts: { readData?: boole
     if (seenTrees.has(hex)) return;
     seenTrees.add(hex);
     if (!needBlob(treeId, where)) return;
-    let nodes;
-    try { nodes = decodeTree(await repo.loadBlob(treeId)); }
+    let nodes = preloaded.get(hex);
+    if (!nodes) try { nodes = decodeTree(await repo.loadBlob(treeId)); }
     catch (e) {
       if (unreachable(e)) throw e; // the storage, not the repository, is the problem: exit 6
       problem(`${where}: tree ${hex} is unreadable: ${(e as Error).message}`);
@@ -59,8 +60,13 @@ export async function checkRepository(repo: Repository, opts: { readData?: boole
       for (const id of n.content ?? []) needBlob(id, path);
     }
   };
+  // the hierarchies are loaded with grouped requests first (one GET per tree would take minutes
+  // on a large tree); if that fails, the walk reads the trees one by one and says which is damaged
+  let preloaded = new Map<string, TreeNode[]>();
   for (const s of snapshots) {
     opts.onProgress?.(`snapshot ${s.id.slice(0, 12)} (${s.snapshot.name}, ${s.snapshot.time})`);
+    try { preloaded = await loadAllTrees(repo, s.snapshot.tree); }
+    catch (e) { if (unreachable(e)) throw e; preloaded = new Map(); }
     await walk(s.snapshot.tree, `snapshot ${s.id.slice(0, 12)}:`);
   }
   for (const n of neededPacks) {

@@ -17,6 +17,7 @@ import { KeyError, addKeySlot, loadMasterKey, readBucketSlots, runKeyCommand, sl
 import { passphraseFromStdin, promptNewPassphrase } from './passphrase.ts';
 import { initRepository, openRepo, RepositoryError, type Repository, type SnapshotEntry } from './repository.ts';
 import { restoreSnapshot } from './restorer.ts';
+import { loadAllTrees } from './trees.ts';
 import { parseKeyFile } from '@shelter/format';
 import { readFileSync } from 'node:fs';
 
@@ -198,12 +199,17 @@ program.command('snapshots')
         `${r.id.slice(0, 12)}  ${r.time}  ${r.name.padEnd(20)} ${r.hostname.padEnd(12)} ${mib(r.summary.bytes ?? 0)}`)].join('\n'));
   });
 
-async function listTree(repo: Repository, tree: Buffer, prefix: string, out: (path: string, n: TreeNode) => void): Promise<void> {
-  for (const n of decodeTree(await repo.loadBlob(tree))) {
-    const path = `${prefix}/${n.name.toString()}`;
-    out(path, n);
-    if (n.type === 'dir' && n.subtree) await listTree(repo, n.subtree, path, out);
-  }
+/** every node of a snapshot, depth first, with its path; the hierarchy is loaded first with grouped requests */
+async function listTree(repo: Repository, tree: Buffer, out: (path: string, n: TreeNode) => void): Promise<void> {
+  const trees = await loadAllTrees(repo, tree);
+  const walk = (id: Buffer, prefix: string) => {
+    for (const n of trees.get(toHex(id)) ?? []) {
+      const path = `${prefix}/${n.name.toString()}`;
+      out(path, n);
+      if (n.type === 'dir' && n.subtree) walk(n.subtree, path);
+    }
+  };
+  walk(tree, '');
 }
 
 program.command('ls <snapshot> [path]')
@@ -214,7 +220,7 @@ program.command('ls <snapshot> [path]')
     const repo = await open();
     const snap = await pickSnapshot(repo, ref, o.name);
     const base = under ? resolve('/', under) : '';
-    await listTree(repo, snap.snapshot.tree, '', (path, n) => {
+    await listTree(repo, snap.snapshot.tree, (path, n) => {
       if (base && path !== base && !path.startsWith(base + '/')) return;
       process.stdout.write(o.json ? JSON.stringify({ path, type: n.type, size: n.size ?? 0, mode: n.mode, mtime: new Date(Number(n.mtime / 1_000_000n)).toISOString() }) + '\n'
         : `${n.type === 'dir' ? 'd' : n.type === 'symlink' ? 'l' : '-'}${(n.mode & 0o777).toString(8).padStart(4, '0')} ${String(n.size ?? 0).padStart(12)} ${path}\n`);
@@ -227,7 +233,7 @@ program.command('diff <a> <b>')
     const repo = await open();
     const collectAll = async (s: SnapshotEntry) => {
       const m = new Map<string, string>();
-      await listTree(repo, s.snapshot.tree, '', (p, n) => m.set(p, `${n.type}:${n.mode}:${n.content?.map(toHex).join(',') ?? n.target?.toString() ?? ''}`));
+      await listTree(repo, s.snapshot.tree, (p, n) => m.set(p, `${n.type}:${n.mode}:${n.content?.map(toHex).join(',') ?? n.target?.toString() ?? ''}`));
       return m;
     };
     const [x, y] = [await collectAll(await repo.loadSnapshot(a)), await collectAll(await repo.loadSnapshot(b))];
