@@ -29,6 +29,22 @@ export interface S3BackendOptions {
   legacyChecksums?: boolean;
 }
 
+/**
+ * The parts regrouped into pieces of about 1 MiB: a pack's parts are its blobs (a few KiB each
+ * for source files), and one socket write per blob cost more than this one copy.
+ */
+function* coalesce(parts: readonly Buffer[], piece = 1024 * 1024): Generator<Buffer> {
+  let group: Buffer[] = [];
+  let bytes = 0;
+  for (const p of parts) {
+    if (p.length >= piece && group.length === 0) { yield p; continue; }
+    group.push(p);
+    bytes += p.length;
+    if (bytes >= piece) { yield Buffer.concat(group, bytes); group = []; bytes = 0; }
+  }
+  if (group.length) yield Buffer.concat(group, bytes);
+}
+
 /** The endpoint as a URL: https://, or http:// only with the explicit insecure flag (G1). Every request the agent sends goes through here. */
 export function checkEndpoint(endpoint: string, insecureHttp: boolean | undefined): URL {
   let url: URL;
@@ -153,7 +169,7 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       const length = body.reduce((n, b) => n + b.length, 0);
       for (let attempt = 1; ; attempt++) {
         try {
-          await singleShot.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Readable.from(body), IfNoneMatch: '*', ContentLength: length }));
+          await singleShot.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Readable.from(coalesce(body)), IfNoneMatch: '*', ContentLength: length }));
           return 'created';
         } catch (e) {
           if (exists(e)) return 'exists';
