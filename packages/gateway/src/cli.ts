@@ -9,7 +9,7 @@ import { openContext, type Context } from './context.ts';
 import { fsck } from './fsck.ts';
 import { runDeletionCycle, startDeletionService, retentionPolicies, setRetentionPolicy, DEFAULT_POLICY_NAME } from './deletion/scheduler.ts';
 import { cancelDeletionRequest, deletionDelayDays, DeletionError, fileDeletionRequest, getDeletionRequest, listDeletionRequests,
-  MIN_DELETION_DELAY_DAYS, setDeletionDelayDays, type DeletionRequest, type DeletionStatus } from './deletion/requests.ts';
+  MIN_DELETION_DELAY_DAYS, requestTarget, setDeletionDelayDays, type DeletionRequest, type DeletionStatus } from './deletion/requests.ts';
 import { storageUsage } from './deletion/usage.ts';
 import { serve } from './server.ts';
 import { randomId } from './secrets.ts';
@@ -172,10 +172,7 @@ deletion.command('request')
   .option('--delay-days <n>', 'more than the configured delay')
   .option('--json', 'JSON output')
   .action((o: { data: string; server?: string; bucket?: string; snapshot?: string; backup?: string; allData?: boolean; reason: string; delayDays?: string; json?: boolean }) => withContext(o.data, (ctx) => {
-    const kinds = [o.snapshot !== undefined, o.backup !== undefined, !!o.allData].filter(Boolean).length;
-    if (kinds !== 1) throw new DeletionError('Invalid', 'give exactly one of --snapshot ID, --backup NAME, --all-data');
-    const kind = o.snapshot !== undefined ? 'snapshot' : o.backup !== undefined ? 'name' : 'server';
-    const r = fileDeletionRequest(ctx, cliActor(), { bucket: bucketOf(ctx, o), kind, target: o.snapshot ?? o.backup ?? null, reason: o.reason,
+    const r = fileDeletionRequest(ctx, cliActor(), { bucket: bucketOf(ctx, o), ...requestTarget(o), reason: o.reason,
       delayDays: o.delayDays === undefined ? undefined : Number(o.delayDays) });
     print(!!o.json, r, () => describeRequest(r));
   }));

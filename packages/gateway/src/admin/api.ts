@@ -6,7 +6,7 @@ import { AccountError, createServer, describeServer, findServer, resetCredential
 import { readHead, verifyRecords } from '../audit/log.ts';
 import type { Context } from '../context.ts';
 import { hashToken } from '../secrets.ts';
-import { cancelDeletionRequest, DeletionError, fileDeletionRequest, getDeletionRequest, listDeletionRequests, type DeletionStatus } from '../deletion/requests.ts';
+import { cancelDeletionRequest, DeletionError, fileDeletionRequest, getDeletionRequest, listDeletionRequests, requestTarget, type DeletionStatus } from '../deletion/requests.ts';
 import { DEFAULT_POLICY_NAME, retentionPolicies, setRetentionPolicy } from '../deletion/scheduler.ts';
 import { storageUsage } from '../deletion/usage.ts';
 
@@ -72,9 +72,7 @@ export function adminHandler(ctx: Context, opts: { log: (ev: Record<string, unkn
       if (resource === 'deletions' && method === 'POST' && !name) {
         const body = await jsonBody(req);
         const bucket = findServer(ctx, String(body.server ?? '')).bucket;
-        const kind = typeof body.snapshot === 'string' ? 'snapshot' : typeof body.backup === 'string' ? 'name' : body.allData === true ? 'server' : null;
-        if (!kind) throw new DeletionError('Invalid', 'give one of snapshot (id), backup (name) or allData: true');
-        const r = fileDeletionRequest(ctx, actor, { bucket, kind, target: (body.snapshot ?? body.backup ?? null) as string | null, reason: String(body.reason ?? ''),
+        const r = fileDeletionRequest(ctx, actor, { bucket, ...requestTarget(body), reason: String(body.reason ?? ''),
           delayDays: body.delayDays === undefined ? undefined : Number(body.delayDays) });
         return send(201, r);
       }

@@ -86,6 +86,25 @@ export interface NewDeletionRequest {
   delayDays?: number;
 }
 
+/**
+ * What an operator asks to delete, from the three ways to say it (CLI flags, admin API fields):
+ * exactly one of a snapshot id, a backup name, or all of the server's data.
+ */
+export function requestTarget(o: { snapshot?: unknown; backup?: unknown; allData?: unknown }): { kind: DeletionKind; target: string | null } {
+  const given = [o.snapshot !== undefined, o.backup !== undefined, o.allData !== undefined && o.allData !== false].filter(Boolean).length;
+  if (given !== 1) throw new DeletionError('Invalid', 'give exactly one of a snapshot (id), a backup (name) or all of the server\'s data');
+  if (o.snapshot !== undefined) {
+    if (typeof o.snapshot !== 'string') throw new DeletionError('Invalid', 'snapshot must be a snapshot id');
+    return { kind: 'snapshot', target: o.snapshot };
+  }
+  if (o.backup !== undefined) {
+    if (typeof o.backup !== 'string') throw new DeletionError('Invalid', 'backup must be a backup name');
+    return { kind: 'name', target: o.backup };
+  }
+  if (o.allData !== true) throw new DeletionError('Invalid', 'allData must be true');
+  return { kind: 'server', target: null };
+}
+
 const OPEN = "status IN ('pending', 'waiting')";
 
 /**
