@@ -10,13 +10,13 @@ import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, createGunzip } from 'node:zlib';
-import { formatRun, pseudoRandomBytes, reportGatewayLogs, run } from '../lib/clients.ts';
-import { createServer, nodeBin, removeDir, startGateway, tempDir, type Gateway } from '../lib/gateway.ts';
+import { formatRun, pseudoRandomBytes, run } from '../lib/clients.ts';
+import { nodeBin, type Gateway } from '../lib/gateway.ts';
+import { startAgentFixture, type AgentFixture } from '../lib/fixture.ts';
 import {
-  EXIT, MiB, assertExit, assertNoStackTrace, assertSameTrees, initAgent, scanTree, shelterBin, type Agent, type BackupSummary, type Entry,
+  EXIT, MiB, assertExit, assertNoStackTrace, assertSameTrees, scanTree, shelterBin, type Agent, type BackupSummary, type Entry,
 } from '../lib/agent.ts';
 
-const keep = process.env.SHELTER_TEST_KEEP === '1';
 const LONG_NAME = `${'long-name-'.repeat(12)}end.txt`; // 127 bytes: more than ustar's 100
 const UNICODE_NAME = 'unicodé 日本語 with spaces\nand a newline.txt';
 
@@ -90,12 +90,11 @@ describe('shelter restore --export (tar.gz) against shelterd over HTTPS', () => 
   let snapshotId: string;
   let archive: string;
 
+  let fx: AgentFixture | undefined;
+
   before(async () => {
-    gw = await startGateway();
-    reportGatewayLogs(gw);
-    const server = createServer(gw.dataDir, 'export');
-    work = tempDir('shelter-agent-export-');
-    agent = await initAgent(gw, server, { home: join(work, 'agent') });
+    fx = await startAgentFixture('export');
+    ({ gw, work, agent } = fx);
     src = join(work, 'src');
     mkdirSync(src);
     makeExportTree(src);
@@ -105,11 +104,7 @@ describe('shelter restore --export (tar.gz) against shelterd over HTTPS', () => 
     snapshotId = b.snapshotId;
   });
 
-  after(async () => {
-    reportGatewayLogs(null);
-    await gw?.stop();
-    if (!keep) { removeDir(work); removeDir(gw.dataDir); }
-  });
+  after(async () => { await fx?.stop(); });
 
   it('--export FILE: GNU tar extracts the same tree (bytes, modes, owners, mtimes, symlinks, hard links)', async () => {
     archive = join(work, 'snapshot.tar.gz');

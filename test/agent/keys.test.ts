@@ -9,13 +9,12 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createKeySlot } from '@shelter/format';
-import { reportGatewayLogs, s3Client } from '../lib/clients.ts';
-import { createServer, removeDir, startGateway, tempDir, type Gateway } from '../lib/gateway.ts';
+import { createServer, type Gateway } from '../lib/gateway.ts';
+import { startAgentFixture, type AgentFixture } from '../lib/fixture.ts';
 import {
-  EXIT, agentEnv, assertExit, assertNoStackTrace, initAgent, listObjects, serverAudit, shelter, type Agent, type BackupSummary, type SnapshotRow,
+  EXIT, agentEnv, assertExit, assertNoStackTrace, listObjects, serverAudit, shelter, type Agent, type BackupSummary, type SnapshotRow,
 } from '../lib/agent.ts';
 
-const keep = process.env.SHELTER_TEST_KEEP === '1';
 const PASSPHRASE = 'correct horse battery staple, but longer';
 
 interface SlotRow { id: string; kind: string; kdf: string | null; created: string | null; current: boolean; problem?: string }
@@ -33,13 +32,11 @@ describe('shelter key add / key list against shelterd over HTTPS', () => {
   /** an environment-only configuration (no config file, no key file) plus `extra` */
   let envOnly: (extra: Record<string, string>) => NodeJS.ProcessEnv;
 
+  let fx: AgentFixture | undefined;
+
   before(async () => {
-    gw = await startGateway();
-    reportGatewayLogs(gw);
-    server = createServer(gw.dataDir, 'keys');
-    s3 = s3Client(gw, server);
-    work = tempDir('shelter-agent-keys-');
-    agent = await initAgent(gw, server, { home: join(work, 'agent') });
+    fx = await startAgentFixture('keys');
+    ({ gw, server, s3, work, agent } = fx);
     const src = join(work, 'src');
     mkdirSync(src);
     writeFileSync(join(src, 'file.txt'), 'opened by any slot\n');
@@ -52,12 +49,7 @@ describe('shelter key add / key list against shelterd over HTTPS', () => {
     });
   });
 
-  after(async () => {
-    reportGatewayLogs(null);
-    s3?.destroy();
-    await gw?.stop();
-    if (!keep) { removeDir(work); removeDir(gw.dataDir); }
-  });
+  after(async () => { await fx?.stop(); });
 
   it('key list before any slot: the key file in use, no slots', async () => {
     const list = await agent.json<KeyList>(['key', 'list', '--json']);

@@ -15,14 +15,14 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { formatRun, reportGatewayLogs, s3Client } from '../lib/clients.ts';
-import { createServer, removeDir, startGateway, tempDir, type Gateway } from '../lib/gateway.ts';
+import { formatRun } from '../lib/clients.ts';
+import { createServer, type Gateway } from '../lib/gateway.ts';
+import { startAgentFixture, type AgentFixture } from '../lib/fixture.ts';
 import {
-  GiB, MiB, assertExit, assertSameTrees, checkSparseFile, diffTrees, filterScan, initAgent, keyOf, listObjects, listVersions, makeSpecialTree,
+  GiB, MiB, assertExit, assertSameTrees, checkSparseFile, diffTrees, filterScan, keyOf, listObjects, listVersions, makeSpecialTree,
   scanTree, serverAudit, type Agent, type BackupSummary, type Entry, type SnapshotRow, type SpecialTree,
 } from '../lib/agent.ts';
 
-const keep = process.env.SHELTER_TEST_KEEP === '1';
 const sparseSize = process.env.SHELTER_TEST_SPARSE_SIZE !== undefined ? Number(process.env.SHELTER_TEST_SPARSE_SIZE) : 4 * GiB + 12345;
 
 /** the path `ls` and `diff` print for an entry: the absolute path, each name decoded as UTF-8 */
@@ -56,13 +56,11 @@ describe('shelter round trip against shelterd over HTTPS', () => {
   const timings: Record<string, number> = {};
   const sparseKey = () => keyOf(Buffer.from('sparse/disk.img'));
 
+  let fx: AgentFixture | undefined;
+
   before(async () => {
-    gw = await startGateway();
-    reportGatewayLogs(gw);
-    server = createServer(gw.dataDir, 'roundtrip');
-    s3 = s3Client(gw, server);
-    work = tempDir('shelter-agent-rt-');
-    agent = await initAgent(gw, server, { home: join(work, 'agent') });
+    fx = await startAgentFixture('roundtrip');
+    ({ gw, server, s3, work, agent } = fx);
     src = join(work, 'src');
     const t0 = Date.now();
     tree = makeSpecialTree(src, sparseSize ? { sparseSize } : {});
@@ -71,10 +69,7 @@ describe('shelter round trip against shelterd over HTTPS', () => {
   });
 
   after(async () => {
-    reportGatewayLogs(null);
-    s3?.destroy();
-    await gw?.stop();
-    if (!keep) { removeDir(work); removeDir(gw.dataDir); }
+    await fx?.stop();
     process.stderr.write(`# agent round trip timings: ${JSON.stringify(timings)}\n`);
   });
 
