@@ -1,6 +1,6 @@
 // Start-up shared by the `shelter` and `shelterd` commands, before their TypeScript is loaded.
 // Plain JavaScript on purpose: it must run (and refuse clearly) on a Node too old to strip types.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -28,6 +28,10 @@ export function launch(o) {
   try {
     const dir = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), o.name, 'compile-cache');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // an existing directory is trusted only if it is ours and nobody else can write to it (sudo
+    // may keep a user's HOME or XDG_CACHE_HOME: root must not load that user's cache)
+    const st = statSync(dir);
+    if (st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0) return;
     process.getBuiltinModule('node:module').enableCompileCache(dir);
   } catch { /* no cache: slower start, nothing else */ }
 }

@@ -123,6 +123,9 @@ export function createHasher(opts: { sha256: boolean; checksum: ChecksumAlgorith
     drop() {
       if (finished) return;
       finished = true;
+      // a partly filled slot never went to the worker: back to the free list
+      if (slot && slots.length < MAX_IDLE_SLOTS) slots.push(slot);
+      slot = null;
       release();
       pw.w.postMessage({ kind: 'drop', job });
     },
