@@ -322,6 +322,32 @@ describe('controlled deletion: requests, delay, cancel, executor, retention, GC 
     assert.equal((await s.agent.json<SnapshotRow[]>(['snapshots', '--json'])).length, 2);
   });
 
+  it('a manifest without its snapshot object is no snapshot for a policy; changing one name\'s policy withdraws only its requests', async () => {
+    const s = await setup('del-policy-scope', 2);
+    // a backup killed between its two uploads: a registered manifest whose snapshot object never came
+    const got = await s.s3.send(new GetObjectCommand({ Bucket: s.bucket, Key: `manifests/${s.snaps[1]}` }));
+    const half = randomBytes(32).toString('hex');
+    const body = Buffer.from((await got.Body!.transformToString()).replaceAll(s.snaps[1]!, half));
+    await new Promise((r) => setTimeout(r, 20)); // it arrives last
+    await s.s3.send(new PutObjectCommand({ Bucket: s.bucket, Key: `manifests/${half}`, Body: body }));
+    assert.equal(await status(s.s3, s.bucket, `snapshots/${half}`), 404);
+    // a second backup name with two snapshots
+    writeTree(s.src, 7);
+    const others: string[] = [];
+    for (const g of [8, 9]) { writeTree(s.src, g); others.push((await s.agent.json<BackupSummary>(['backup', 'files', s.src, '--name', 'other', '--json'])).snapshotId); }
+    for (const name of ['files', 'other']) cli(gw, ['retention', 'set', s.name, '--backup', name, '--policy', JSON.stringify({ keepWithin: '1d' })]);
+    const c = runCycle(gw, 10 * DAY);
+    const filed = deletions(gw, s.name).filter((r) => c.filedByPolicy.includes(r.id));
+    // the newest real snapshot of `files` is kept: the half-written one does not take its place
+    assert.deepEqual(filed.map((r) => r.target).sort(), [s.snaps[0]!, others[0]!].sort());
+    // a new policy for `files` withdraws the request it filed, not the one for `other`
+    cli(gw, ['retention', 'set', s.name, '--backup', 'files', '--policy', JSON.stringify({ keepWithin: '2d' })]);
+    const byTarget = new Map(filed.map((r) => [r.target, cliJson<Request>(gw, ['deletion', 'show', r.id]).status]));
+    assert.equal(byTarget.get(s.snaps[0]!), 'cancelled');
+    assert.equal(byTarget.get(others[0]!), 'pending');
+    assert.ok(auditRecords(gw.dataDir).some((r) => r.operation === 'admin.CancelDeletionRequest' && r.bucket === s.bucket), 'each withdrawal is audited');
+  });
+
   it('deleting all of a server\'s data keeps what later snapshots need to be read (config, key slots)', async () => {
     const s = await setup('del-server', 1);
     const req = cliJson<Request>(gw, ['deletion', 'request', '--server', s.name, '--all-data', '--reason', 'decommissioned (but it went on backing up)']);

@@ -5,8 +5,9 @@
 // checking it, so that deletions can be computed without decrypting anything:
 // - write-once: a second upload to a manifests/ key is refused (otherwise whoever holds a server's
 //   credentials could shorten an existing snapshot's list and have data it needs collected);
-// - complete: every object it lists (and its snapshot object) exists when it is registered, in the
-//   same transaction as the registration, so it is atomic with respect to executing deletions;
+// - complete: every object it lists exists when it is registered (its snapshot object comes after
+//   it: a manifest without one is no snapshot), checked in the transaction that registers it,
+//   so it is atomic with respect to executing deletions;
 // - not from the future: its time may not be later than its arrival plus the clock-skew window.
 // A registered manifest leaves the table only through an executed deletion request: a delete
 // marker on manifests/<id> hides the snapshot from listings but keeps protecting its objects.

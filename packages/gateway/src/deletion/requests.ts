@@ -187,13 +187,23 @@ export function openDeletionRequests(ctx: Context, bucket: string): DeletionRequ
 }
 
 export function cancelDeletionRequest(ctx: Context, actor: Actor, id: string, why?: string): DeletionRequest {
-  return ctx.db.writeNow(() => {
-    const req = getDeletionRequest(ctx, id);
-    if (req.status === 'cancelled') return req;
-    if (req.status === 'done') throw new DeletionError('Conflict', `deletion request ${id} has already been executed (${req.executedAt})`);
-    ctx.db.stmt("UPDATE deletion_requests SET status = 'cancelled', cancelled_at = ?, cancelled_by = ?, status_reason = ? WHERE id = ?")
-      .run(ctx.now().getTime(), actor.source, why ?? null, id);
-    ctx.audit.appendInTx({ ...actor, operation: 'admin.CancelDeletionRequest', bucket: req.bucket, status: 200, detail: { request: id, kind: req.kind, target: req.target, why: why ?? null } });
-    return getDeletionRequest(ctx, id);
-  });
+  return ctx.db.writeNow(() => cancelDeletionRequestInTx(ctx, actor, id, why));
 }
+
+/**
+ * Cancels inside the caller's transaction, audited as `actor`'s. `cancelledBy` is what the request
+ * records (default the actor): a policy change records POLICY_CHANGE, so that the snapshot stays
+ * eligible for the next policy, unlike one an operator spared.
+ */
+export function cancelDeletionRequestInTx(ctx: Context, actor: Actor, id: string, why?: string, cancelledBy = actor.source): DeletionRequest {
+  const req = getDeletionRequest(ctx, id);
+  if (req.status === 'cancelled') return req;
+  if (req.status === 'done') throw new DeletionError('Conflict', `deletion request ${id} has already been executed (${req.executedAt})`);
+  ctx.db.stmt("UPDATE deletion_requests SET status = 'cancelled', cancelled_at = ?, cancelled_by = ?, status_reason = ? WHERE id = ?")
+    .run(ctx.now().getTime(), cancelledBy, why ?? null, id);
+  ctx.audit.appendInTx({ ...actor, operation: 'admin.CancelDeletionRequest', bucket: req.bucket, status: 200, detail: { request: id, kind: req.kind, target: req.target, why: why ?? null } });
+  return getDeletionRequest(ctx, id);
+}
+
+/** What a request cancelled by a change of retention policy records as its canceller. */
+export const POLICY_CHANGE = 'policy-change';

@@ -2,18 +2,18 @@
 // name, the collection of objects no snapshot references (interrupted backups), and the executor.
 // Evaluating a policy or finding orphans only ever FILES requests: they wait out the same delay as
 // any other and can be cancelled (G8).
+import { snapshotKey } from '@shelter/format';
 import type { Actor } from '../accounts.ts';
 import type { Context } from '../context.ts';
 import { describeRetentionPolicy, evaluateRetention, parseRetentionPolicy, type RetentionPolicy } from './retention.ts';
-import { orphanCollectionAllowed, registerExistingManifests, registeredManifests } from './manifests.ts';
-import { DeletionError, fileDeletionRequestInTx, openDeletionRequests, type DeletionRequest } from './requests.ts';
+import { objectExists, orphanCollectionAllowed, registerExistingManifests, registeredManifests } from './manifests.ts';
+import { cancelDeletionRequestInTx, DeletionError, fileDeletionRequestInTx, openDeletionRequests, POLICY_CHANGE, type DeletionRequest } from './requests.ts';
 import { runDueDeletions, type ExecutionSummary } from './executor.ts';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** policy row name that applies to every backup name without its own policy */
 export const DEFAULT_POLICY_NAME = '*';
 /** `cancelled_by` of requests withdrawn because their policy changed (a policy may file them again) */
-const POLICY_CHANGE = 'policy-change';
 /** objects no manifest references are collected once untouched for this long (an interrupted backup resumes within it) */
 export const ORPHAN_GRACE_DAYS = 7;
 
@@ -38,13 +38,15 @@ export function setRetentionPolicy(ctx: Context, actor: Actor, bucket: string, n
   }
   return ctx.db.writeNow(() => {
     const before = ctx.db.stmt('SELECT policy FROM retention_policies WHERE bucket = ? AND name = ?').get(bucket, name) as Row | undefined;
-    // the requests the old policies filed are cancelled: the next evaluation files again what the
-    // new ones expire (with a new delay), and nothing a removed policy asked for goes ahead
-    const withdrawn = (ctx.db.stmt(`SELECT id FROM deletion_requests WHERE bucket = ? AND requested_by = 'policy' AND status IN ('pending', 'waiting')`).all(bucket) as Row[]).map((r) => r.id as string);
-    for (const id of withdrawn) {
-      ctx.db.stmt("UPDATE deletion_requests SET status = 'cancelled', cancelled_at = ?, cancelled_by = ?, status_reason = 'the retention policy changed' WHERE id = ?")
-        .run(ctx.now().getTime(), POLICY_CHANGE, id);
-    }
+    // the requests the old policy of this name filed are cancelled (for '*', those of the names
+    // without a policy of their own): the next evaluation files again what the new policy
+    // expires, with a new delay, and nothing a removed policy asked for goes ahead
+    const names = name === DEFAULT_POLICY_NAME
+      ? "name NOT IN (SELECT name FROM retention_policies WHERE bucket = ?1 AND name <> ?2)"
+      : 'name = ?2';
+    const withdrawn = (ctx.db.stmt(`SELECT id FROM deletion_requests WHERE bucket = ?1 AND requested_by = 'policy' AND status IN ('pending', 'waiting')
+      AND target IN (SELECT snapshot FROM manifests WHERE bucket = ?1 AND ${names})`).all(bucket, name) as Row[]).map((r) => r.id as string);
+    for (const id of withdrawn) cancelDeletionRequestInTx(ctx, actor, id, 'the retention policy changed', POLICY_CHANGE);
     if (policy) {
       ctx.db.stmt(`INSERT INTO retention_policies (bucket, name, policy, updated_at, updated_by) VALUES (?,?,?,?,?)
         ON CONFLICT (bucket, name) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at, updated_by = excluded.updated_by`)
@@ -78,12 +80,15 @@ export function applyRetentionPolicies(ctx: Context): DeletionRequest[] {
       const goingSnapshots = new Set(open.filter((r) => r.kind === 'snapshot').map((r) => r.target));
       // a snapshot whose deletion someone cancelled is never requested again by a policy
       const spared = new Set((ctx.db.stmt(`SELECT target FROM deletion_requests WHERE bucket = ? AND kind = 'snapshot' AND status = 'cancelled'
-        AND cancelled_by IS NOT '${POLICY_CHANGE}'`).all(bucket) as Row[]).map((r) => r.target as string));
+        AND cancelled_by IS NOT ?`).all(bucket, POLICY_CHANGE) as Row[]).map((r) => r.target as string));
       const goingNames = new Set(open.filter((r) => r.kind === 'name').map((r) => r.target));
       if (open.some((r) => r.kind === 'server')) return;
       const byName = new Map<string, Array<{ id: string; time: number }>>();
       for (const m of registeredManifests(ctx, bucket)) {
         if (goingSnapshots.has(m.snapshot) || goingNames.has(m.name)) continue;
+        // a manifest without its snapshot object is no snapshot (a backup killed between the two
+        // uploads, or one still running): it must not count as the newest, nor hold a day's floor
+        if (!objectExists(ctx, bucket, snapshotKey(m.snapshot))) continue;
         let list = byName.get(m.name);
         if (!list) byName.set(m.name, (list = []));
         list.push({ id: m.snapshot, time: m.arrivedAt });
