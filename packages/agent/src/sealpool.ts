@@ -44,8 +44,12 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   const workers = Array.from({ length: n }, () => {
     const w = new Worker(new URL('./sealworker.ts', import.meta.url), { workerData: { keys: plainKeys, level: opts.level ?? 3 } });
     w.unref();
-    return { w, busy: 0 };
+    return { w, busy: 0, dead: null as Error | null };
   });
+  let closing = false;
+  /** the least busy live worker; undefined once every worker has died */
+  const pick = () => workers.filter((wk) => !wk.dead).reduce<(typeof workers)[number] | undefined>((x, y) => (!x || y.busy < x.busy ? y : x), undefined);
+  const noWorker = () => new Error(`every seal worker has died (${workers[0]?.dead?.message ?? 'unknown'})`);
   const waiting = new Map<number, { resolve: (b: Buffer, lengths?: number[], fileResults?: FileResult[]) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
   let seq = 0;
   for (const wk of workers) {
@@ -58,7 +62,14 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
       if (m.error !== undefined) job.reject(new Error(m.error));
       else job.resolve(Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), m.lengths, m.fileResults);
     });
-    wk.w.on('error', (e) => { for (const [s, job] of waiting) if (job.worker === wk) { waiting.delete(s); job.reject(e); } });
+    // a worker that dies fails its own jobs and takes no new ones: nothing waits forever on it
+    const died = (e: Error) => {
+      if (wk.dead || closing) return;
+      wk.dead = e;
+      for (const [s, job] of waiting) if (job.worker === wk) { waiting.delete(s); job.reject(e); }
+    };
+    wk.w.on('error', died);
+    wk.w.on('exit', (code) => died(new Error(`seal worker exited (${code})`)));
   }
   interface Batch { ids: Buffer[]; lengths: number[]; jobs: Array<{ resolve: (b: Buffer) => void; reject: (e: Error) => void }>; bytes: number; data: Uint8Array<ArrayBuffer> }
   let batch: Batch | null = null;
@@ -66,7 +77,8 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     const b = batch;
     if (!b) return;
     batch = null;
-    const wk = workers.reduce((x, y) => (y.busy < x.busy ? y : x));
+    const wk = pick();
+    if (!wk) { for (const j of b.jobs) j.reject(noWorker()); return; }
     if (wk.busy++ === 0) wk.w.ref();
     const s = seq++;
     const ids = new Uint8Array(32 * b.ids.length);
@@ -103,7 +115,8 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
       return done;
     },
     writeRange(bytes, start, entries, files) {
-      const wk = workers.reduce((a, b) => (b.busy < a.busy ? b : a));
+      const wk = pick();
+      if (!wk) return Promise.reject(noWorker());
       if (wk.busy++ === 0) wk.w.ref();
       const s = seq++;
       // the fetched range usually owns its memory: hand it over without a copy
@@ -116,6 +129,6 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
         wk.w.postMessage({ seq: s, write: { start, entries: list, files }, data }, [data.buffer]);
       });
     },
-    async close() { await Promise.all(workers.map((wk) => wk.w.terminate())); },
+    async close() { closing = true; await Promise.all(workers.map((wk) => wk.w.terminate())); },
   };
 }

@@ -1,0 +1,24 @@
+// The seal pool when a worker thread dies: its jobs fail, later jobs go to the live workers, and
+// once none is left every job fails at once. Nothing may wait forever (a restore would hang).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRepository, openRepository } from '@shelter/format';
+import { createSealPool, type FileWrite } from '../src/sealpool.ts';
+
+test('a dying seal worker fails its own job; the others go on; with none left, jobs fail at once', async () => {
+  const { master, configBytes } = createRepository();
+  const { keys } = openRepository(master, configBytes);
+  const pool = createSealPool(keys, { workers: 2 });
+  // a malformed job makes the worker throw outside any handler: the worker dies
+  const kill = () => pool.writeRange(Buffer.alloc(16), 0, [], null as unknown as FileWrite[]);
+  try {
+    await assert.rejects(kill());
+    const sealed = await pool.submit(Buffer.alloc(32, 1), Buffer.from('still sealed by the live worker'));
+    assert.ok(sealed.length > 32);
+    await assert.rejects(kill());
+    await assert.rejects(pool.submit(Buffer.alloc(32, 2), Buffer.from('no worker left')), /every seal worker has died/);
+    await assert.rejects(pool.writeRange(Buffer.alloc(16), 0, [], []), /every seal worker has died/);
+  } finally {
+    await pool.close();
+  }
+});
