@@ -8,5 +8,6 @@ import { launch } from '@shelter/launch';
 // of MiB of them wait for a scavenge (peak RSS of a backup of the linux tree: 1 GB). 2 MiB held
 // it to ~540 MB but cost ~12% of the backup's CPU in scavenges; since packs are streamed and
 // the seal workers collect their own garbage, 8 MiB gives ~600 MB at nearly the speed of 16.
-launch({ name: 'shelter', v8Flags: ['--max-semi-space-size=8'] });
+// Only the commands that move data pay for the re-exec (~40 ms).
+launch({ name: 'shelter', v8Flags: ['backup', 'restore', 'check'].includes(process.argv[2] ?? '') ? ['--max-semi-space-size=8'] : [] });
 await import('../src/cli.ts');

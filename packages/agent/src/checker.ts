@@ -63,10 +63,10 @@ export async function checkRepository(repo: Repository, opts: { readData?: boole
   // the hierarchies are loaded with grouped requests first (one GET per tree would take minutes
   // on a large tree); if that fails, the walk reads the trees one by one and says which is damaged
   let preloaded = new Map<string, TreeNode[]>();
+  try { preloaded = await loadAllTrees(repo, snapshots.map((s) => s.snapshot.tree)); }
+  catch (e) { if (unreachable(e)) throw e; }
   for (const s of snapshots) {
     opts.onProgress?.(`snapshot ${s.id.slice(0, 12)} (${s.snapshot.name}, ${s.snapshot.time})`);
-    try { preloaded = await loadAllTrees(repo, s.snapshot.tree); }
-    catch (e) { if (unreachable(e)) throw e; preloaded = new Map(); }
     await walk(s.snapshot.tree, `snapshot ${s.id.slice(0, 12)}:`);
   }
   for (const n of neededPacks) {

@@ -199,9 +199,8 @@ program.command('snapshots')
         `${r.id.slice(0, 12)}  ${r.time}  ${r.name.padEnd(20)} ${r.hostname.padEnd(12)} ${mib(r.summary.bytes ?? 0)}`)].join('\n'));
   });
 
-/** every node of a snapshot, depth first, with its path; the hierarchy is loaded first with grouped requests */
-async function listTree(repo: Repository, tree: Buffer, out: (path: string, n: TreeNode) => void): Promise<void> {
-  const trees = await loadAllTrees(repo, tree);
+/** every node under `tree`, depth first, with its path (`trees`: loaded with loadAllTrees) */
+function listTree(trees: Map<string, TreeNode[]>, tree: Buffer, out: (path: string, n: TreeNode) => void): void {
   const walk = (id: Buffer, prefix: string) => {
     for (const n of trees.get(toHex(id)) ?? []) {
       const path = `${prefix}/${n.name.toString()}`;
@@ -220,7 +219,7 @@ program.command('ls <snapshot> [path]')
     const repo = await open();
     const snap = await pickSnapshot(repo, ref, o.name);
     const base = under ? resolve('/', under) : '';
-    await listTree(repo, snap.snapshot.tree, (path, n) => {
+    listTree(await loadAllTrees(repo, snap.snapshot.tree), snap.snapshot.tree, (path, n) => {
       if (base && path !== base && !path.startsWith(base + '/')) return;
       process.stdout.write(o.json ? JSON.stringify({ path, type: n.type, size: n.size ?? 0, mode: n.mode, mtime: new Date(Number(n.mtime / 1_000_000n)).toISOString() }) + '\n'
         : `${n.type === 'dir' ? 'd' : n.type === 'symlink' ? 'l' : '-'}${(n.mode & 0o777).toString(8).padStart(4, '0')} ${String(n.size ?? 0).padStart(12)} ${path}\n`);
@@ -231,12 +230,14 @@ program.command('diff <a> <b>')
   .description('what changed between two snapshots (+ added, - removed, M modified)')
   .action(async (a: string, b: string) => {
     const repo = await open();
-    const collectAll = async (s: SnapshotEntry) => {
+    const [sa, sb] = [await repo.loadSnapshot(a), await repo.loadSnapshot(b)];
+    const trees = await loadAllTrees(repo, [sa.snapshot.tree, sb.snapshot.tree]); // both hierarchies, each pack read once
+    const collectAll = (s: SnapshotEntry) => {
       const m = new Map<string, string>();
-      await listTree(repo, s.snapshot.tree, (p, n) => m.set(p, `${n.type}:${n.mode}:${n.content?.map(toHex).join(',') ?? n.target?.toString() ?? ''}`));
+      listTree(trees, s.snapshot.tree, (p, n) => m.set(p, `${n.type}:${n.mode}:${n.content?.map(toHex).join(',') ?? n.target?.toString() ?? ''}`));
       return m;
     };
-    const [x, y] = [await collectAll(await repo.loadSnapshot(a)), await collectAll(await repo.loadSnapshot(b))];
+    const [x, y] = [collectAll(sa), collectAll(sb)];
     for (const [p, v] of y) if (!x.has(p)) process.stdout.write(`+ ${p}\n`); else if (x.get(p) !== v && !v.startsWith('dir')) process.stdout.write(`M ${p}\n`);
     for (const p of x.keys()) if (!y.has(p)) process.stdout.write(`- ${p}\n`);
   });

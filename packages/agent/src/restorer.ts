@@ -10,6 +10,7 @@
 // metadata, create empty files and hard links, then give directories their metadata, deepest first.
 import { chmodSync, closeSync, existsSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync, utimesSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { toHex, type TreeNode } from '@shelter/format';
 import { planRanges, writeRange } from './blobfetch.ts';
@@ -184,7 +185,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     for (const [range, chunks] of parts) jobs[range]!.push({ file: f, write: { path: f.path, ...fileMeta(f.node), whole, chunks } });
   }
   // decryption and zstd on worker threads (one per core); no plaintext comes back here
-  const pool = createSealPool(repo.keys);
+  const pool = createSealPool(repo.keys, { workers: Math.min(availableParallelism(), opts.concurrency ?? 4) });
   await mapLimit(ranges.map((r, i) => [r, i] as const), opts.concurrency ?? 4, async ([r, ri]) => {
     const mine = jobs[ri]!;
     try {

@@ -3,8 +3,8 @@ import { decodeTree, extractBlob, packKey, toHex, type TreeNode } from '@shelter
 import { fetchBlobs } from './blobfetch.ts';
 import { RepositoryError, type Repository } from './repository.ts';
 
-/** every tree reachable from `root`, by hex id */
-export async function loadAllTrees(repo: Repository, root: Buffer): Promise<Map<string, TreeNode[]>> {
+/** every tree reachable from `roots` (one snapshot's tree, or several: each pack is read once), by hex id */
+export async function loadAllTrees(repo: Repository, roots: Buffer | Buffer[]): Promise<Map<string, TreeNode[]>> {
   const trees = new Map<string, TreeNode[]>();
   // Tree packs are read whole, once: every level of the hierarchy has blobs spread over them, so
   // ranged reads per level would fetch (nearly) the same bytes again and again. Other packs (trees
@@ -22,7 +22,7 @@ export async function loadAllTrees(repo: Repository, root: Buffer): Promise<Map<
     }
     return p;
   };
-  let level: Buffer[] = [root];
+  let level: Buffer[] = Array.isArray(roots) ? roots : [roots];
   while (level.length) {
     const elsewhere: Buffer[] = [];
     const fromTreePacks: Array<Promise<[string, Buffer]>> = [];

@@ -37,7 +37,11 @@ function* coalesce(parts: readonly Buffer[], piece = 1024 * 1024): Generator<Buf
   let group: Buffer[] = [];
   let bytes = 0;
   for (const p of parts) {
-    if (p.length >= piece && group.length === 0) { yield p; continue; }
+    if (p.length >= piece) { // a large part goes as it is, never copied
+      if (group.length) { yield Buffer.concat(group, bytes); group = []; bytes = 0; }
+      yield p;
+      continue;
+    }
     group.push(p);
     bytes += p.length;
     if (bytes >= piece) { yield Buffer.concat(group, bytes); group = []; bytes = 0; }
@@ -115,9 +119,13 @@ export function openS3Backend(o: S3BackendOptions): Backend {
     // an S3 error response was already retried by the SDK: only failures after it (reading the body) are ours
     return !(e instanceof S3ServiceException);
   };
-  /** what the SDK's standard retry mode retries: 5xx, throttling, timeouts, connection failures */
+  /** what the SDK's standard retry mode retries: 5xx, throttling, timeouts, connection failures (not a bug or a missing credential) */
   const retryablePut = (e: unknown): boolean => {
-    if (!(e instanceof S3ServiceException)) return true;
+    if (!(e instanceof S3ServiceException)) {
+      const { code, name, message } = (e ?? {}) as { code?: string; name?: string; message?: string };
+      return /^(ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|EAI_AGAIN|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|UND_ERR)/.test(code ?? '')
+        || name === 'TimeoutError' || /socket hang up|timed? ?out/i.test(message ?? '');
+    }
     const status = e.$metadata.httpStatusCode ?? 0;
     return status >= 500 || status === 429 || e.$retryable !== undefined || /^(SlowDown|Throttl|RequestTimeout)/.test(e.name);
   };
