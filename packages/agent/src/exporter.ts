@@ -21,7 +21,7 @@ import { ConfigError } from './config.ts';
 import { pathFilter, type PathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 import { loadAllTrees } from './trees.ts';
-import { devNumbers } from './fsnode.ts';
+import { devNumbers, hardlinkKey } from './fsnode.ts';
 
 export interface ExportOptions {
   include?: string[];
@@ -114,7 +114,7 @@ function planEntries(repo: Repository, trees: Map<string, TreeNode[]>, root: Buf
       }
       if ((filter.hasIncludes && !filter.included(rel)) || n.type === 'socket') continue;
       if (n.type !== 'file') { out.push({ name: rel, node: n }); continue; }
-      const linkKey = n.links !== undefined && n.links > 1 && n.inode !== undefined ? `${n.device}:${n.inode}` : undefined;
+      const linkKey = hardlinkKey(n);
       const first = linkKey ? firstName.get(linkKey) : undefined;
       if (first !== undefined) { out.push({ name: rel, node: n, linkTo: first }); continue; }
       // a tar entry announces its size before its bytes: check the chunks add up before writing it

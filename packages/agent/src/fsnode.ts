@@ -56,3 +56,7 @@ export function statNode(name: Buffer, st: BigIntStats, type: NodeType, accounts
 export function joinPath(dir: Buffer, name: Buffer): Buffer {
   return dir.length === 1 && dir[0] === 0x2f ? Buffer.concat([dir, name]) : Buffer.concat([dir, Buffer.from('/'), name]);
 }
+
+/** the key that groups hard links of one inode (a file with several links), else undefined */
+export const hardlinkKey = (n: TreeNode): string | undefined =>
+  n.links !== undefined && n.links > 1 && n.inode !== undefined ? `${n.device}:${n.inode}` : undefined;

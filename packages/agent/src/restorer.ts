@@ -15,7 +15,7 @@ import { resolve } from 'node:path';
 import { toHex, type TreeNode } from '@shelter/format';
 import { planRanges, writeRange } from './blobfetch.ts';
 import { mapLimit } from './limit.ts';
-import { devNumbers, joinPath } from './fsnode.ts';
+import { devNumbers, hardlinkKey, joinPath } from './fsnode.ts';
 import { createSealPool, type FileWrite } from './sealpool.ts';
 import { finishFile, type FileMeta } from './filewrite.ts';
 import { pathFilter } from './pathfilter.ts';
@@ -90,7 +90,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
             break;
           case 'file': {
             if (opts.ignoreExisting && exists(path)) break; // (an lstat per file only when asked: 1 s on the linux tree)
-            const linkKey = n.links !== undefined && n.links > 1 && n.inode !== undefined ? `${n.device}:${n.inode}` : undefined;
+            const linkKey = hardlinkKey(n);
             const first = linkKey ? hardlinks.get(linkKey) : undefined;
             if (first) { links.push({ path, first, node: n }); break; }
             // created when its first chunk arrives (one open per file, not one per chunk)

@@ -69,6 +69,14 @@ export function openS3Backend(o: S3BackendOptions): Backend {
   const url = checkEndpoint(o.endpoint, o.insecureHttp);
   const maxSockets = o.maxSockets ?? 16;
   const ca = caBundle(o.caFile);
+  const requestHandler = new NodeHttpHandler({
+    connectionTimeout: 10_000,
+    requestTimeout: 120_000,
+    // the CAs as one secure context built once: given as `ca`, Node's agent would join the whole
+    // bundle (~180 KB of PEM) into its connection-pool key on every request (0.2 ms each)
+    httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets, ...(ca ? { secureContext: createSecureContext({ ca }) } : {}) }),
+    httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
+  });
   const clientConfig = (maxAttempts: number) => ({
     endpoint: o.endpoint,
     region: o.region ?? 'us-east-1',
@@ -79,14 +87,6 @@ export function openS3Backend(o: S3BackendOptions): Backend {
     requestChecksumCalculation: o.legacyChecksums ? 'WHEN_REQUIRED' as const : 'WHEN_SUPPORTED' as const,
     responseChecksumValidation: o.legacyChecksums ? 'WHEN_REQUIRED' as const : 'WHEN_SUPPORTED' as const,
     requestHandler,
-  });
-  const requestHandler = new NodeHttpHandler({
-    connectionTimeout: 10_000,
-    requestTimeout: 120_000,
-    // the CAs as one secure context built once: given as `ca`, Node's agent would join the whole
-    // bundle (~180 KB of PEM) into its connection-pool key on every request (0.2 ms each)
-    httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets, ...(ca ? { secureContext: createSecureContext({ ca }) } : {}) }),
-    httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
   });
   const maxAttempts = o.maxAttempts ?? 8;
   const client = new S3Client(clientConfig(maxAttempts));

@@ -334,11 +334,11 @@ export function evaluateRetention(policy: RetentionPolicy | null, snapshots: rea
   // 4. floor, on UTC calendar dates: sliding 24-hour windows would hand the "newest of day i" role
   // to a new snapshot at every evaluation and expire the previous one, so that a policy evaluated
   // every minute would keep almost nothing older than a day
-  const today = floorDiv(now, DAY) * DAY;
+  const today = periodOf(now, 'day').start;
   for (let day = 0; day < FLOOR_DAYS; day++) {
-    const start = today - day * DAY;
-    const [lo, hi] = range(start - 1, Math.min(start + DAY - 1, now));
-    if (hi > lo) mark(hi - 1, `floor: newest of ${new Date(start).toISOString().slice(0, 10)}`);
+    const date = periodOf(today - day * DAY, 'day');
+    const [lo, hi] = range(date.start - 1, Math.min(date.end - 1, now));
+    if (hi > lo) mark(hi - 1, `floor: newest of ${date.label}`);
   }
 
   const expire: string[] = [];
