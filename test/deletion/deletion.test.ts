@@ -14,7 +14,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import {
-  CopyObjectCommand, DeleteObjectCommand, PutObjectLegalHoldCommand, DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectVersionsCommand, PutObjectCommand, type S3Client,
+  CopyObjectCommand, CreateMultipartUploadCommand, DeleteObjectCommand, PutObjectLegalHoldCommand, DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectVersionsCommand, PutObjectCommand, type S3Client,
 } from '@aws-sdk/client-s3';
 import { pseudoRandomBytes, reportGatewayLogs, s3Client } from '../lib/clients.ts';
 import { auditRecords, createOperatorKey, createServer, nodeBin, removeDir, shelterd, shelterdBin, startGateway, tempDir, type Gateway } from '../lib/gateway.ts';
@@ -120,6 +120,7 @@ describe('controlled deletion: requests, delay, cancel, executor, retention, GC 
     assert.equal(await code(put(`manifests/${fake}`, 'not json')), 'InvalidRequest');
     // copies and multipart uploads cannot create manifests
     assert.equal(await code(s.s3.send(new CopyObjectCommand({ Bucket: s.bucket, Key: `manifests/${fake}`, CopySource: `${s.bucket}/manifests/${s.snaps[0]}` }))), 'InvalidRequest');
+    assert.equal(await code(s.s3.send(new CreateMultipartUploadCommand({ Bucket: s.bucket, Key: `manifests/${fake}` }))), 'InvalidRequest');
     assert.equal(await status(s.s3, s.bucket, `manifests/${fake}`), 404);
     assert.equal(usage(gw, s.name).names[0]!.snapshots, 1);
   });
