@@ -38,6 +38,15 @@ export function metaStore(db: Db) {
   const all = (sql: string, ...args: SQLInputValue[]) => db.stmt(sql).all(...args) as R[];
   const run = (sql: string, ...args: SQLInputValue[]) => db.stmt(sql).run(...args);
 
+  function* allBlobRefs(): Generator<{ id: string; size: number; where: string }> {
+    for (const r of db.stmt('SELECT bucket, key, version_id, blobs FROM versions WHERE delete_marker = 0').iterate()) {
+      for (const [id, size] of JSON.parse(r.blobs as string) as BlobRef[]) yield { id, size, where: `${r.bucket}/${r.key}@${r.version_id}` };
+    }
+    for (const r of db.stmt('SELECT upload_id, part_number, blob_id, size FROM parts').iterate()) {
+      yield { id: r.blob_id as string, size: Number(r.size), where: `upload ${r.upload_id} part ${r.part_number}` };
+    }
+  }
+
   return {
     // ---- servers and keys
     serverByName: (name: string) => { const r = one('SELECT * FROM servers WHERE name = ?', name); return r && toServer(r); },
@@ -120,29 +129,18 @@ export function metaStore(db: Db) {
       return out;
     },
     isCurrentSeq: (bucket: string, key: string, seq: number) => !!one('SELECT 1 AS x FROM current WHERE bucket = ? AND key = ? AND seq = ?', bucket, key, seq),
-    /** every blob id referenced by committed metadata (recovery, fsck) */
     /**
      * Which of these blob ids committed metadata references (start-up recovery of pending
-     * writes): parts by their index, versions in one pass over the table, however many ids.
+     * writes): one pass over every reference, however many ids.
      */
-    referencedBlobs: (ids: string[]): Set<string> => {
-      const out = new Set(ids.filter((id) => one('SELECT 1 AS x FROM parts WHERE blob_id = ?', id)));
-      const rest = ids.filter((id) => !out.has(id));
-      if (!rest.length) return out;
-      for (const r of db.stmt('SELECT blobs FROM versions WHERE delete_marker = 0').iterate()) {
-        const blobs = r.blobs as string;
-        for (const id of rest) if (blobs.includes(`"${id}"`)) out.add(id);
-      }
+    referencedBlobs(ids: string[]): Set<string> {
+      const want = new Set(ids);
+      const out = new Set<string>();
+      for (const r of allBlobRefs()) if (want.has(r.id)) out.add(r.id);
       return out;
     },
-    allBlobRefs: function* () {
-      for (const r of db.stmt('SELECT bucket, key, version_id, blobs FROM versions WHERE delete_marker = 0').iterate()) {
-        for (const [id, size] of JSON.parse(r.blobs as string) as BlobRef[]) yield { id, size, where: `${r.bucket}/${r.key}@${r.version_id}` };
-      }
-      for (const r of db.stmt('SELECT upload_id, part_number, blob_id, size FROM parts').iterate()) {
-        yield { id: r.blob_id as string, size: Number(r.size), where: `upload ${r.upload_id} part ${r.part_number}` };
-      }
-    },
+    /** every blob id referenced by committed metadata (recovery, fsck) */
+    allBlobRefs,
 
     // ---- multipart
     insertUpload: (u: Upload) => run('INSERT INTO uploads (upload_id, bucket, key, created_at, content_type, headers, checksum_algorithm, lock, initiator) VALUES (?,?,?,?,?,?,?,?,?)',
