@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KEYS, OTHER_KEYS, detRng, flip, throwsCode } from './helpers.ts';
-import { encodeTree, decodeTree, type TreeNode } from '../src/tree.ts';
+import { encodeTree, decodeTree, sameNode, type TreeNode } from '../src/tree.ts';
 import { sealSnapshot, openSnapshot, encodeSnapshot, decodeSnapshot, type Snapshot } from '../src/snapshot.ts';
 import { encodeManifest, parseManifest, manifestKeyFor, MAX_MANIFEST_BYTES, type Manifest } from '../src/manifest.ts';
 import { parseObjectKey, packKey, indexKey, snapshotKey, manifestKey, keySlotKey, validateBackupName } from '../src/names.ts';
@@ -36,6 +36,28 @@ test('trees: canonical, sorted by name bytes, every name round-trips', () => {
   assert.deepEqual(big.xattrs!.map((x) => x.name.toString()), ['user.a', 'user.b']);
   assert.ok(back.find((x) => x.type === 'symlink')!.target!.equals(Buffer.from([0x2e, 0x2e, 0x2f, 0xff])));
   assert.deepEqual(decodeTree(encodeTree([])), []);
+});
+
+test('trees: sameNode holds exactly when two nodes encode to the same bytes', () => {
+  const base = file('f', { inode: 7n, device: 1n, links: 1, user: 'u', group: 'g', content: [id(1), id(2)], xattrs: [{ name: Buffer.from('user.b'), value: Buffer.from([1]) }, { name: Buffer.from('user.a'), value: Buffer.from([2]) }] });
+  const decoded = decodeTree(encodeTree([base]))[0]!;
+  assert.ok(sameNode(base, decoded), 'a node and its decoded copy (xattrs sorted by the encoder)');
+  const mutations: Array<Partial<TreeNode>> = [
+    { name: Buffer.from('g') }, { mode: 0o600 }, { uid: 1 }, { gid: 1 }, { user: 'v' }, { user: undefined }, { group: 'h' }, { size: 2 },
+    { mtime: T.mtime + 1n }, { atime: 0n }, { ctime: 1n }, { inode: 8n }, { inode: undefined }, { device: 2n }, { links: 2 },
+    { content: [id(1)] }, { content: [id(1), id(3)] }, { xattrs: [] }, { xattrs: [{ name: Buffer.from('user.a'), value: Buffer.from([3]) }, { name: Buffer.from('user.b'), value: Buffer.from([1]) }] },
+  ];
+  for (const m of mutations) {
+    const other = { ...base, ...m };
+    assert.equal(sameNode(base, other), encodeTree([base]).equals(encodeTree([other])), `mutation ${Object.keys(m)[0]}`);
+    assert.equal(sameNode(base, other), false, `mutation ${Object.keys(m)[0]} is a change`);
+  }
+  const link = { name: Buffer.from('l'), type: 'symlink', mode: 0o777, uid: 0, gid: 0, target: Buffer.from('a'), ...T } as TreeNode;
+  assert.ok(!sameNode(link, { ...link, target: Buffer.from('b') }));
+  const dir = { name: Buffer.from('d'), type: 'dir', mode: 0o755, uid: 0, gid: 0, subtree: id(4), ...T } as TreeNode;
+  assert.ok(sameNode(dir, { ...dir, subtree: id(4) }));
+  assert.ok(!sameNode(dir, { ...dir, subtree: id(5) }));
+  assert.ok(!sameNode(dir, { ...dir, type: 'file' } as TreeNode));
 });
 
 test('trees: dangerous or malformed input is refused', () => {
