@@ -33,5 +33,8 @@ export function launch(o) {
     const st = statSync(dir);
     if (st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0) return;
     process.getBuiltinModule('node:module').enableCompileCache(dir);
+    // worker threads are Node instances of their own: without this each one strips the TypeScript
+    // again (loading the stripper costs a worker ~35 MiB and ~0.1 s of CPU)
+    process.env.NODE_COMPILE_CACHE = dir;
   } catch { /* no cache: slower start, nothing else */ }
 }
