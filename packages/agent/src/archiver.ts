@@ -2,12 +2,13 @@
 // directory as a tree blob, and writes the snapshot and its plaintext reference manifest.
 // Incremental: a file whose size, mtime, ctime and inode match the parent snapshot's node is not
 // read again; its chunk list is reused.
-import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, statSync, type BigIntStats } from 'node:fs';
+import { closeSync, lstatSync, openSync, readSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
-import { matchesGlob, resolve } from 'node:path';
-import { Chunker, encodeTree, type TreeNode } from '@shelter/format';
+import { resolve } from 'node:path';
+import { Chunker, encodeTree, sameNode, type TreeNode } from '@shelter/format';
 import { loadAllTrees } from './trees.ts';
-import { joinPath, nodeType, readAccounts, statNode } from './fsnode.ts';
+import { joinPath, readAccounts, statNode } from './fsnode.ts';
+import { fileStat, Kind, startWalker, type FileStat, type Walker, type WalkEntry } from './walk.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 
 export interface BackupOptions {
@@ -21,6 +22,43 @@ export interface BackupOptions {
   parent?: SnapshotEntry;
   onProgress?: (p: Progress) => void;
   onWarning?: (path: string, message: string) => void;
+  /** the walk, if already begun (beginWalk); closed by backupFiles */
+  walk?: BackupWalk;
+}
+
+/**
+ * The file-system walk of a backup, started before anything else (it runs on its own thread, so
+ * the CLI starts it before opening the repository): the roots, in the order the archiver visits them.
+ */
+export interface BackupWalk {
+  walker: Walker;
+  roots: string[];
+  /** the names below `prefix` on the way to the roots, sorted; true: that name is a root itself */
+  childrenOf(prefix: string): Array<[string, boolean]>;
+  under(prefix: string, name: string): string;
+  /** backing up / itself: the snapshot's root is its listing */
+  wholeFs: boolean;
+}
+
+export function beginWalk(opts: Pick<BackupOptions, 'paths' | 'include' | 'exclude' | 'followSymlinks' | 'oneFileSystem'>): BackupWalk {
+  // the virtual root: each path given, under its absolute path's directories (as restic does)
+  const roots = opts.paths.map((p) => resolve(p));
+  const childrenOf = (prefix: string): Array<[string, boolean]> => {
+    const below = new Map<string, boolean>();
+    for (const r of roots) {
+      if (r === prefix || !(prefix === '/' ? r.startsWith('/') : r.startsWith(prefix + '/'))) continue;
+      const rest = r.slice(prefix === '/' ? 1 : prefix.length + 1);
+      const first = rest.split('/')[0]!;
+      below.set(first, (below.get(first) ?? false) || rest === first);
+    }
+    return [...below.entries()].sort();
+  };
+  const under = (prefix: string, name: string) => (prefix === '/' ? `/${name}` : `${prefix}/${name}`);
+  const walkOrder = (prefix: string): string[] => childrenOf(prefix).flatMap(([first, isRoot]) => (isRoot ? [under(prefix, first)] : walkOrder(under(prefix, first))));
+  const walker = startWalker({ followSymlinks: opts.followSymlinks, oneFileSystem: opts.oneFileSystem, include: opts.include, exclude: opts.exclude });
+  const wholeFs = roots.includes('/');
+  for (const r of wholeFs ? ['/'] : walkOrder('/')) walker.walk(Buffer.from(r));
+  return { walker, roots, childrenOf, under, wholeFs };
 }
 
 export interface Progress { files: number; dirs: number; bytesRead: number; bytesTotal: number; newBytes: number; currentPath: string }
@@ -41,7 +79,6 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   const readBuf = Buffer.allocUnsafe(READ_SIZE);
   // one chunker for the whole run: building its gear table costs an AES call; end() resets it
   const chunker = new Chunker(repo.keys, repo.config.chunker);
-  const visitedDirs = new Set<string>();
 
   const warn = (path: Buffer | string, message: string) => {
     warnings++;
@@ -51,14 +88,10 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     const loc = repo.index.lookup(id);
     if (loc) referencedPacks.add(loc.pack); else unresolved.push(id);
   };
-  const excluded = (path: string, isDir: boolean) => {
-    const base = path.slice(path.lastIndexOf('/') + 1);
-    if (opts.exclude?.some((g) => matchesGlob(path, g) || matchesGlob(base, g))) return true;
-    if (!isDir && opts.include?.length && !opts.include.some((g) => matchesGlob(path, g) || matchesGlob(base, g))) return true;
-    return false;
-  };
-  const statOf = (p: Buffer): BigIntStats => (opts.followSymlinks ? statSync(p, { bigint: true }) : lstatSync(p, { bigint: true }));
 
+  const walk = opts.walk ?? beginWalk(opts);
+  const { walker, roots, childrenOf, under, wholeFs } = walk;
+  try {
   // the parent snapshot's whole hierarchy, loaded up front with grouped requests
   let parentTrees = new Map<string, TreeNode[]>();
   if (opts.parent) {
@@ -71,8 +104,8 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     return m;
   };
 
-  const unchanged = (prev: TreeNode | undefined, st: BigIntStats) =>
-    prev !== undefined && prev.type === 'file' && prev.content !== undefined && prev.size === Number(st.size) && prev.mtime === st.mtimeNs &&
+  const unchanged = (prev: TreeNode | undefined, st: FileStat) =>
+    prev !== undefined && prev.type === 'file' && prev.content !== undefined && prev.size === st.size && prev.mtime === st.mtimeNs &&
     prev.ctime === st.ctimeNs && prev.inode === st.ino && prev.content.every((id) => repo.hasBlob(id));
 
   async function saveContent(path: Buffer, size: number): Promise<{ ids: Buffer[]; bytes: number }> {
@@ -115,24 +148,24 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     return { ids, bytes: position };
   }
 
-  /** the tree blob id of a directory */
-  async function saveDir(path: Buffer, st: BigIntStats, parentSubtree: Buffer | undefined, rootDev: bigint): Promise<Buffer> {
-    const key = `${st.dev}:${st.ino}`;
-    if (visitedDirs.has(key)) { warn(path, 'directory loop (followed symlink): not descended again'); return saveTree([]); }
-    visitedDirs.add(key);
-    let names: Buffer[];
-    try { names = readdirSync(path, { encoding: 'buffer' }); }
-    catch (e) { warn(path, `cannot list: ${(e as Error).message}`); names = []; }
+  /** the tree blob id of a directory: its group is the walker's next */
+  async function saveDir(path: Buffer, parentSubtree: Buffer | undefined): Promise<Buffer> {
+    const group = await walker.next();
+    if (!group.dir.equals(path)) throw new Error(`internal: the walker listed ${group.dir.toString()} where ${path.toString()} was expected`);
+    if (group.error !== undefined) warn(path, `cannot list: ${group.error}`);
     const prev = await parentChildren(parentSubtree);
     const nodes: TreeNode[] = [];
-    for (const name of names) {
-      const child = joinPath(path, name);
-      const node = await saveEntry(child, name, prev.get(name.toString('latin1')), rootDev);
+    for (const e of group.entries) {
+      const node = await saveEntry(joinPath(path, e.name), e, prev.get(e.name.toString('latin1')));
       if (node) nodes.push(node);
     }
-    visitedDirs.delete(key);
     summary.dirs++;
     progress.dirs++;
+    // nothing in it changed: the parent's listing is this one, byte for byte (no encoding, no hashing)
+    if (parentSubtree && nodes.length === prev.size && nodes.every((n) => { const p = prev.get(n.name.toString('latin1')); return p !== undefined && sameNode(n, p); }) && repo.hasBlob(parentSubtree)) {
+      reference(parentSubtree);
+      return parentSubtree;
+    }
     return saveTree(nodes);
   }
 
@@ -143,30 +176,31 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     return r.id;
   }
 
-  async function saveEntry(path: Buffer, name: Buffer, prev: TreeNode | undefined, rootDev: bigint): Promise<TreeNode | undefined> {
-    let st: BigIntStats;
-    try { st = statOf(path); } catch (e) { warn(path, `cannot stat: ${(e as Error).message}`); return undefined; }
-    const type = nodeType(st);
-    if (!type) { warn(path, 'unsupported file type'); return undefined; }
-    if (excluded(path.toString(), type === 'dir')) { summary.skipped++; return undefined; }
-    const node = statNode(name, st, type, accounts);
+  async function saveEntry(path: Buffer, e: WalkEntry, prev: TreeNode | undefined): Promise<TreeNode | undefined> {
+    switch (e.kind) {
+      case Kind.StatFailed: warn(path, e.error ?? 'cannot stat'); return undefined;
+      case Kind.Unsupported: warn(path, 'unsupported file type'); return undefined;
+      case Kind.Excluded: summary.skipped++; return undefined;
+    }
+    const st = e.st!;
+    const node = statNode(e.name, st, accounts);
     progress.currentPath = path.toString();
     opts.onProgress?.(progress);
-    switch (type) {
+    switch (st.type) {
       case 'file': {
         summary.files++;
         progress.files++;
-        summary.bytes += Number(st.size);
-        progress.bytesTotal += Number(st.size);
+        summary.bytes += st.size;
+        progress.bytesTotal += st.size;
         if (unchanged(prev, st)) {
           summary.unchangedFiles++;
           node.content = prev!.content!;
           for (const id of node.content) reference(id);
-          progress.bytesRead += Number(st.size);
+          progress.bytesRead += st.size;
         } else {
           if (prev?.type === 'file') summary.changedFiles++; else summary.newFiles++;
           try {
-            const saved = await saveContent(path, Number(st.size));
+            const saved = await saveContent(path, st.size);
             node.content = saved.ids;
             node.size = saved.bytes;
           } catch (e) { warn(path, `cannot read: ${(e as Error).message}`); return undefined; }
@@ -174,50 +208,47 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
         return node;
       }
       case 'dir':
-        if (opts.oneFileSystem && st.dev !== rootDev) { summary.skipped++; node.subtree = await saveTree([]); return node; }
-        node.subtree = await saveDir(path, st, prev?.type === 'dir' ? prev.subtree : undefined, rootDev);
+        if (e.kind === Kind.OtherFs) { summary.skipped++; node.subtree = await saveTree([]); return node; }
+        if (e.kind === Kind.Loop) { warn(path, 'directory loop (followed symlink): not descended again'); node.subtree = await saveTree([]); return node; }
+        node.subtree = await saveDir(path, prev?.type === 'dir' ? prev.subtree : undefined);
         return node;
       case 'symlink':
-        node.target = readlinkSync(path, { encoding: 'buffer' });
+        node.target = e.target!;
         return node;
       default:
         return node;
     }
   }
 
-  // ---- the virtual root: each path given, under its absolute path's directories (as restic does)
-  const roots = opts.paths.map((p) => resolve(p));
   const parentRoot = opts.parent?.snapshot.tree;
+  async function rootDir(parentSubtree: Buffer | undefined): Promise<Buffer> {
+    const e = (await walker.next()).entries[0]!;
+    if (e.kind !== Kind.Descend) throw new Error(`cannot back up /: ${e.error ?? 'not a directory to walk'}`);
+    return saveDir(Buffer.from('/'), parentSubtree);
+  }
   async function virtualDir(prefix: string, parentSubtree: Buffer | undefined): Promise<Buffer> {
-    const below = new Map<string, boolean>(); // first component -> is a selected root itself
-    for (const r of roots) {
-      if (r === prefix || !(prefix === '/' ? r.startsWith('/') : r.startsWith(prefix + '/'))) continue;
-      const rest = r.slice(prefix === '/' ? 1 : prefix.length + 1);
-      const first = rest.split('/')[0]!;
-      below.set(first, (below.get(first) ?? false) || rest === first);
-    }
     const prev = await parentChildren(parentSubtree);
     const nodes: TreeNode[] = [];
-    for (const [first, isRoot] of [...below.entries()].sort()) {
-      const full = prefix === '/' ? `/${first}` : `${prefix}/${first}`;
+    for (const [first, isRoot] of childrenOf(prefix)) {
+      const full = Buffer.from(under(prefix, first));
       const name = Buffer.from(first);
+      const p = prev.get(name.toString('latin1'));
       if (isRoot) {
-        let st: BigIntStats;
-        try { st = statOf(Buffer.from(full)); } catch (e) { warn(full, `cannot stat: ${(e as Error).message}`); continue; }
-        const node = await saveEntry(Buffer.from(full), name, prev.get(name.toString('latin1')), st.dev);
+        // the root's own group: itself alone (walkOrder asked for the roots in this order)
+        const group = await walker.next();
+        if (!group.dir.equals(full)) throw new Error(`internal: the walker gave root ${group.dir.toString()} where ${full.toString()} was expected`);
+        const node = await saveEntry(full, { ...group.entries[0]!, name }, p);
         if (node) nodes.push(node);
       } else {
-        const st = lstatSync(full, { bigint: true });
-        const node = statNode(name, st, 'dir', accounts);
-        const p = prev.get(name.toString('latin1'));
-        node.subtree = await virtualDir(full, p?.type === 'dir' ? p.subtree : undefined);
+        const node = statNode(name, fileStat(lstatSync(full, { bigint: true }), 'dir'), accounts);
+        node.subtree = await virtualDir(full.toString(), p?.type === 'dir' ? p.subtree : undefined);
         nodes.push(node);
       }
     }
     return saveTree(nodes);
   }
 
-  const tree = await virtualDir('/', parentRoot);
+  const tree = wholeFs ? await rootDir(parentRoot) : await virtualDir('/', parentRoot);
   await repo.flush();
   for (const id of unresolved) {
     const loc = repo.index.lookup(id);
@@ -232,4 +263,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     summary: { ...summary, durationMs, packs: repo.stats.packsUploaded },
   }, referencedPacks);
   return { snapshotId, summary: { ...summary, durationMs, packs: repo.stats.packsUploaded }, warnings };
+  } finally {
+    await walker.close();
+  }
 }

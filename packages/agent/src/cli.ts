@@ -6,7 +6,7 @@ import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { FormatError, createRepository, formatRecoveryKit, decodeTree, toHex, type SlotSecret, type TreeNode } from '@shelter/format';
-import { backupFiles } from './archiver.ts';
+import { backupFiles, beginWalk } from './archiver.ts';
 import { BackendError } from './backend/types.ts';
 import { openS3Backend } from './backend/s3.ts';
 import { checkRepository } from './checker.ts';
@@ -161,13 +161,16 @@ backup.command('files <paths...>')
   .option('--json', 'JSON summary on stdout')
   .action(async (paths: string[], o: { name: string; include?: string[]; exclude?: string[]; followSymlinks?: boolean; oneFileSystem?: boolean; tag?: string[]; json?: boolean }) => {
     for (const p of paths) if (!existsSync(p)) throw new ConfigError(`${p} does not exist`);
+    // the file-system walk runs on its own thread from now on, while the repository opens (unref'd: a
+    // failure before backupFiles does not wait for it)
+    const walk = beginWalk({ paths, include: o.include, exclude: o.exclude, followSymlinks: o.followSymlinks, oneFileSystem: o.oneFileSystem });
     const repo = await open();
     const parent = (await repo.listSnapshots()).filter((s) => s.snapshot.name === o.name).pop();
     const t0 = Date.now();
     log({ msg: 'backup started', name: o.name, paths, parent: parent?.id });
     const result = await backupFiles(repo, {
       name: o.name, paths, include: o.include, exclude: o.exclude, followSymlinks: o.followSymlinks, oneFileSystem: o.oneFileSystem,
-      tags: o.tag, parent,
+      tags: o.tag, parent, walk,
       onProgress: (p) => {
         const secs = (Date.now() - t0) / 1000;
         drawProgress(`${p.files} files, ${mib(p.bytesRead)} read, ${mib(p.newBytes)} new, ${(p.bytesRead / 1048576 / Math.max(secs, 0.001)).toFixed(0)} MiB/s  ${p.currentPath}`);

@@ -1,17 +1,7 @@
 // From the file system to tree nodes: stat fields, names as bytes, user and group names.
-import { readFileSync, type BigIntStats } from 'node:fs';
-import type { NodeType, TreeNode } from '@shelter/format';
-
-export function nodeType(st: BigIntStats): NodeType | undefined {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isCharacterDevice()) return 'chardev';
-  if (st.isBlockDevice()) return 'blockdev';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isSocket()) return 'socket';
-  return undefined;
-}
+import { readFileSync } from 'node:fs';
+import type { TreeNode } from '@shelter/format';
+import type { FileStat } from './walk.ts';
 
 /** Linux dev_t (glibc encoding) to major and minor device numbers */
 export function devNumbers(rdev: bigint): { major: number; minor: number } {
@@ -39,16 +29,17 @@ export function readAccounts(): Accounts {
 }
 
 /** the node for a stat; the caller fills content, subtree or target */
-export function statNode(name: Buffer, st: BigIntStats, type: NodeType, accounts: Accounts): TreeNode {
+export function statNode(name: Buffer, st: FileStat, accounts: Accounts): TreeNode {
+  const type = st.type;
   const node: TreeNode = {
-    name, type, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid),
-    mtime: st.mtimeNs, atime: st.atimeNs, ctime: st.ctimeNs, inode: st.ino, device: st.dev, links: Number(st.nlink),
+    name, type, mode: st.mode, uid: st.uid, gid: st.gid,
+    mtime: st.mtimeNs, atime: st.atimeNs, ctime: st.ctimeNs, inode: st.ino, device: st.dev, links: st.nlink,
   };
   const user = accounts.users.get(node.uid);
   const group = accounts.groups.get(node.gid);
   if (user) node.user = user;
   if (group) node.group = group;
-  if (type === 'file') node.size = Number(st.size);
+  if (type === 'file') node.size = st.size;
   if (type === 'chardev' || type === 'blockdev') node.rdev = st.rdev;
   return node;
 }

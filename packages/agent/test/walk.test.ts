@@ -1,0 +1,70 @@
+// The backup's file-system walk on its own thread (walk.ts): groups come in the order the archiver
+// consumes them (a root alone, then depth first every directory walked into), the walker decides
+// exclusion, loops and file systems, and it never runs further ahead than allowed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, lstatSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Kind, startWalker, type Group, type WalkOptions } from '../src/walk.ts';
+
+/** every group of one root, consumed as the archiver does (descending into Descend entries) */
+async function consume(root: string, opts: WalkOptions): Promise<Group[]> {
+  const w = startWalker(opts);
+  const seen: Group[] = [];
+  try {
+    w.walk(Buffer.from(root));
+    const visit = async (expected: Buffer): Promise<void> => {
+      const g = await w.next();
+      assert.equal(g.dir.toString(), expected.toString(), 'groups come in the order consumed');
+      seen.push(g);
+      for (const e of g.entries) if (e.kind === Kind.Descend) await visit(Buffer.from(join(expected.toString(), e.name.toString())));
+    };
+    const top = await w.next();
+    seen.push(top);
+    if (top.entries[0]!.kind === Kind.Descend) await visit(Buffer.from(root));
+  } finally {
+    await w.close();
+  }
+  return seen;
+}
+
+test('walk: depth-first groups, stats, symlink targets, exclusion; backpressure with a tiny window', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'shelter-walk-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  for (let d = 0; d < 20; d++) {
+    mkdirSync(join(root, `d${d}`, 'inner'), { recursive: true });
+    for (let f = 0; f < 10; f++) writeFileSync(join(root, `d${d}`, `f${f}.txt`), 'x'.repeat(f));
+    writeFileSync(join(root, `d${d}`, 'inner', 'skip.log'), 'log');
+  }
+  symlinkSync('d0/f3.txt', join(root, 'link'));
+  for (const maxAhead of [undefined, 5]) {
+    const groups = await consume(root, { exclude: ['*.log'], maxAhead });
+    assert.equal(groups.length, 1 + 1 + 20 * 2, `root, its listing, every d and d/inner (maxAhead ${maxAhead})`);
+    const d3 = groups.find((g) => g.dir.toString() === join(root, 'd3'))!;
+    const f7 = d3.entries.find((e) => e.name.toString() === 'f7.txt')!;
+    assert.equal(f7.kind, Kind.Ok);
+    const st = lstatSync(join(root, 'd3', 'f7.txt'), { bigint: true });
+    assert.deepEqual([f7.st!.type, f7.st!.size, f7.st!.mtimeNs, f7.st!.ino, f7.st!.dev, f7.st!.mode], ['file', 7, st.mtimeNs, st.ino, st.dev, Number(st.mode & 0o7777n)]);
+    const inner = groups.find((g) => g.dir.toString() === join(root, 'd3', 'inner'))!;
+    assert.equal(inner.entries[0]!.kind, Kind.Excluded, 'the walker applies --exclude');
+    const link = groups[1]!.entries.find((e) => e.name.toString() === 'link')!;
+    assert.equal(link.st!.type, 'symlink');
+    assert.equal(link.target!.toString(), 'd0/f3.txt');
+  }
+});
+
+test('walk: with --follow-symlinks a loop is named, not followed; a missing root is a stat failure', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'shelter-walk-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'a', 'b'), { recursive: true });
+  symlinkSync('../..', join(root, 'a', 'b', 'up'));
+  const groups = await consume(root, { followSymlinks: true });
+  const b = groups.find((g) => g.dir.toString() === join(root, 'a', 'b'))!;
+  assert.equal(b.entries.find((e) => e.name.toString() === 'up')!.kind, Kind.Loop);
+  assert.equal(groups.length, 4, 'root alone, root, a, a/b');
+  const missing = await consume(join(root, 'nothing-here'), {});
+  assert.equal(missing.length, 1);
+  assert.equal(missing[0]!.entries[0]!.kind, Kind.StatFailed);
+  assert.match(missing[0]!.entries[0]!.error!, /cannot stat: .*ENOENT/);
+});
