@@ -48,6 +48,8 @@ export interface Repository {
   listSnapshots(): Promise<SnapshotEntry[]>;
   loadSnapshot(idOrPrefix: string): Promise<SnapshotEntry>;
   stats: { packsUploaded: number; bytesUploaded: number; blobsAdded: number; sealedBytes: number };
+  /** the worker threads that seal and open blobs (started on first use; close() stops them) */
+  sealPool(): SealPool;
   /** stops the seal workers */
   close(): Promise<void>;
 }
@@ -182,6 +184,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
 
   // new blobs are sealed on worker threads; the main thread goes on chunking meanwhile
   let pool: SealPool | undefined;
+  const sealPool = () => (pool ??= createSealPool(keys, { workers: opts.sealWorkers }));
   const sealing = new Set<Promise<void>>();
   let sealingBytes = 0;
   let spaceWaiter: (() => void) | undefined;
@@ -192,10 +195,9 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     if (hasBlob(id)) return { id, added: false };
     pending.add(id.toString('hex'));
     stats.blobsAdded++;
-    pool ??= createSealPool(keys, { workers: opts.sealWorkers });
     const raw = plaintext.length;
     sealingBytes += raw;
-    const job: Promise<void> = pool.submit(id, plaintext)
+    const job: Promise<void> = sealPool().submit(id, plaintext)
       .then(async (sealed) => {
         const writer = writers[type];
         // a sealed blob is a slice of its batch's buffer: tree packs fill slowly, so their blobs
@@ -226,6 +228,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     lostPackOf: (id) => { const loc = lostIndex.lookup(id); return loc ? toHex(lostIndex.packId(loc.pack)) : undefined; },
     hasBlob,
     saveBlob,
+    sealPool,
     async loadBlob(id) {
       const loc = index.lookup(id);
       if (!loc) throw new RepositoryError('Missing', `blob ${toHex(id)} is in no index (incomplete repository)`);

@@ -10,13 +10,12 @@
 // metadata, create empty files and hard links, then give directories their metadata, deepest first.
 import { chmodSync, closeSync, existsSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync, utimesSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { toHex, type TreeNode } from '@shelter/format';
 import { planRanges, writeRange } from './blobfetch.ts';
 import { mapLimit } from './limit.ts';
 import { devNumbers, hardlinkKey, joinPath } from './fsnode.ts';
-import { createSealPool, type FileWrite } from './sealpool.ts';
+import type { FileWrite } from './sealpool.ts';
 import { finishFile, type FileMeta } from './filewrite.ts';
 import { pathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
@@ -39,8 +38,15 @@ export interface RestoreResult { files: number; dirs: number; bytes: number; war
 
 const toTime = (ns: bigint) => Number(ns) / 1e9;
 
+/**
+ * A file to restore. Only what the restore needs is kept (not its tree node): on the linux tree
+ * the nodes of the whole hierarchy were 100 MiB of the main thread's heap.
+ */
 interface PlannedFile {
-  path: Buffer; node: TreeNode; failed: boolean;
+  path: Buffer; meta: FileMeta; failed: boolean;
+  /** its chunks (dropped once the contents are planned) */
+  content: Buffer[] | undefined;
+  empty: boolean;
   /** ranges whose part of the contents is not written yet */
   rangesLeft: number;
   done: boolean;
@@ -65,12 +71,12 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     } catch (e) { warn(path, `cannot set metadata: ${(e as Error).message}`); }
   };
 
-  // (1) the hierarchy
-  const trees = await loadAllTrees(repo, snap.snapshot.tree);
-
-  // (2) directories, links, special files; the plan of file contents
+  // (1) the hierarchy, (2) directories, links, special files, and the files to write (the
+  // hierarchy is garbage once this returns)
+  const { files, links, dirs } = createHierarchy(await loadAllTrees(repo, snap.snapshot.tree));
+  function createHierarchy(trees: Map<string, TreeNode[]>) {
   const files: PlannedFile[] = [];
-  const links: Array<{ path: Buffer; first: PlannedFile; node: TreeNode }> = [];
+  const links: Array<{ path: Buffer; first: PlannedFile }> = [];
   const hardlinks = new Map<string, PlannedFile>();
   const dirs: Array<[Buffer, TreeNode]> = [];
   const walk = (dir: Buffer, rel: string, subtree: Buffer) => {
@@ -92,9 +98,10 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
             if (opts.ignoreExisting && exists(path)) break; // (an lstat per file only when asked: 1 s on the linux tree)
             const linkKey = hardlinkKey(n);
             const first = linkKey ? hardlinks.get(linkKey) : undefined;
-            if (first) { links.push({ path, first, node: n }); break; }
+            if (first) { links.push({ path, first }); break; }
             // created when its first chunk arrives (one open per file, not one per chunk)
-            const f: PlannedFile = { path, node: n, failed: false, rangesLeft: 0, done: false };
+            const content = n.content ?? [];
+            const f: PlannedFile = { path, meta: fileMeta(n), content, empty: content.length === 0, failed: false, rangesLeft: 0, done: false };
             files.push(f);
             if (linkKey) hardlinks.set(linkKey, f);
             break;
@@ -125,6 +132,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     }
   };
   walk(target, '', snap.snapshot.tree);
+  return { files, links, dirs };
+  }
 
   // (3) contents. Every chunk is written by the worker thread that decrypts the range holding it:
   // creating, writing, truncating and closing files is most of a restore's work, and so it runs
@@ -137,55 +146,65 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     let fd = -1;
     try {
       fd = openSync(f.path, flags, 0o600);
-      const warning = finishFile(fd, fileMeta(f.node));
+      const warning = finishFile(fd, f.meta);
       if (warning) warn(f.path, warning);
       result.files++;
     } catch (e) { f.failed = true; warn(f.path, `cannot finish: ${(e as Error).message}`); }
     finally { if (fd >= 0) closeSync(fd); }
   };
-  const places = new Map<string, PlannedFile[]>();
-  for (const f of files) {
-    let size = 0;
-    for (const id of f.node.content ?? []) {
-      const hex = toHex(id);
-      let list = places.get(hex);
-      if (!list) places.set(hex, (list = []));
-      list.push(f);
-      size += repo.index.lookup(id)?.rawLength ?? 0;
+  const { ranges, jobs } = planContents();
+  /** which range holds each chunk, and what each range's worker writes (the maps are garbage after) */
+  function planContents() {
+    // a blob is known by where it is: pack number and offset (no hex string per chunk)
+    const where = (pack: number, offset: number) => pack * 2 ** 32 + offset;
+    const needed: Buffer[] = [];
+    const seen = new Set<number>();
+    for (const f of files) {
+      let size = 0;
+      for (const id of f.content!) {
+        const loc = repo.index.lookup(id);
+        if (!loc) { needed.push(id); continue; } // planRanges names it
+        const at = where(loc.pack, loc.offset);
+        if (!seen.has(at)) { seen.add(at); needed.push(id); }
+        size += loc.rawLength;
+      }
+      // the chunks must add up to the recorded length: anything else is a damaged snapshot
+      if (size !== f.meta.size) {
+        f.failed = true;
+        warn(f.path, `its chunks hold ${size} bytes but the snapshot recorded ${f.meta.size}: not restored`);
+      }
     }
-    // the chunks must add up to the recorded length: anything else is a damaged snapshot
-    if (f.node.size !== undefined && size !== f.node.size) {
-      f.failed = true;
-      warn(f.path, `its chunks hold ${size} bytes but the snapshot recorded ${f.node.size}: not restored`);
+    // at most 8 MiB of plaintext per range: memory stays bounded with several ranges in flight
+    const ranges = planRanges(repo, needed, 8 * 1024 * 1024);
+    const rangeOf = new Map<number, { range: number; entry: number }>();
+    ranges.forEach((r, range) => r.entries.forEach((e, entry) => rangeOf.set(where(r.pack, e.offset), { range, entry })));
+    const jobs: Array<Array<{ file: PlannedFile; write: FileWrite }>> = ranges.map(() => []);
+    for (const f of files) {
+      const content = f.content!;
+      f.content = undefined;
+      if (f.failed || content.length === 0) continue;
+      const parts = new Map<number, FileWrite['chunks']>();
+      let offset = 0;
+      for (const id of content) {
+        const loc = repo.index.lookup(id)!;
+        const at = rangeOf.get(where(loc.pack, loc.offset))!; // planRanges placed every id (or threw)
+        let list = parts.get(at.range);
+        if (!list) parts.set(at.range, (list = []));
+        list.push({ entry: at.entry, offset });
+        offset += loc.rawLength;
+      }
+      const whole = parts.size === 1;
+      if (!whole) {
+        try { closeSync(openSync(f.path, 'w', 0o600)); }
+        catch (e) { f.failed = true; warn(f.path, `cannot write: ${(e as Error).message}`); continue; }
+      }
+      f.rangesLeft = parts.size;
+      for (const [range, chunks] of parts) jobs[range]!.push({ file: f, write: { path: f.path, ...f.meta, whole, chunks } });
     }
+    return { ranges, jobs };
   }
-  // at most 8 MiB of plaintext per range: memory stays bounded with several ranges in flight
-  const ranges = planRanges(repo, [...places.keys()].map((h) => Buffer.from(h, 'hex')), 8 * 1024 * 1024);
-  const rangeOf = new Map<string, { range: number; entry: number }>();
-  ranges.forEach((r, range) => r.entries.forEach((e, entry) => rangeOf.set(toHex(e.id), { range, entry })));
-  const jobs: Array<Array<{ file: PlannedFile; write: FileWrite }>> = ranges.map(() => []);
-  for (const f of files) {
-    const content = f.node.content ?? [];
-    if (f.failed || content.length === 0) continue;
-    const parts = new Map<number, FileWrite['chunks']>();
-    let offset = 0;
-    for (const id of content) {
-      const at = rangeOf.get(toHex(id))!; // planRanges placed every id (or threw)
-      let list = parts.get(at.range);
-      if (!list) parts.set(at.range, (list = []));
-      list.push({ entry: at.entry, offset });
-      offset += repo.index.lookup(id)?.rawLength ?? 0;
-    }
-    const whole = parts.size === 1;
-    if (!whole) {
-      try { closeSync(openSync(f.path, 'w', 0o600)); }
-      catch (e) { f.failed = true; warn(f.path, `cannot write: ${(e as Error).message}`); continue; }
-    }
-    f.rangesLeft = parts.size;
-    for (const [range, chunks] of parts) jobs[range]!.push({ file: f, write: { path: f.path, ...fileMeta(f.node), whole, chunks } });
-  }
-  // decryption and zstd on worker threads (one per core); no plaintext comes back here
-  const pool = createSealPool(repo.keys, { workers: Math.min(availableParallelism(), opts.concurrency ?? 4) });
+  // decryption and zstd on the repository's worker threads (one per core); no plaintext comes back here
+  const pool = repo.sealPool();
   await mapLimit(ranges.map((r, i) => [r, i] as const), opts.concurrency ?? 4, async ([r, ri]) => {
     const mine = jobs[ri]!;
     try {
@@ -202,17 +221,17 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     } catch (err) {
       // storage unreachable (after retries): stop, rather than leave hundreds of empty files
       if (err instanceof BackendError && err.code !== 'Integrity') throw err;
-      for (const e of r.entries) for (const f of places.get(toHex(e.id)) ?? []) {
+      for (const { file: f } of mine) {
         if (!f.failed) { f.failed = true; warn(f.path, `content unavailable: ${(err as Error).message}`); }
       }
     }
     opts.onProgress?.({ files: result.files, bytes: result.bytes, currentPath: '' });
-  }).finally(() => pool.close());
+  });
 
   // (4) files without chunks (empty), hard links, then directories deepest first
   for (const f of files) {
     if (f.failed || f.done) continue;
-    if ((f.node.content ?? []).length === 0) finish(f, 'w');
+    if (f.empty) finish(f, 'w');
     else { f.failed = true; warn(f.path, `${f.rangesLeft} part(s) of its contents never arrived`); }
   }
   for (const l of links) {

@@ -31,6 +31,11 @@ export interface SealPool {
    * a blob does not decrypt. No plaintext comes back.
    */
   writeRange(bytes: Buffer, start: number, entries: PackEntry[], files: FileWrite[]): Promise<FileResult[]>;
+  /**
+   * Opens sealed blobs (decryption, zstd, the id check) spread over every worker; resolves with
+   * their plaintexts in order, or rejects naming the first blob that does not open.
+   */
+  openBlobs(blobs: ReadonlyArray<{ id: Buffer; sealed: Uint8Array; rawLength: number }>): Promise<Buffer[]>;
   close(): Promise<void>;
 }
 
@@ -128,6 +133,38 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
         waiting.set(s, { resolve: (_none, _lengths, results) => resolve(results ?? []), reject, worker: wk });
         wk.w.postMessage({ seq: s, write: { start, entries: list, files }, data }, [data.buffer]);
       });
+    },
+    async openBlobs(blobs) {
+      const live = workers.filter((wk) => !wk.dead);
+      if (!live.length) throw noWorker();
+      const total = blobs.reduce((x, b) => x + b.sealed.length, 0);
+      const parts: Array<Promise<Buffer[]>> = [];
+      for (let i = 0; i < blobs.length;) {
+        // about one part per worker, by bytes
+        const part: typeof blobs[number][] = [];
+        let bytes = 0;
+        while (i < blobs.length && (bytes < total / live.length || part.length === 0)) { part.push(blobs[i]!); bytes += blobs[i]!.sealed.length; i++; }
+        const wk = pick()!;
+        if (wk.busy++ === 0) wk.w.ref();
+        const s = seq++;
+        const data = new Uint8Array(bytes);
+        const ids = new Uint8Array(32 * part.length);
+        let at = 0;
+        part.forEach((b, k) => { data.set(b.sealed, at); at += b.sealed.length; ids.set(b.id, 32 * k); });
+        parts.push(new Promise((resolve, reject) => {
+          waiting.set(s, {
+            resolve: (all, lengths) => {
+              const out: Buffer[] = [];
+              let off = 0;
+              for (const n of lengths!) { out.push(all.subarray(off, off + n)); off += n; }
+              resolve(out);
+            },
+            reject, worker: wk,
+          });
+          wk.w.postMessage({ seq: s, open: { lengths: part.map((b) => b.sealed.length), rawLengths: part.map((b) => b.rawLength) }, ids, data }, [data.buffer, ids.buffer]);
+        }));
+      }
+      return (await Promise.all(parts)).flat();
     },
     async close() { closing = true; await Promise.all(workers.map((wk) => wk.w.terminate())); },
   };

@@ -5,7 +5,7 @@ import { closeSync, openSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
-import { extractBlob, seal, toHex, type RepoKeys } from '@shelter/format';
+import { extractBlob, MAX_BLOB_BYTES, openBlob, seal, toHex, type RepoKeys } from '@shelter/format';
 import { finishFile, writeChunkAt, type FileMeta } from './filewrite.ts';
 import type { FileResult } from './sealpool.ts';
 
@@ -30,8 +30,9 @@ const handled = (bytes: number) => {
 interface FileJob extends FileMeta { path: Uint8Array; whole: boolean; chunks: Array<{ entry: number; offset: number }> }
 interface WriteJob { start: number; entries: Array<{ id: Uint8Array; offset: number; length: number; rawLength: number }>; files: FileJob[] }
 
-parentPort!.on('message', (m: { seq: number; ids: Uint8Array; lengths: number[]; data: Uint8Array; write?: WriteJob }) => {
+parentPort!.on('message', (m: { seq: number; ids: Uint8Array; lengths: number[]; data: Uint8Array; write?: WriteJob; open?: OpenJob }) => {
   if (m.write) return writeRange(m.seq, m.data, m.write);
+  if (m.open) return openBlobs(m.seq, m.ids, m.data, m.open);
   try {
     // a batch of chunks: sealed one by one, returned as one buffer (one transfer) plus lengths
     const sealed: Buffer[] = [];
@@ -50,6 +51,29 @@ parentPort!.on('message', (m: { seq: number; ids: Uint8Array; lengths: number[];
   }
 });
 
+interface OpenJob { lengths: number[]; rawLengths: number[] }
+
+/** sealed blobs back to plaintexts (trees of a snapshot being loaded), returned as one buffer plus lengths */
+function openBlobs(seq: number, ids: Uint8Array, data: Uint8Array, job: OpenJob): void {
+  const plains: Buffer[] = [];
+  let at = 0;
+  for (let i = 0; i < job.lengths.length; i++) {
+    const id = Buffer.from(ids.buffer, ids.byteOffset + 32 * i, 32);
+    try {
+      plains.push(openBlob(keys, id, data.subarray(at, at + job.lengths[i]!), MAX_BLOB_BYTES, job.rawLengths[i]));
+    } catch (err) {
+      parentPort!.postMessage({ seq, error: `blob ${toHex(id)} does not decrypt: ${(err as Error).message}` });
+      return;
+    }
+    at += job.lengths[i]!;
+  }
+  const all = Buffer.allocUnsafeSlow(plains.reduce((x, b) => x + b.length, 0));
+  at = 0;
+  for (const b of plains) { all.set(b, at); at += b.length; }
+  parentPort!.postMessage({ seq, sealed: all, lengths: plains.map((b) => b.length) }, [all.buffer]);
+  handled(data.length + all.length);
+}
+
 /** restore: decrypts every blob of a fetched pack range, then writes the files given */
 function writeRange(seq: number, data: Uint8Array, job: WriteJob): void {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -65,7 +89,8 @@ function writeRange(seq: number, data: Uint8Array, job: WriteJob): void {
   }
   const fileResults = job.files.map((f) => writeFile(f, (i) => plains[i]!));
   parentPort!.postMessage({ seq, sealed: EMPTY, lengths: [], fileResults });
-  handled(bytes.length);
+  // the plaintexts too: source text decompresses to 3-4 times the range's size
+  handled(plains.reduce((x, p) => x + p.length, bytes.length));
 }
 const EMPTY = Buffer.alloc(0);
 

@@ -1,5 +1,5 @@
 // Whole directory hierarchies of a snapshot, loaded level by level with grouped requests.
-import { decodeTree, extractBlob, packKey, toHex, type TreeNode } from '@shelter/format';
+import { decodeTree, packKey, toHex, type TreeNode } from '@shelter/format';
 import { fetchBlobs } from './blobfetch.ts';
 import { RepositoryError, type Repository } from './repository.ts';
 
@@ -25,20 +25,27 @@ export async function loadAllTrees(repo: Repository, roots: Buffer | Buffer[]): 
   let level: Buffer[] = Array.isArray(roots) ? roots : [roots];
   while (level.length) {
     const elsewhere: Buffer[] = [];
-    const fromTreePacks: Array<Promise<[string, Buffer]>> = [];
+    const inPack = new Map<number, Array<{ id: Buffer; offset: number; length: number; rawLength: number }>>();
     for (const id of level) {
       const loc = repo.index.lookup(id);
       if (!loc || !repo.isTreePack(loc.pack)) { elsewhere.push(id); continue; }
-      fromTreePacks.push(packBytes(loc.pack).then((bytes) => {
-        try {
-          return [toHex(id), extractBlob(repo.keys, bytes, { type: 'tree', id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength }, 0)];
-        } catch (e) {
-          throw new RepositoryError('Corrupt', `tree ${toHex(id)} in ${packKey(repo.index.packId(loc.pack))} does not decrypt: ${(e as Error).message}`, { cause: e });
-        }
-      }));
+      let list = inPack.get(loc.pack);
+      if (!list) inPack.set(loc.pack, (list = []));
+      list.push({ id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength });
     }
+    // opened (decrypted, decompressed, ids checked) on the worker threads, a pack at a time
+    const fromTreePacks = [...inPack].map(async ([pack, list]): Promise<Array<[string, Buffer]>> => {
+      const bytes = await packBytes(pack);
+      if (list.some((e) => e.offset + e.length > bytes.length)) {
+        throw new RepositoryError('Corrupt', `pack ${packKey(repo.index.packId(pack))} is shorter than its index says (truncated?)`);
+      }
+      let plains: Buffer[];
+      try { plains = await repo.sealPool().openBlobs(list.map((e) => ({ id: e.id, sealed: bytes.subarray(e.offset, e.offset + e.length), rawLength: e.rawLength }))); }
+      catch (e) { throw new RepositoryError('Corrupt', `tree pack ${packKey(repo.index.packId(pack))}: ${(e as Error).message}`, { cause: e }); }
+      return plains.map((p, i) => [toHex(list[i]!.id), p]);
+    });
     const blobs = await fetchBlobs(repo, elsewhere);
-    for (const [hex, plain] of await Promise.all(fromTreePacks)) blobs.set(hex, plain);
+    for (const [hex, plain] of (await Promise.all(fromTreePacks)).flat()) blobs.set(hex, plain);
     const next: Buffer[] = [];
     for (const [hex, plain] of blobs) {
       const nodes = decodeTree(plain);

@@ -2,7 +2,7 @@
 // once none is left every job fails at once. Nothing may wait forever (a restore would hang).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRepository, openRepository } from '@shelter/format';
+import { createRepository, openRepository, sealBlob } from '@shelter/format';
 import { createSealPool, type FileWrite } from '../src/sealpool.ts';
 
 test('a dying seal worker fails its own job; the others go on; with none left, jobs fail at once', async () => {
@@ -18,6 +18,25 @@ test('a dying seal worker fails its own job; the others go on; with none left, j
     await assert.rejects(kill());
     await assert.rejects(pool.submit(Buffer.alloc(32, 2), Buffer.from('no worker left')), /every seal worker has died/);
     await assert.rejects(pool.writeRange(Buffer.alloc(16), 0, [], []), /every seal worker has died/);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('openBlobs: sealed blobs come back as their plaintexts, in order; a damaged one is named', async () => {
+  const { master, configBytes } = createRepository();
+  const { keys } = openRepository(master, configBytes);
+  const pool = createSealPool(keys, { workers: 2 });
+  try {
+    const plains = Array.from({ length: 50 }, (_, i) => Buffer.from(`tree ${i} `.repeat(100 + i)));
+    const blobs = plains.map((p) => sealBlob(keys, p));
+    const opened = await pool.openBlobs(blobs.map((b) => ({ id: b.id, sealed: b.sealed, rawLength: b.rawLength })));
+    assert.equal(opened.length, plains.length);
+    opened.forEach((p, i) => assert.ok(p.equals(plains[i]!), `blob ${i}`));
+    const bad = Buffer.from(blobs[30]!.sealed);
+    bad[bad.length - 5]! ^= 1;
+    await assert.rejects(pool.openBlobs(blobs.map((b, i) => ({ id: b.id, sealed: i === 30 ? bad : b.sealed, rawLength: b.rawLength }))),
+      new RegExp(`blob ${blobs[30]!.id.toString('hex')} does not decrypt`));
   } finally {
     await pool.close();
   }
