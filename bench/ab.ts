@@ -1,0 +1,64 @@
+// A/B of two agent versions on one kept repository: one gateway, one initial backup, then the
+// chosen operation run alternately by each version, N times (same data, same repository, so
+// differences are the code's). For profiling-driven work between full bench/agent.ts runs.
+//
+//   node_modules/.bin/node bench/ab.ts --op nochange|restore|initial [--a REV] [--runs N] [--dataset linux|big]
+// --a REV: the baseline (default HEAD); B is the working tree.
+import { parseArgs } from 'node:util';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { startBenchGateway } from './lib/agent-gateway.ts';
+import { run, timed, median } from './lib/agent-run.ts';
+import { snapshot, workingTree } from './lib/agent-snapshot.ts';
+
+const { values: args } = parseArgs({ options: {
+  op: { type: 'string', default: 'nochange' }, a: { type: 'string', default: 'HEAD' }, runs: { type: 'string', default: '3' },
+  dataset: { type: 'string', default: 'linux' }, 'bench-dir': { type: 'string' }, profile: { type: 'string' },
+} });
+// --profile DIR: B runs under --cpu-prof (summarise with bench/lib/cpuprofile.ts)
+const prof = (v: 'A' | 'B') => (args.profile && v === 'B' ? ['--cpu-prof', '--cpu-prof-dir', resolve(args.profile)] : []);
+const root = resolve(import.meta.dirname, '..');
+const benchDir = resolve(args['bench-dir'] ?? process.env.BENCH_DIR ?? '/tmp/shelter-bench');
+const work = join(benchDir, `ab-${process.pid}`);
+mkdirSync(work, { recursive: true });
+const data = join(benchDir, 'data', args.dataset!);
+const node = process.execPath;
+const versions = { A: snapshot(root, args.a!, work), B: workingTree(root, ['packages']) };
+const gw = await startBenchGateway(versions.B.packages, join(work, 'gateway'));
+const say = (m: string) => process.stderr.write(`${m}\n`);
+try {
+  const cred = gw.createServer('ab');
+  const env = { ...process.env, SHELTER_CONFIG_DIR: join(work, 'config'), XDG_CACHE_HOME: join(work, 'cache') };
+  const shelter = (v: 'A' | 'B') => join(versions[v].packages, 'agent/bin/shelter.js');
+  await run(node, [shelter('B'), 'init', '--endpoint', gw.url, '--bucket', cred.bucket, '--access-key', cred.accessKeyId, '--secret-key', cred.secretAccessKey, '--ca-cert', gw.caFile, '--key-file', join(work, 'key')], env);
+  const log = join(work, 'log');
+  const backup = (v: 'A' | 'B', p = true) => timed(node, [...(p ? prof(v) : []), shelter(v), 'backup', 'files', data, '--name', 'ab', '--json'], { env, logFile: log, serverPid: gw.proc.pid });
+  if (args.op !== 'initial') say(`initial backup (B): ${(await backup('B', false)).wall} s`);
+  const figures: Record<string, number[][]> = { A: [], B: [] };
+  for (let i = 0; i < Number(args.runs); i++) {
+    for (const v of (i % 2 ? ['B', 'A'] : ['A', 'B']) as Array<'A' | 'B'>) {
+      let t;
+      if (args.op === 'restore') {
+        const target = join(work, `restore-${v}-${i}`);
+        t = await timed(node, [...prof(v), shelter(v), 'restore', 'latest', '--name', 'ab', '--target', target], { env, logFile: log, serverPid: gw.proc.pid });
+      } else if (args.op === 'initial') {
+        // a fresh bucket per run
+        const c = gw.createServer(`ab${v}${i}`);
+        const e2 = { ...env, SHELTER_CONFIG_DIR: join(work, `config-${v}${i}`) };
+        await run(node, [shelter('B'), 'init', '--endpoint', gw.url, '--bucket', c.bucket, '--access-key', c.accessKeyId, '--secret-key', c.secretAccessKey, '--ca-cert', gw.caFile, '--key-file', join(work, 'key')], e2);
+        t = await timed(node, [...prof(v), shelter(v), 'backup', 'files', data, '--name', 'ab', '--json'], { env: e2, logFile: log, serverPid: gw.proc.pid });
+      } else t = await backup(v);
+      if (t.exitCode !== 0) throw new Error(`${v} exited ${t.exitCode}; see ${log}`);
+      figures[v]!.push([t.wall, t.cpu, t.rssKiB / 1024, t.serverCpu]);
+      say(`${args.op} ${v} run ${i + 1}: ${t.wall.toFixed(2)} s, CPU ${t.cpu.toFixed(2)} s, RSS ${(t.rssKiB / 1024).toFixed(0)} MiB, gateway CPU ${t.serverCpu.toFixed(2)} s`);
+    }
+  }
+  for (const v of ['A', 'B'] as const) {
+    const col = (k: number) => figures[v]!.map((f) => f[k]!);
+    say(`${v} (${versions[v].label}): median wall ${median(col(0)).toFixed(2)} [min ${Math.min(...col(0)).toFixed(2)}] s, CPU ${median(col(1)).toFixed(2)} s, RSS ${median(col(2)).toFixed(0)} MiB`);
+  }
+  writeFileSync(join(benchDir, 'ab-last.json'), JSON.stringify(figures));
+} finally {
+  await gw.stop();
+  rmSync(work, { recursive: true, force: true });
+}
