@@ -443,6 +443,7 @@ export function makeSpecialTree(root: string, opts: { sparseSize?: number } = {}
   file('modes/readonly', 'read only\n', 0o444);
   file('modes/setuid', 'setuid\n', 0o4755);
   file('modes/nothing', 'no permission at all\n', 0o000);
+  file('modes/world-writable', 'bits a umask of 022 would strip (the restore creates files with their mode)\n', 0o666);
   mkdirSync(p('modes/setgid-dir'));
   file('modes/setgid-dir/inside', 'in a setgid dir\n');
   mkdirSync(p('modes/sticky-dir'));

@@ -1,28 +1,53 @@
 // Writing restored file contents (on the restore's worker threads): chunks at their offsets,
 // all-zero chunks skipped so holes stay holes; then length and metadata through the descriptor
 // (there, or on the main thread for a file written in parts by several workers).
-import { fchmodSync, fchownSync, ftruncateSync, futimesSync, writeSync } from 'node:fs';
+import { fchmodSync, fchownSync, ftruncateSync, futimesSync, openSync, writeSync } from 'node:fs';
 
 let zeros = Buffer.alloc(0);
 
-/** writes `chunk` at `offset` unless it is all zeros (a hole: the final truncate gives the length) */
-export function writeChunkAt(fd: number, chunk: Buffer, offset: number): void {
+/**
+ * Writes `chunk` at `offset` unless it is all zeros (a hole: the final truncate gives the length).
+ * Returns where the written bytes end (0 for a hole).
+ */
+export function writeChunkAt(fd: number, chunk: Buffer, offset: number): number {
   if (zeros.length < chunk.length) zeros = Buffer.alloc(chunk.length);
-  if (chunk.equals(zeros.subarray(0, chunk.length))) return;
+  if (chunk.equals(zeros.subarray(0, chunk.length))) return 0;
   for (let done = 0; done < chunk.length;) done += writeSync(fd, chunk, done, chunk.length - done, offset + done);
+  return offset + chunk.length;
+}
+
+/** what a file to write whole needs before its metadata: a descriptor, and whether it was just made with its final mode */
+export interface CreatedFile { fd: number; modeSet: boolean }
+
+const umask = process.umask();
+
+/**
+ * Creates a file to be written whole. A new file is made with its final permission bits (no chmod
+ * needed after, when the umask keeps them and there are no setuid/setgid/sticky bits); a file that
+ * exists already is truncated and keeps its old mode until finishFile sets it.
+ */
+export function createFile(path: Buffer, m: FileMeta): CreatedFile {
+  try {
+    return { fd: openSync(path, 'wx', m.mode & 0o777), modeSet: (m.mode & 0o7000) === 0 && (m.mode & umask) === 0 };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    return { fd: openSync(path, 'w', 0o600), modeSet: false };
+  }
 }
 
 export interface FileMeta { size: number; mode: number; uid: number; gid: number; chown: boolean; /** seconds */ atime: number; mtime: number }
 
 /**
  * Gives the file its length, then its owner (`chown`: when running as root), mode and times.
- * Returns the metadata error, if any (the contents are complete by then); a failing truncate throws.
+ * `length`: the file's length already, if known (a whole file written without a trailing hole:
+ * no truncate); `modeSet`: createFile made it with its mode (no chmod). Returns the metadata error,
+ * if any (the contents are complete by then); a failing truncate throws.
  */
-export function finishFile(fd: number, m: FileMeta): string | undefined {
-  ftruncateSync(fd, m.size);
+export function finishFile(fd: number, m: FileMeta, length?: number, modeSet = false): string | undefined {
+  if (length !== m.size) ftruncateSync(fd, m.size);
   try {
     if (m.chown) fchownSync(fd, m.uid, m.gid);
-    fchmodSync(fd, m.mode);
+    if (!modeSet) fchmodSync(fd, m.mode);
     futimesSync(fd, m.atime, m.mtime);
     return undefined;
   } catch (e) { return `cannot set metadata: ${(e as Error).message}`; }

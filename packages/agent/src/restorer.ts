@@ -16,7 +16,7 @@ import { planRanges, writeRange } from './blobfetch.ts';
 import { mapLimit } from './limit.ts';
 import { devNumbers, hardlinkKey, joinPath } from './fsnode.ts';
 import type { FileWrite } from './sealpool.ts';
-import { finishFile, type FileMeta } from './filewrite.ts';
+import { createFile, finishFile, type FileMeta } from './filewrite.ts';
 import { pathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 import { BackendError } from './backend/types.ts';
@@ -141,12 +141,20 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   // every file of a source tree) is written whole there, metadata included. A file spread over
   // several ranges (a large one) is created empty here first; each range's worker writes its part
   // into it, and once the last part is in, it gets its length and metadata here.
+  /** an empty file ('w': created here), or one written in parts by several workers ('r+') */
   const finish = (f: PlannedFile, flags: 'w' | 'r+') => {
     f.done = true;
     let fd = -1;
     try {
-      fd = openSync(f.path, flags, 0o600);
-      const warning = finishFile(fd, f.meta);
+      let warning: string | undefined;
+      if (flags === 'w') {
+        const created = createFile(f.path, f.meta);
+        fd = created.fd;
+        warning = finishFile(fd, f.meta, 0, created.modeSet);
+      } else {
+        fd = openSync(f.path, flags);
+        warning = finishFile(fd, f.meta);
+      }
       if (warning) warn(f.path, warning);
       result.files++;
     } catch (e) { f.failed = true; warn(f.path, `cannot finish: ${(e as Error).message}`); }

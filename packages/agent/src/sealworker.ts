@@ -6,7 +6,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { extractBlob, MAX_BLOB_BYTES, openBlob, seal, toHex, type RepoKeys } from '@shelter/format';
-import { finishFile, writeChunkAt, type FileMeta } from './filewrite.ts';
+import { createFile, finishFile, writeChunkAt, type FileMeta } from './filewrite.ts';
 import type { FileResult } from './sealpool.ts';
 
 const k = workerData.keys as Record<string, Uint8Array | string>;
@@ -98,10 +98,17 @@ const EMPTY = Buffer.alloc(0);
 function writeFile(f: FileJob, chunk: (entry: number) => Buffer): FileResult {
   let fd = -1;
   try {
-    fd = openSync(Buffer.from(f.path.buffer, f.path.byteOffset, f.path.byteLength), f.whole ? 'w' : 'r+', 0o600);
-    for (const c of f.chunks) writeChunkAt(fd, chunk(c.entry), c.offset);
-    if (!f.whole) return null;
-    const warning = finishFile(fd, f);
+    const path = Buffer.from(f.path.buffer, f.path.byteOffset, f.path.byteLength);
+    if (!f.whole) {
+      fd = openSync(path, 'r+');
+      for (const c of f.chunks) writeChunkAt(fd, chunk(c.entry), c.offset);
+      return null;
+    }
+    const created = createFile(path, f);
+    fd = created.fd;
+    let end = 0;
+    for (const c of f.chunks) end = Math.max(end, writeChunkAt(fd, chunk(c.entry), c.offset));
+    const warning = finishFile(fd, f, end, created.modeSet);
     return warning ? { warning } : null;
   } catch (e) {
     return { error: `cannot write: ${(e as Error).message}` };
