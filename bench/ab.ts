@@ -43,7 +43,7 @@ try {
         t = await timed(node, [...prof(v), shelter(v), 'restore', 'latest', '--name', 'ab', '--target', target], { env, logFile: log, serverPid: gw.proc.pid });
       } else if (args.op === 'initial') {
         // a fresh bucket per run
-        const c = gw.createServer(`ab${v}${i}`);
+        const c = gw.createServer(`ab-${v.toLowerCase()}${i}`);
         const e2 = { ...env, SHELTER_CONFIG_DIR: join(work, `config-${v}${i}`) };
         await run(node, [shelter('B'), 'init', '--endpoint', gw.url, '--bucket', c.bucket, '--access-key', c.accessKeyId, '--secret-key', c.secretAccessKey, '--ca-cert', gw.caFile, '--key-file', join(work, 'key')], e2);
         t = await timed(node, [...prof(v), shelter(v), 'backup', 'files', data, '--name', 'ab', '--json'], { env: e2, logFile: log, serverPid: gw.proc.pid });

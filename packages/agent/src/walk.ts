@@ -143,12 +143,13 @@ export function runWalker(opts: WalkOptions, control: Int32Array, post: (b: Batc
   };
   const maybeFlush = () => {
     if (out.entries >= (sent < 4 ? 128 : BATCH_ENTRIES)) flush();
-    // too far ahead: wait for the archiver (it notifies as it consumes)
+    // too far ahead: wait for the archiver (it notifies as it consumes). The wait is on the value
+    // the decision was made with, so a consumption in between is never missed (it slept 1 s)
     for (;;) {
-      const ahead = Atomics.load(control, PRODUCED) + out.entries - Atomics.load(control, CONSUMED);
-      if (ahead <= maxAhead) return;
-      flush();
-      Atomics.wait(control, CONSUMED, Atomics.load(control, CONSUMED), 1000);
+      const consumed = Atomics.load(control, CONSUMED);
+      if (Atomics.load(control, PRODUCED) + out.entries - consumed <= maxAhead) return;
+      if (out.entries > 0) { flush(); continue; }
+      Atomics.wait(control, CONSUMED, consumed, 1000);
     }
   };
   const entryFor = (path: Buffer, name: Buffer, rootDev: bigint | undefined) => {
