@@ -2,7 +2,8 @@
 // chosen operation run alternately by each version, N times (same data, same repository, so
 // differences are the code's). For profiling-driven work between full bench/agent.ts runs.
 //
-//   node_modules/.bin/node bench/ab.ts --op nochange|restore|initial [--a REV] [--runs N] [--dataset linux|big]
+//   node_modules/.bin/node bench/ab.ts --op nochange|restore|initial|reread [--a REV] [--runs N] [--dataset linux|big]
+// reread: a backup under a new name (no parent): every file read again, every chunk a duplicate.
 // --a REV: the baseline (default HEAD); B is the working tree.
 import { parseArgs } from 'node:util';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,6 +48,8 @@ try {
         const e2 = { ...env, SHELTER_CONFIG_DIR: join(work, `config-${v}${i}`) };
         await run(node, [shelter('B'), 'init', '--endpoint', gw.url, '--bucket', c.bucket, '--access-key', c.accessKeyId, '--secret-key', c.secretAccessKey, '--ca-cert', gw.caFile, '--key-file', join(work, 'key')], e2);
         t = await timed(node, [...prof(v), shelter(v), 'backup', 'files', data, '--name', 'ab', '--json'], { env: e2, logFile: log, serverPid: gw.proc.pid });
+      } else if (args.op === 'reread') {
+        t = await timed(node, [...prof(v), shelter(v), 'backup', 'files', data, '--name', `reread-${v.toLowerCase()}${i}`, '--json'], { env, logFile: log, serverPid: gw.proc.pid });
       } else t = await backup(v);
       if (t.exitCode !== 0) throw new Error(`${v} exited ${t.exitCode}; see ${log}`);
       figures[v]!.push([t.wall, t.cpu, t.rssKiB / 1024, t.serverCpu]);

@@ -187,8 +187,9 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
   const sealPool = () => (pool ??= createSealPool(keys, { workers: opts.sealWorkers }));
   const sealing = new Set<Promise<void>>();
   let sealingBytes = 0;
-  let spaceWaiter: (() => void) | undefined;
-  const wake = () => { if (spaceWaiter) { const w = spaceWaiter; spaceWaiter = undefined; w(); } };
+  // callers waiting for room (saveBlob may be called concurrently); each rechecks
+  let spaceWaiters: Array<() => void> = [];
+  const wake = () => { if (spaceWaiters.length) { const ws = spaceWaiters; spaceWaiters = []; for (const w of ws) w(); } };
   const saveBlob = async (type: BlobType, plaintext: Buffer) => {
     if (failure) throw failure;
     const id = blobId(keys, plaintext);
@@ -213,10 +214,10 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
         if (sealingBytes <= MAX_SEALING_BYTES) wake();
       });
     sealing.add(job);
-    // bounded memory: chunks waiting for a worker, packs waiting for an upload slot. One waiter,
-    // woken by the jobs and uploads themselves (a Promise.race over thousands of pending jobs costs
-    // quadratic time)
-    while (!failure && ((sealingBytes > MAX_SEALING_BYTES && sealing.size) || queued.length > 0)) await new Promise<void>((res) => { spaceWaiter = res; });
+    // bounded memory: chunks waiting for a worker, packs waiting for an upload slot. The waiters
+    // are woken by the jobs and uploads themselves (a Promise.race over thousands of pending jobs
+    // costs quadratic time)
+    while (!failure && ((sealingBytes > MAX_SEALING_BYTES && sealing.size) || queued.length > 0)) await new Promise<void>((res) => { spaceWaiters.push(res); });
     if (failure) throw failure;
     return { id, added: true };
   };
