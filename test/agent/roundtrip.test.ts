@@ -158,6 +158,8 @@ describe('shelter round trip against shelterd over HTTPS', () => {
     mkdirSync(join(src, 'added/dir'), { recursive: true });
     writeFileSync(join(src, 'added/dir/new.txt'), 'new\n');
     scan2 = scanTree(src, { noHash: tree.noHash });
+    utimesSync(readme, 1234567890.123456, 1234567890.123456); // again: the scan's reads moved its atime
+    const atimeBefore = statSync(readme, { bigint: true }).atimeNs;
 
     const t0 = Date.now();
     const r = await agent.run(['backup', 'files', src, '--name', 'files', '--json']);
@@ -165,6 +167,9 @@ describe('shelter round trip against shelterd over HTTPS', () => {
     t.diagnostic(`second backup: ${timings.backup2Ms} ms (first: ${timings.backup1Ms} ms)`);
     assertExit(r, 0, 'second backup');
     backup2 = JSON.parse(r.stdout) as BackupSummary;
+    // readme.txt was read again (its ctime changed), without touching its access time: it is still
+    // the value set above (equal to mtime, which relatime would have replaced on a plain read)
+    assert.equal(statSync(readme, { bigint: true }).atimeNs, atimeBefore, 'a backup does not change the access time of what it reads (O_NOATIME)');
     const files = [...scan2.values()].filter((e) => e.type === 'file').length;
     assert.equal(backup2.parent, backup1.snapshotId);
     assert.equal(backup2.warnings, 0);

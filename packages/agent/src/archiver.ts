@@ -2,7 +2,7 @@
 // directory as a tree blob, and writes the snapshot and its plaintext reference manifest.
 // Incremental: a file whose size, mtime, ctime and inode match the parent snapshot's node is not
 // read again; its chunk list is reused.
-import { closeSync, lstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, lstatSync, openSync, readSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { Chunker, encodeTree, sameNode, type TreeNode } from '@shelter/format';
@@ -68,6 +68,21 @@ export interface BackupResult { snapshotId: string; summary: Record<string, numb
 const READ_SIZE = 4 * 1024 * 1024;
 const PROGRAM = 'shelter 0.1.0';
 
+/**
+ * Opens a file to back it up without touching its access time (O_NOATIME, Linux): a backup must
+ * not change what it backs up, and an atime changed by the previous run would make every directory
+ * listing differ from the parent's. O_NOATIME is allowed on one's own files (or as root); for the
+ * others the file is opened plainly.
+ */
+const noAtime = constants.O_NOATIME ?? 0;
+function openForBackup(path: Buffer): number {
+  if (noAtime) {
+    try { return openSync(path, constants.O_RDONLY | noAtime); }
+    catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw e; }
+  }
+  return openSync(path, 'r');
+}
+
 export async function backupFiles(repo: Repository, opts: BackupOptions): Promise<BackupResult> {
   const started = new Date();
   const accounts = readAccounts();
@@ -109,7 +124,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     prev.ctime === st.ctimeNs && prev.inode === st.ino && prev.content.every((id) => repo.hasBlob(id));
 
   async function saveContent(path: Buffer, size: number): Promise<{ ids: Buffer[]; bytes: number }> {
-    const fd = openSync(path, 'r');
+    const fd = openForBackup(path);
     const ids: Buffer[] = [];
     let carry: Buffer[] = []; // bytes since the last cut
     let carryBytes = 0;
