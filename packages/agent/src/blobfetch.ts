@@ -32,6 +32,11 @@ export function planRanges(repo: Repository, ids: Iterable<Buffer>, maxPlaintext
     if (!list) byPack.set(loc.pack, (list = []));
     list.push({ type: 'data', id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength });
   }
+  return groupRanges(byPack, maxPlaintext);
+}
+
+/** Ranges of each pack's entries (distinct blobs, any order; sorted here), at most `maxPlaintext` of plaintext each. */
+export function groupRanges(byPack: Map<number, PackEntry[]>, maxPlaintext = Infinity): PackRange[] {
   const ranges: PackRange[] = [];
   for (const [pack, entries] of byPack) {
     entries.sort((a, b) => a.offset - b.offset);

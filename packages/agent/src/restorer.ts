@@ -11,8 +11,8 @@
 import { chmodSync, closeSync, existsSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync, utimesSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { toHex, type TreeNode } from '@shelter/format';
-import { planRanges, writeRange } from './blobfetch.ts';
+import { toHex, type BlobLocation, type PackEntry, type TreeNode } from '@shelter/format';
+import { groupRanges, planRanges, writeRange } from './blobfetch.ts';
 import { mapLimit } from './limit.ts';
 import { devNumbers, hardlinkKey, joinPath } from './fsnode.ts';
 import type { FileWrite } from './sealpool.ts';
@@ -163,19 +163,27 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   const { ranges, jobs } = planContents();
   /** which range holds each chunk, and what each range's worker writes (the maps are garbage after) */
   function planContents() {
-    // a blob is known by where it is: pack number and offset (no hex string per chunk)
+    // a blob is known by where it is: pack number and offset (one index lookup per chunk, no hex string)
     const where = (pack: number, offset: number) => pack * 2 ** 32 + offset;
-    const needed: Buffer[] = [];
+    const byPack = new Map<number, PackEntry[]>();
     const seen = new Set<number>();
+    const locs = new Map<PlannedFile, BlobLocation[]>();
     for (const f of files) {
       let size = 0;
+      const mine: BlobLocation[] = [];
       for (const id of f.content!) {
         const loc = repo.index.lookup(id);
-        if (!loc) { needed.push(id); continue; } // planRanges names it
-        const at = where(loc.pack, loc.offset);
-        if (!seen.has(at)) { seen.add(at); needed.push(id); }
+        if (!loc) { planRanges(repo, [id]); throw new Error(`internal: blob ${toHex(id)} is in no index`); } // planRanges names what is missing
+        mine.push(loc);
         size += loc.rawLength;
+        const at = where(loc.pack, loc.offset);
+        if (seen.has(at)) continue;
+        seen.add(at);
+        let list = byPack.get(loc.pack);
+        if (!list) byPack.set(loc.pack, (list = []));
+        list.push({ type: 'data', id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength });
       }
+      locs.set(f, mine);
       // the chunks must add up to the recorded length: anything else is a damaged snapshot
       if (size !== f.meta.size) {
         f.failed = true;
@@ -183,19 +191,18 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
       }
     }
     // at most 8 MiB of plaintext per range: memory stays bounded with several ranges in flight
-    const ranges = planRanges(repo, needed, 8 * 1024 * 1024);
+    const ranges = groupRanges(byPack, 8 * 1024 * 1024);
     const rangeOf = new Map<number, { range: number; entry: number }>();
     ranges.forEach((r, range) => r.entries.forEach((e, entry) => rangeOf.set(where(r.pack, e.offset), { range, entry })));
     const jobs: Array<Array<{ file: PlannedFile; write: FileWrite }>> = ranges.map(() => []);
     for (const f of files) {
-      const content = f.content!;
+      const content = locs.get(f)!;
       f.content = undefined;
       if (f.failed || content.length === 0) continue;
       const parts = new Map<number, FileWrite['chunks']>();
       let offset = 0;
-      for (const id of content) {
-        const loc = repo.index.lookup(id)!;
-        const at = rangeOf.get(where(loc.pack, loc.offset))!; // planRanges placed every id (or threw)
+      for (const loc of content) {
+        const at = rangeOf.get(where(loc.pack, loc.offset))!;
         let list = parts.get(at.range);
         if (!list) parts.set(at.range, (list = []));
         list.push({ entry: at.entry, offset });

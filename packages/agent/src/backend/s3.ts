@@ -65,6 +65,29 @@ export function caBundle(caFile: string | undefined): string[] | undefined {
   return caFile ? [...rootCertificates, readFileSync(caFile, 'utf8')] : undefined;
 }
 
+/**
+ * A GET's body. With its length known (always, from shelterd and S3), the bytes go straight into
+ * one buffer of that size, which owns its memory (a restore hands it to a worker thread without a
+ * copy); the SDK's collector kept every piece and joined them after.
+ */
+async function readBody(body: Readable, length: number | undefined): Promise<Buffer> {
+  if (length === undefined) {
+    const pieces: Buffer[] = [];
+    for await (const piece of body) pieces.push(piece as Buffer);
+    return Buffer.concat(pieces);
+  }
+  const out = Buffer.allocUnsafeSlow(length);
+  let at = 0;
+  for await (const piece of body) {
+    const p = piece as Buffer;
+    if (at + p.length > length) { body.destroy(); throw new Error(`long body: more than the ${length} bytes announced`); }
+    out.set(p, at);
+    at += p.length;
+  }
+  if (at !== length) throw new Error(`short body: ${at} of ${length} bytes`);
+  return out;
+}
+
 export function openS3Backend(o: S3BackendOptions): Backend {
   const url = checkEndpoint(o.endpoint, o.insecureHttp);
   const maxSockets = o.maxSockets ?? 16;
@@ -140,10 +163,7 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       for (let attempt = 1; ; attempt++) {
         try {
           const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range ? `bytes=${range.start}-${range.end}` : undefined }));
-          const body = await r.Body!.transformToByteArray();
-          const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength); // a view: no second copy
-          if (r.ContentLength !== undefined && bytes.length !== r.ContentLength) throw new Error(`short body: ${bytes.length} of ${r.ContentLength} bytes`);
-          return bytes;
+          return await readBody(r.Body as Readable, r.ContentLength);
         } catch (e) {
           if (isMissing(e)) return undefined;
           if (attempt < maxAttempts && transient(e)) { await backoff(attempt); continue; }
