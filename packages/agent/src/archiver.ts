@@ -63,6 +63,9 @@ export function beginWalk(opts: Pick<BackupOptions, 'paths' | 'include' | 'exclu
 
 export interface Progress { files: number; dirs: number; bytesRead: number; bytesTotal: number; newBytes: number; currentPath: string }
 
+/** a directory's tree id, which may wait for the ids of its files' chunks */
+interface PendingTree { id: Promise<Buffer> }
+
 export interface BackupResult { snapshotId: string; summary: Record<string, number>; warnings: number }
 
 const READ_SIZE = 4 * 1024 * 1024;
@@ -104,6 +107,11 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     if (loc) referencedPacks.add(loc.pack); else unresolved.push(id);
   };
 
+  // No parent: nearly every chunk is new, so the seal workers hash them too (saveBlobUnhashed) and
+  // this thread only reads and chunks; directory trees are encoded as their files' ids arrive.
+  // With a parent, most chunks of a changed file are duplicates: hashing here first avoids
+  // compressing them for nothing.
+  const unhashed = !opts.parent;
   const walk = opts.walk ?? beginWalk(opts);
   const { walker, roots, childrenOf, under, wholeFs } = walk;
   try {
@@ -123,17 +131,28 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     prev !== undefined && prev.type === 'file' && prev.content !== undefined && prev.size === st.size && prev.mtime === st.mtimeNs &&
     prev.ctime === st.ctimeNs && prev.inode === st.ino && prev.content.every((id) => repo.hasBlob(id));
 
-  async function saveContent(path: Buffer, size: number): Promise<{ ids: Buffer[]; bytes: number }> {
+  /** the chunk ids of a file: known now, or (unhashed mode) once the seal workers have hashed them */
+  async function saveContent(path: Buffer, size: number): Promise<{ ids: Buffer[] | Promise<Buffer[]>; bytes: number }> {
     const fd = openForBackup(path);
     const ids: Buffer[] = [];
+    const later: Array<Promise<Buffer>> = [];
     let carry: Buffer[] = []; // bytes since the last cut
     let carryBytes = 0;
     let position = 0;
-    const emit = async (chunk: Buffer) => {
-      const r = await repo.saveBlob('data', chunk);
-      ids.push(r.id);
+    const counted = (r: { id: Buffer; added: boolean }, length: number) => {
       reference(r.id);
-      if (r.added) { summary.newBlobs++; summary.newBytes += chunk.length; progress.newBytes += chunk.length; }
+      if (r.added) { summary.newBlobs++; summary.newBytes += length; progress.newBytes += length; }
+      return r.id;
+    };
+    const emit = async (chunk: Buffer) => {
+      if (unhashed) {
+        const { queued, result } = repo.saveBlobUnhashed('data', chunk);
+        const length = chunk.length;
+        later.push(result.then((r) => counted(r, length)));
+        await queued;
+      } else {
+        ids.push(counted(await repo.saveBlob('data', chunk), chunk.length));
+      }
     };
     try {
       for (;;) {
@@ -160,28 +179,36 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       closeSync(fd);
     }
     if (position !== size) warn(path, `changed while being read (${size} bytes at stat, ${position} read)`);
-    return { ids, bytes: position };
+    return { ids: unhashed ? Promise.all(later) : ids, bytes: position };
   }
 
-  /** the tree blob id of a directory: its group is the walker's next */
-  async function saveDir(path: Buffer, parentSubtree: Buffer | undefined): Promise<Buffer> {
+  /**
+   * A directory: its group is the walker's next. Resolves once it is walked; its tree id may still
+   * wait for chunk ids (unhashed mode), so the walk goes on meanwhile.
+   */
+  async function saveDir(path: Buffer, parentSubtree: Buffer | undefined): Promise<PendingTree> {
     const group = await walker.next();
     if (!group.dir.equals(path)) throw new Error(`internal: the walker listed ${group.dir.toString()} where ${path.toString()} was expected`);
     if (group.error !== undefined) warn(path, `cannot list: ${group.error}`);
     const prev = await parentChildren(parentSubtree);
     const nodes: TreeNode[] = [];
+    const waits: Array<Promise<void>> = [];
     for (const e of group.entries) {
-      const node = await saveEntry(joinPath(path, e.name), e, prev.get(e.name.toString('latin1')));
+      const node = await saveEntry(joinPath(path, e.name), e, prev.get(e.name.toString('latin1')), waits);
       if (node) nodes.push(node);
     }
     summary.dirs++;
     progress.dirs++;
-    // nothing in it changed: the parent's listing is this one, byte for byte (no encoding, no hashing)
-    if (parentSubtree && nodes.length === prev.size && nodes.every((n) => { const p = prev.get(n.name.toString('latin1')); return p !== undefined && sameNode(n, p); }) && repo.hasBlob(parentSubtree)) {
-      reference(parentSubtree);
-      return parentSubtree;
-    }
-    return saveTree(nodes);
+    const id = Promise.all(waits).then(() => {
+      // nothing in it changed: the parent's listing is this one, byte for byte (no encoding, no hashing)
+      if (parentSubtree && nodes.length === prev.size && nodes.every((n) => { const p = prev.get(n.name.toString('latin1')); return p !== undefined && sameNode(n, p); }) && repo.hasBlob(parentSubtree)) {
+        reference(parentSubtree);
+        return parentSubtree;
+      }
+      return saveTree(nodes);
+    });
+    id.catch(() => { /* awaited by the parent directory; not unhandled if the walk stops first */ });
+    return { id };
   }
 
   async function saveTree(nodes: TreeNode[]): Promise<Buffer> {
@@ -191,7 +218,8 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     return r.id;
   }
 
-  async function saveEntry(path: Buffer, e: WalkEntry, prev: TreeNode | undefined): Promise<TreeNode | undefined> {
+  /** a node; what it still waits for (chunk ids, a subdirectory's tree id) is added to `waits` */
+  async function saveEntry(path: Buffer, e: WalkEntry, prev: TreeNode | undefined, waits: Array<Promise<void>>): Promise<TreeNode | undefined> {
     switch (e.kind) {
       case Kind.StatFailed: warn(path, e.error ?? 'cannot stat'); return undefined;
       case Kind.Unsupported: warn(path, 'unsupported file type'); return undefined;
@@ -216,8 +244,9 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
           if (prev?.type === 'file') summary.changedFiles++; else summary.newFiles++;
           try {
             const saved = await saveContent(path, st.size);
-            node.content = saved.ids;
             node.size = saved.bytes;
+            if (Array.isArray(saved.ids)) node.content = saved.ids;
+            else waits.push(saved.ids.then((ids) => { node.content = ids; }));
           } catch (e) { warn(path, `cannot read: ${(e as Error).message}`); return undefined; }
         }
         return node;
@@ -225,7 +254,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       case 'dir':
         if (e.kind === Kind.OtherFs) { summary.skipped++; node.subtree = await saveTree([]); return node; }
         if (e.kind === Kind.Loop) { warn(path, 'directory loop (followed symlink): not descended again'); node.subtree = await saveTree([]); return node; }
-        node.subtree = await saveDir(path, prev?.type === 'dir' ? prev.subtree : undefined);
+        waits.push((await saveDir(path, prev?.type === 'dir' ? prev.subtree : undefined)).id.then((id) => { node.subtree = id; }));
         return node;
       case 'symlink':
         node.target = e.target!;
@@ -239,11 +268,12 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   async function rootDir(parentSubtree: Buffer | undefined): Promise<Buffer> {
     const e = (await walker.next()).entries[0]!;
     if (e.kind !== Kind.Descend) throw new Error(`cannot back up /: ${e.error ?? 'not a directory to walk'}`);
-    return saveDir(Buffer.from('/'), parentSubtree);
+    return (await saveDir(Buffer.from('/'), parentSubtree)).id;
   }
   async function virtualDir(prefix: string, parentSubtree: Buffer | undefined): Promise<Buffer> {
     const prev = await parentChildren(parentSubtree);
     const nodes: TreeNode[] = [];
+    const waits: Array<Promise<void>> = [];
     for (const [first, isRoot] of childrenOf(prefix)) {
       const full = Buffer.from(under(prefix, first));
       const name = Buffer.from(first);
@@ -252,7 +282,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
         // the root's own group: itself alone (walkOrder asked for the roots in this order)
         const group = await walker.next();
         if (!group.dir.equals(full)) throw new Error(`internal: the walker gave root ${group.dir.toString()} where ${full.toString()} was expected`);
-        const node = await saveEntry(full, { ...group.entries[0]!, name }, p);
+        const node = await saveEntry(full, { ...group.entries[0]!, name }, p, waits);
         if (node) nodes.push(node);
       } else {
         const node = statNode(name, fileStat(lstatSync(full, { bigint: true }), 'dir'), accounts);
@@ -260,6 +290,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
         nodes.push(node);
       }
     }
+    await Promise.all(waits);
     return saveTree(nodes);
   }
 

@@ -40,6 +40,13 @@ export interface Repository {
    * blob is queued for sealing (flush() makes it durable); `added` says whether it was new.
    */
   saveBlob(type: BlobType, plaintext: Buffer): Promise<{ id: Buffer; added: boolean }>;
+  /**
+   * Stores a blob whose id is not computed here: a seal worker hashes it, then seals it; a
+   * duplicate is dropped once its id is known. `queued` resolves when there is room for more (the
+   * plaintext is copied by then), `result` once the id is known. Used by a backup without parent,
+   * where nearly every chunk is new, so that the main thread does not hash.
+   */
+  saveBlobUnhashed(type: BlobType, plaintext: Buffer): { queued: Promise<void>; result: Promise<{ id: Buffer; added: boolean }> };
   hasBlob(id: Buffer): boolean;
   loadBlob(id: Buffer): Promise<Buffer>;
   /** uploads the pack being filled and the index of every new pack; after it, every saved blob is durable */
@@ -217,9 +224,42 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     // bounded memory: chunks waiting for a worker, packs waiting for an upload slot. The waiters
     // are woken by the jobs and uploads themselves (a Promise.race over thousands of pending jobs
     // costs quadratic time)
+    await room();
+    return { id, added: true };
+  };
+
+  /** waits while too much is being sealed or a full pack waits for an upload slot */
+  const room = async () => {
     while (!failure && ((sealingBytes > MAX_SEALING_BYTES && sealing.size) || queued.length > 0)) await new Promise<void>((res) => { spaceWaiters.push(res); });
     if (failure) throw failure;
-    return { id, added: true };
+  };
+  const saveBlobUnhashed = (type: BlobType, plaintext: Buffer) => {
+    if (failure) {
+      const f = Promise.reject(failure);
+      f.catch(() => { /* the caller awaits one of them */ });
+      return { queued: f, result: f };
+    }
+    const raw = plaintext.length;
+    sealingBytes += raw;
+    const result = sealPool().submitUnhashed(plaintext).then(({ id, sealed }) => {
+      if (failure) throw failure;
+      if (hasBlob(id)) return { id, added: false };
+      pending.add(id.toString('hex'));
+      stats.blobsAdded++;
+      const writer = writers[type];
+      writer.add(type, id, type === 'tree' ? Buffer.from(sealed) : sealed, raw);
+      stats.sealedBytes += sealed.length;
+      if (writer.full) takePack(writer);
+      return { id, added: true };
+    });
+    const job: Promise<void> = result.then(() => undefined, (e) => { failure ??= e; }).finally(() => {
+      sealingBytes -= raw;
+      sealing.delete(job);
+      if (sealingBytes <= MAX_SEALING_BYTES) wake();
+    });
+    sealing.add(job);
+    result.catch(() => { /* recorded as the repository's failure above; flush() reports it */ });
+    return { queued: room(), result };
   };
 
   const repo: Repository = {
@@ -229,6 +269,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     lostPackOf: (id) => { const loc = lostIndex.lookup(id); return loc ? toHex(lostIndex.packId(loc.pack)) : undefined; },
     hasBlob,
     saveBlob,
+    saveBlobUnhashed,
     sealPool,
     async loadBlob(id) {
       const loc = index.lookup(id);

@@ -26,6 +26,11 @@ export type FileResult = null | { warning: string } | { error: string };
 export interface SealPool {
   submit(id: Buffer, plaintext: Buffer): Promise<Buffer>;
   /**
+   * Like submit, for a chunk whose id is not known yet: the worker computes it (HMAC) before
+   * sealing. A backup without parent hashes its chunks this way, off the main thread.
+   */
+  submitUnhashed(plaintext: Buffer): Promise<{ id: Buffer; sealed: Buffer }>;
+  /**
    * Restore: decrypts every blob of a pack range (bytes starting at pack offset `start`) and writes
    * `files` from them; `result[i]` says how files[i] went. Rejects, before writing anything, when
    * a blob does not decrypt. No plaintext comes back.
@@ -55,17 +60,17 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   /** the least busy live worker; undefined once every worker has died */
   const pick = () => workers.filter((wk) => !wk.dead).reduce<(typeof workers)[number] | undefined>((x, y) => (!x || y.busy < x.busy ? y : x), undefined);
   const noWorker = () => new Error(`every seal worker has died (${workers[0]?.dead?.message ?? 'unknown'})`);
-  const waiting = new Map<number, { resolve: (b: Buffer, lengths?: number[], fileResults?: FileResult[]) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
+  const waiting = new Map<number, { resolve: (b: Buffer, lengths?: number[], fileResults?: FileResult[], ids?: Uint8Array) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
   let seq = 0;
   for (const wk of workers) {
-    wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; error?: string }) => {
+    wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; ids?: Uint8Array; error?: string }) => {
       const job = waiting.get(m.seq);
       if (!job) return;
       waiting.delete(m.seq);
       // a worker with jobs keeps the process alive (the main thread may have nothing else pending)
       if (--wk.busy === 0) wk.w.unref();
       if (m.error !== undefined) job.reject(new Error(m.error));
-      else job.resolve(Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), m.lengths, m.fileResults);
+      else job.resolve(Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), m.lengths, m.fileResults, m.ids);
     });
     // a worker that dies fails its own jobs and takes no new ones: nothing waits forever on it
     const died = (e: Error) => {
@@ -76,7 +81,8 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     wk.w.on('error', died);
     wk.w.on('exit', (code) => died(new Error(`seal worker exited (${code})`)));
   }
-  interface Batch { ids: Buffer[]; lengths: number[]; jobs: Array<{ resolve: (b: Buffer) => void; reject: (e: Error) => void }>; bytes: number; data: Uint8Array<ArrayBuffer> }
+  /** ids[i] undefined: the worker computes it */
+  interface Batch { ids: Array<Buffer | undefined>; lengths: number[]; jobs: Array<{ resolve: (r: { id: Buffer; sealed: Buffer }) => void; reject: (e: Error) => void }>; bytes: number; data: Uint8Array<ArrayBuffer> }
   let batch: Batch | null = null;
   const flushBatch = () => {
     const b = batch;
@@ -87,38 +93,46 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     if (wk.busy++ === 0) wk.w.ref();
     const s = seq++;
     const ids = new Uint8Array(32 * b.ids.length);
-    b.ids.forEach((id, i) => ids.set(id, 32 * i));
+    let hash: Uint8Array | undefined; // 1: the worker computes that chunk's id
+    b.ids.forEach((id, i) => { if (id) ids.set(id, 32 * i); else (hash ??= new Uint8Array(b.ids.length))[i] = 1; });
     waiting.set(s, {
-      resolve: (all, lengths) => {
+      resolve: (all, lengths, _results, back) => {
+        const idBytes = back ? Buffer.from(back.buffer, back.byteOffset, back.byteLength) : undefined;
         let off = 0;
-        lengths!.forEach((n, i) => { b.jobs[i]!.resolve(all.subarray(off, off + n)); off += n; });
+        lengths!.forEach((n, i) => {
+          b.jobs[i]!.resolve({ id: b.ids[i] ?? idBytes!.subarray(32 * i, 32 * i + 32), sealed: all.subarray(off, off + n) });
+          off += n;
+        });
       },
       reject: (e) => { for (const j of b.jobs) j.reject(new Error(`sealing failed: ${e.message}`)); },
       worker: wk,
     });
-    wk.w.postMessage({ seq: s, ids, lengths: b.lengths, data: b.data }, [b.data.buffer, ids.buffer]);
+    wk.w.postMessage({ seq: s, ids, hash, lengths: b.lengths, data: b.data }, [b.data.buffer, ids.buffer]);
+  };
+
+  const enqueue = (id: Buffer | undefined, plaintext: Buffer): Promise<{ id: Buffer; sealed: Buffer }> => {
+    // chunks travel in batches (one copy, one message per MiB or per event-loop turn): one
+    // message per chunk cost the main thread more than chunking and hashing the source tree
+    if (batch && batch.bytes + plaintext.length > batch.data.length) flushBatch();
+    if (!batch) {
+      // copied now: the caller may reuse its read buffer as soon as this returns
+      // not zero-filled: only the bytes copied in are sent (zeroing 2 MiB per batch cost the
+      // main thread as much as the copies themselves)
+      batch = { ids: [], lengths: [], jobs: [], bytes: 0, data: new Uint8Array(Buffer.allocUnsafeSlow(Math.max(2 * BATCH_BYTES, plaintext.length)).buffer) };
+      setImmediate(flushBatch);
+    }
+    batch.data.set(plaintext, batch.bytes);
+    batch.ids.push(id);
+    batch.lengths.push(plaintext.length);
+    batch.bytes += plaintext.length;
+    const done = new Promise<{ id: Buffer; sealed: Buffer }>((resolve, reject) => { batch!.jobs.push({ resolve, reject }); });
+    if (batch.bytes >= BATCH_BYTES || batch.ids.length >= BATCH_COUNT) flushBatch();
+    return done;
   };
 
   return {
-    submit(id, plaintext) {
-      // chunks travel in batches (one copy, one message per MiB or per event-loop turn): one
-      // message per chunk cost the main thread more than chunking and hashing the source tree
-      if (batch && batch.bytes + plaintext.length > batch.data.length) flushBatch();
-      if (!batch) {
-        // copied now: the caller may reuse its read buffer as soon as this returns
-        // not zero-filled: only the bytes copied in are sent (zeroing 2 MiB per batch cost the
-        // main thread as much as the copies themselves)
-        batch = { ids: [], lengths: [], jobs: [], bytes: 0, data: new Uint8Array(Buffer.allocUnsafeSlow(Math.max(2 * BATCH_BYTES, plaintext.length)).buffer) };
-        setImmediate(flushBatch);
-      }
-      batch.data.set(plaintext, batch.bytes);
-      batch.ids.push(id);
-      batch.lengths.push(plaintext.length);
-      batch.bytes += plaintext.length;
-      const done = new Promise<Buffer>((resolve, reject) => { batch!.jobs.push({ resolve, reject }); });
-      if (batch.bytes >= BATCH_BYTES || batch.ids.length >= BATCH_COUNT) flushBatch();
-      return done;
-    },
+    submit: (id, plaintext) => enqueue(id, plaintext).then((r) => r.sealed),
+    submitUnhashed: (plaintext) => enqueue(undefined, plaintext),
     writeRange(bytes, start, entries, files) {
       const wk = pick();
       if (!wk) return Promise.reject(noWorker());

@@ -5,7 +5,7 @@ import { closeSync, openSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
-import { extractBlob, MAX_BLOB_BYTES, openBlob, seal, toHex, type RepoKeys } from '@shelter/format';
+import { blobId, extractBlob, MAX_BLOB_BYTES, openBlob, seal, toHex, type RepoKeys } from '@shelter/format';
 import { createFile, finishFile, writeChunkAt, type FileMeta } from './filewrite.ts';
 import type { FileResult } from './sealpool.ts';
 
@@ -30,7 +30,7 @@ const handled = (bytes: number) => {
 interface FileJob extends FileMeta { path: Uint8Array; whole: boolean; chunks: Array<{ entry: number; offset: number }> }
 interface WriteJob { start: number; entries: Array<{ id: Uint8Array; offset: number; length: number; rawLength: number }>; files: FileJob[] }
 
-parentPort!.on('message', (m: { seq: number; ids: Uint8Array; lengths: number[]; data: Uint8Array; write?: WriteJob; open?: OpenJob }) => {
+parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array; lengths: number[]; data: Uint8Array; write?: WriteJob; open?: OpenJob }) => {
   if (m.write) return writeRange(m.seq, m.data, m.write);
   if (m.open) return openBlobs(m.seq, m.ids, m.data, m.open);
   try {
@@ -38,13 +38,17 @@ parentPort!.on('message', (m: { seq: number; ids: Uint8Array; lengths: number[];
     const sealed: Buffer[] = [];
     let at = 0;
     m.lengths.forEach((n, i) => {
-      sealed.push(seal(keys, m.data.subarray(at, at + n), m.ids.subarray(32 * i, 32 * i + 32), { level }));
+      const chunk = m.data.subarray(at, at + n);
+      // an id the main thread left to this thread (a backup without parent): HMAC here, then seal
+      if (m.hash?.[i]) m.ids.set(blobId(keys, chunk), 32 * i);
+      sealed.push(seal(keys, chunk, m.ids.subarray(32 * i, 32 * i + 32), { level }));
       at += n;
     });
     const all = Buffer.allocUnsafeSlow(sealed.reduce((x, b) => x + b.length, 0)); // every byte written below
     at = 0;
     for (const b of sealed) { all.set(b, at); at += b.length; }
-    parentPort!.postMessage({ seq: m.seq, sealed: all, lengths: sealed.map((b) => b.length) }, [all.buffer]);
+    if (m.hash) parentPort!.postMessage({ seq: m.seq, sealed: all, lengths: sealed.map((b) => b.length), ids: m.ids }, [all.buffer, m.ids.buffer as ArrayBuffer]);
+    else parentPort!.postMessage({ seq: m.seq, sealed: all, lengths: sealed.map((b) => b.length) }, [all.buffer]);
     handled(m.data.length);
   } catch (e) {
     parentPort!.postMessage({ seq: m.seq, error: (e as Error).message });

@@ -2,7 +2,7 @@
 // once none is left every job fails at once. Nothing may wait forever (a restore would hang).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRepository, openRepository, sealBlob } from '@shelter/format';
+import { blobId, createRepository, openBlob, openRepository, sealBlob } from '@shelter/format';
 import { createSealPool, type FileWrite } from '../src/sealpool.ts';
 
 test('a dying seal worker fails its own job; the others go on; with none left, jobs fail at once', async () => {
@@ -37,6 +37,24 @@ test('openBlobs: sealed blobs come back as their plaintexts, in order; a damaged
     bad[bad.length - 5]! ^= 1;
     await assert.rejects(pool.openBlobs(blobs.map((b, i) => ({ id: b.id, sealed: i === 30 ? bad : b.sealed, rawLength: b.rawLength }))),
       new RegExp(`blob ${blobs[30]!.id.toString('hex')} does not decrypt`));
+  } finally {
+    await pool.close();
+  }
+});
+
+test('submitUnhashed: the worker computes the id (the same HMAC as blobId) and seals under it', async () => {
+  const { master, configBytes } = createRepository();
+  const { keys } = openRepository(master, configBytes);
+  const pool = createSealPool(keys, { workers: 2 });
+  try {
+    const plains = Array.from({ length: 40 }, (_, i) => Buffer.from(`chunk ${i} `.repeat(50 + i)));
+    // mixed with chunks whose id the caller gives, in the same batches
+    const given = plains.map((p, i) => (i % 3 === 0 ? pool.submit(blobId(keys, p), p).then((sealed) => ({ id: blobId(keys, p), sealed })) : pool.submitUnhashed(p)));
+    const results = await Promise.all(given);
+    results.forEach((r, i) => {
+      assert.ok(r.id.equals(blobId(keys, plains[i]!)), `id of chunk ${i}`);
+      assert.ok(openBlob(keys, r.id, r.sealed, 1 << 20).equals(plains[i]!), `chunk ${i} opens under its id`);
+    });
   } finally {
     await pool.close();
   }
