@@ -1,33 +1,35 @@
-// The seal pool when a worker thread dies: its jobs fail, later jobs go to the live workers, and
-// once none is left every job fails at once. Nothing may wait forever (a restore would hang).
+// The seal pool: sealing (ids given or computed by the worker), opening, and what happens when a
+// worker thread dies: its jobs fail, later jobs go to the live workers, and once none is left
+// every job fails at once. Nothing may wait forever (a restore would hang).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { blobId, createRepository, openBlob, openRepository, sealBlob } from '@shelter/format';
-import { createSealPool, type FileWrite } from '../src/sealpool.ts';
+import { createSealPool, type FileWrite, type SealPool } from '../src/sealpool.ts';
+import type { RepoKeys } from '@shelter/format';
 
-test('a dying seal worker fails its own job; the others go on; with none left, jobs fail at once', async () => {
+/** a pool of two workers for a fresh repository's keys, closed after `fn` */
+async function withPool(fn: (pool: SealPool, keys: RepoKeys) => Promise<void>): Promise<void> {
   const { master, configBytes } = createRepository();
   const { keys } = openRepository(master, configBytes);
   const pool = createSealPool(keys, { workers: 2 });
-  // a malformed job makes the worker throw outside any handler: the worker dies
-  const kill = () => pool.writeRange(Buffer.alloc(16), 0, [], null as unknown as FileWrite[]);
-  try {
+  try { await fn(pool, keys); } finally { await pool.close(); }
+}
+
+test('a dying seal worker fails its own job; the others go on; with none left, jobs fail at once', async () => {
+  await withPool(async (pool) => {
+    // a malformed job makes the worker throw outside any handler: the worker dies
+    const kill = () => pool.writeRange(Buffer.alloc(16), 0, [], null as unknown as FileWrite[]);
     await assert.rejects(kill());
     const sealed = await pool.submit(Buffer.alloc(32, 1), Buffer.from('still sealed by the live worker'));
     assert.ok(sealed.length > 32);
     await assert.rejects(kill());
     await assert.rejects(pool.submit(Buffer.alloc(32, 2), Buffer.from('no worker left')), /every seal worker has died/);
     await assert.rejects(pool.writeRange(Buffer.alloc(16), 0, [], []), /every seal worker has died/);
-  } finally {
-    await pool.close();
-  }
+  });
 });
 
 test('openBlobs: sealed blobs come back as their plaintexts, in order; a damaged one is named', async () => {
-  const { master, configBytes } = createRepository();
-  const { keys } = openRepository(master, configBytes);
-  const pool = createSealPool(keys, { workers: 2 });
-  try {
+  await withPool(async (pool, keys) => {
     const plains = Array.from({ length: 50 }, (_, i) => Buffer.from(`tree ${i} `.repeat(100 + i)));
     const blobs = plains.map((p) => sealBlob(keys, p));
     const opened = await pool.openBlobs(blobs.map((b) => ({ id: b.id, sealed: b.sealed, rawLength: b.rawLength })));
@@ -37,16 +39,11 @@ test('openBlobs: sealed blobs come back as their plaintexts, in order; a damaged
     bad[bad.length - 5]! ^= 1;
     await assert.rejects(pool.openBlobs(blobs.map((b, i) => ({ id: b.id, sealed: i === 30 ? bad : b.sealed, rawLength: b.rawLength }))),
       new RegExp(`blob ${blobs[30]!.id.toString('hex')} does not decrypt`));
-  } finally {
-    await pool.close();
-  }
+  });
 });
 
 test('submitUnhashed: the worker computes the id (the same HMAC as blobId) and seals under it', async () => {
-  const { master, configBytes } = createRepository();
-  const { keys } = openRepository(master, configBytes);
-  const pool = createSealPool(keys, { workers: 2 });
-  try {
+  await withPool(async (pool, keys) => {
     const plains = Array.from({ length: 40 }, (_, i) => Buffer.from(`chunk ${i} `.repeat(50 + i)));
     // mixed with chunks whose id the caller gives, in the same batches
     const given = plains.map((p, i) => (i % 3 === 0 ? pool.submit(blobId(keys, p), p).then((sealed) => ({ id: blobId(keys, p), sealed })) : pool.submitUnhashed(p)));
@@ -55,7 +52,5 @@ test('submitUnhashed: the worker computes the id (the same HMAC as blobId) and s
       assert.ok(r.id.equals(blobId(keys, plains[i]!)), `id of chunk ${i}`);
       assert.ok(openBlob(keys, r.id, r.sealed, 1 << 20).equals(plains[i]!), `chunk ${i} opens under its id`);
     });
-  } finally {
-    await pool.close();
-  }
+  });
 });
