@@ -11,8 +11,8 @@
 import { chmodSync, closeSync, existsSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync, utimesSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { toHex, type BlobLocation, type PackEntry, type TreeNode } from '@shelter/format';
-import { groupRanges, planRanges, writeRange } from './blobfetch.ts';
+import { packKey, toHex, type BlobLocation, type PackEntry, type TreeNode } from '@shelter/format';
+import { groupRanges, writeRange } from './blobfetch.ts';
 import { mapLimit } from './limit.ts';
 import { devNumbers, hardlinkKey, joinPath } from './fsnode.ts';
 import type { FileWrite } from './sealpool.ts';
@@ -173,7 +173,13 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
       const mine: BlobLocation[] = [];
       for (const id of f.content!) {
         const loc = repo.index.lookup(id);
-        if (!loc) { planRanges(repo, [id]); throw new Error(`internal: blob ${toHex(id)} is in no index`); } // planRanges names what is missing
+        if (!loc) {
+          // this file cannot be restored; every other one still is (exit 3 names it)
+          const lost = repo.lostPackOf(id);
+          f.failed = true;
+          warn(f.path, `not restored: its chunk ${toHex(id)} is ${lost ? `in pack ${packKey(lost)}, which is missing from the bucket` : 'in no index (incomplete repository)'}`);
+          break;
+        }
         mine.push(loc);
         size += loc.rawLength;
         const at = where(loc.pack, loc.offset);
@@ -185,7 +191,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
       }
       locs.set(f, mine);
       // the chunks must add up to the recorded length: anything else is a damaged snapshot
-      if (size !== f.meta.size) {
+      if (!f.failed && size !== f.meta.size) {
         f.failed = true;
         warn(f.path, `its chunks hold ${size} bytes but the snapshot recorded ${f.meta.size}: not restored`);
       }
