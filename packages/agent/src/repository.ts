@@ -197,68 +197,58 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
   // callers waiting for room (saveBlob may be called concurrently); each rechecks
   let spaceWaiters: Array<() => void> = [];
   const wake = () => { if (spaceWaiters.length) { const ws = spaceWaiters; spaceWaiters = []; for (const w of ws) w(); } };
+  /** a sealed blob into its type's pack writer (a full pack goes to the upload queue) */
+  const store = (type: BlobType, id: Buffer, sealed: Buffer, raw: number) => {
+    const writer = writers[type];
+    // a sealed blob is a slice of its batch's buffer: tree packs fill slowly, so their blobs
+    // get buffers of their own rather than keep whole batches alive
+    writer.add(type, id, type === 'tree' ? Buffer.from(sealed) : sealed, raw);
+    stats.sealedBytes += sealed.length;
+    if (writer.full) takePack(writer);
+  };
+  /** counts `raw` bytes as being sealed until `work` settles; its failure becomes the repository's */
+  const track = (raw: number, work: Promise<unknown>) => {
+    sealingBytes += raw;
+    const job: Promise<void> = work.then(() => undefined, (e) => { failure ??= e; }).finally(() => {
+      sealingBytes -= raw;
+      sealing.delete(job);
+      if (sealingBytes <= MAX_SEALING_BYTES) wake();
+    });
+    sealing.add(job);
+  };
+  /**
+   * Waits while too much is being sealed or a full pack waits for an upload slot (bounded memory).
+   * The waiters are woken by the jobs and uploads themselves (a Promise.race over thousands of
+   * pending jobs costs quadratic time).
+   */
+  const room = async () => {
+    while (!failure && ((sealingBytes > MAX_SEALING_BYTES && sealing.size) || queued.length > 0)) await new Promise<void>((res) => { spaceWaiters.push(res); });
+    if (failure) throw failure;
+  };
+
   const saveBlob = async (type: BlobType, plaintext: Buffer) => {
     if (failure) throw failure;
     const id = blobId(keys, plaintext);
     if (hasBlob(id)) return { id, added: false };
     pending.add(id.toString('hex'));
     stats.blobsAdded++;
-    const raw = plaintext.length;
-    sealingBytes += raw;
-    const job: Promise<void> = sealPool().submit(id, plaintext)
-      .then(async (sealed) => {
-        const writer = writers[type];
-        // a sealed blob is a slice of its batch's buffer: tree packs fill slowly, so their blobs
-        // get buffers of their own rather than keep whole batches alive
-        writer.add(type, id, type === 'tree' ? Buffer.from(sealed) : sealed, raw);
-        stats.sealedBytes += sealed.length;
-        if (writer.full) takePack(writer);
-      })
-      .catch((e) => { failure ??= e; })
-      .finally(() => {
-        sealingBytes -= raw;
-        sealing.delete(job);
-        if (sealingBytes <= MAX_SEALING_BYTES) wake();
-      });
-    sealing.add(job);
-    // bounded memory: chunks waiting for a worker, packs waiting for an upload slot. The waiters
-    // are woken by the jobs and uploads themselves (a Promise.race over thousands of pending jobs
-    // costs quadratic time)
+    track(plaintext.length, sealPool().submit(id, plaintext).then((sealed) => store(type, id, sealed, plaintext.length)));
     await room();
     return { id, added: true };
   };
 
-  /** waits while too much is being sealed or a full pack waits for an upload slot */
-  const room = async () => {
-    while (!failure && ((sealingBytes > MAX_SEALING_BYTES && sealing.size) || queued.length > 0)) await new Promise<void>((res) => { spaceWaiters.push(res); });
-    if (failure) throw failure;
-  };
   const saveBlobUnhashed = (type: BlobType, plaintext: Buffer) => {
-    if (failure) {
-      const f = Promise.reject(failure);
-      f.catch(() => { /* the caller awaits one of them */ });
-      return { queued: f, result: f };
-    }
     const raw = plaintext.length;
-    sealingBytes += raw;
-    const result = sealPool().submitUnhashed(plaintext).then(({ id, sealed }) => {
+    const result = failure ? Promise.reject(failure) : sealPool().submitUnhashed(plaintext).then(({ id, sealed }) => {
       if (failure) throw failure;
       if (hasBlob(id)) return { id, added: false };
       pending.add(id.toString('hex'));
       stats.blobsAdded++;
-      const writer = writers[type];
-      writer.add(type, id, type === 'tree' ? Buffer.from(sealed) : sealed, raw);
-      stats.sealedBytes += sealed.length;
-      if (writer.full) takePack(writer);
+      store(type, id, sealed, raw);
       return { id, added: true };
     });
-    const job: Promise<void> = result.then(() => undefined, (e) => { failure ??= e; }).finally(() => {
-      sealingBytes -= raw;
-      sealing.delete(job);
-      if (sealingBytes <= MAX_SEALING_BYTES) wake();
-    });
-    sealing.add(job);
-    result.catch(() => { /* recorded as the repository's failure above; flush() reports it */ });
+    track(raw, result);
+    result.catch(() => { /* recorded as the repository's failure by track(); flush() reports it */ });
     return { queued: room(), result };
   };
 

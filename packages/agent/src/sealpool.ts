@@ -44,6 +44,14 @@ export interface SealPool {
   close(): Promise<void>;
 }
 
+/** the pieces of a worker's joined reply (one transfer), by their lengths */
+function split(all: Buffer, lengths: number[]): Buffer[] {
+  const out: Buffer[] = [];
+  let off = 0;
+  for (const n of lengths) { out.push(all.subarray(off, off + n)); off += n; }
+  return out;
+}
+
 /** a batch of chunks goes to a worker once it holds this many bytes or chunks (or at the end of the event-loop turn) */
 const BATCH_BYTES = 1024 * 1024;
 const BATCH_COUNT = 256;
@@ -62,6 +70,18 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   const noWorker = () => new Error(`every seal worker has died (${workers[0]?.dead?.message ?? 'unknown'})`);
   const waiting = new Map<number, { resolve: (b: Buffer, lengths?: number[], fileResults?: FileResult[], ids?: Uint8Array) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
   let seq = 0;
+  type Reply = { sealed: Buffer; lengths: number[]; fileResults?: FileResult[]; ids?: Uint8Array };
+  /** one job to the least busy live worker; resolves with its reply */
+  const send = (message: Record<string, unknown>, transfer: ArrayBuffer[]): Promise<Reply> => {
+    const wk = pick();
+    if (!wk) return Promise.reject(noWorker());
+    if (wk.busy++ === 0) wk.w.ref();
+    const s = seq++;
+    return new Promise((resolve, reject) => {
+      waiting.set(s, { resolve: (sealed, lengths, fileResults, ids) => resolve({ sealed, lengths: lengths ?? [], fileResults, ids }), reject, worker: wk });
+      wk.w.postMessage({ seq: s, ...message }, transfer);
+    });
+  };
   for (const wk of workers) {
     wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; ids?: Uint8Array; error?: string }) => {
       const job = waiting.get(m.seq);
@@ -88,26 +108,13 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     const b = batch;
     if (!b) return;
     batch = null;
-    const wk = pick();
-    if (!wk) { for (const j of b.jobs) j.reject(noWorker()); return; }
-    if (wk.busy++ === 0) wk.w.ref();
-    const s = seq++;
     const ids = new Uint8Array(32 * b.ids.length);
     let hash: Uint8Array | undefined; // 1: the worker computes that chunk's id
     b.ids.forEach((id, i) => { if (id) ids.set(id, 32 * i); else (hash ??= new Uint8Array(b.ids.length))[i] = 1; });
-    waiting.set(s, {
-      resolve: (all, lengths, _results, back) => {
-        const idBytes = back ? Buffer.from(back.buffer, back.byteOffset, back.byteLength) : undefined;
-        let off = 0;
-        lengths!.forEach((n, i) => {
-          b.jobs[i]!.resolve({ id: b.ids[i] ?? idBytes!.subarray(32 * i, 32 * i + 32), sealed: all.subarray(off, off + n) });
-          off += n;
-        });
-      },
-      reject: (e) => { for (const j of b.jobs) j.reject(new Error(`sealing failed: ${e.message}`)); },
-      worker: wk,
-    });
-    wk.w.postMessage({ seq: s, ids, hash, lengths: b.lengths, data: b.data }, [b.data.buffer, ids.buffer]);
+    send({ ids, hash, lengths: b.lengths, data: b.data }, [b.data.buffer, ids.buffer]).then(({ sealed, lengths, ids: back }) => {
+      const idBytes = back ? Buffer.from(back.buffer, back.byteOffset, back.byteLength) : undefined;
+      split(sealed, lengths).forEach((part, i) => b.jobs[i]!.resolve({ id: b.ids[i] ?? idBytes!.subarray(32 * i, 32 * i + 32), sealed: part }));
+    }, (e: Error) => { for (const j of b.jobs) j.reject(new Error(`sealing failed: ${e.message}`)); });
   };
 
   const enqueue = (id: Buffer | undefined, plaintext: Buffer): Promise<{ id: Buffer; sealed: Buffer }> => {
@@ -134,49 +141,29 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     submit: (id, plaintext) => enqueue(id, plaintext).then((r) => r.sealed),
     submitUnhashed: (plaintext) => enqueue(undefined, plaintext),
     writeRange(bytes, start, entries, files) {
-      const wk = pick();
-      if (!wk) return Promise.reject(noWorker());
-      if (wk.busy++ === 0) wk.w.ref();
-      const s = seq++;
       // the fetched range usually owns its memory: hand it over without a copy
       let data: Uint8Array<ArrayBuffer>;
       if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) data = new Uint8Array(bytes.buffer);
       else { data = new Uint8Array(bytes.length); data.set(bytes); }
       const list = entries.map((e) => ({ id: e.id, offset: e.offset, length: e.length, rawLength: e.rawLength }));
-      return new Promise((resolve, reject) => {
-        waiting.set(s, { resolve: (_none, _lengths, results) => resolve(results ?? []), reject, worker: wk });
-        wk.w.postMessage({ seq: s, write: { start, entries: list, files }, data }, [data.buffer]);
-      });
+      return send({ write: { start, entries: list, files }, data }, [data.buffer]).then((r) => r.fileResults ?? []);
     },
     async openBlobs(blobs) {
-      const live = workers.filter((wk) => !wk.dead);
-      if (!live.length) throw noWorker();
+      const live = workers.filter((wk) => !wk.dead).length;
+      if (!live) throw noWorker();
       const total = blobs.reduce((x, b) => x + b.sealed.length, 0);
       const parts: Array<Promise<Buffer[]>> = [];
       for (let i = 0; i < blobs.length;) {
         // about one part per worker, by bytes
         const part: typeof blobs[number][] = [];
         let bytes = 0;
-        while (i < blobs.length && (bytes < total / live.length || part.length === 0)) { part.push(blobs[i]!); bytes += blobs[i]!.sealed.length; i++; }
-        const wk = pick()!;
-        if (wk.busy++ === 0) wk.w.ref();
-        const s = seq++;
+        while (i < blobs.length && (bytes < total / live || part.length === 0)) { part.push(blobs[i]!); bytes += blobs[i]!.sealed.length; i++; }
         const data = new Uint8Array(bytes);
         const ids = new Uint8Array(32 * part.length);
         let at = 0;
         part.forEach((b, k) => { data.set(b.sealed, at); at += b.sealed.length; ids.set(b.id, 32 * k); });
-        parts.push(new Promise((resolve, reject) => {
-          waiting.set(s, {
-            resolve: (all, lengths) => {
-              const out: Buffer[] = [];
-              let off = 0;
-              for (const n of lengths!) { out.push(all.subarray(off, off + n)); off += n; }
-              resolve(out);
-            },
-            reject, worker: wk,
-          });
-          wk.w.postMessage({ seq: s, open: { lengths: part.map((b) => b.sealed.length), rawLengths: part.map((b) => b.rawLength) }, ids, data }, [data.buffer, ids.buffer]);
-        }));
+        const open = { lengths: part.map((b) => b.sealed.length), rawLengths: part.map((b) => b.rawLength) };
+        parts.push(send({ open, ids, data }, [data.buffer, ids.buffer]).then((r) => split(r.sealed, r.lengths)));
       }
       return (await Promise.all(parts)).flat();
     },

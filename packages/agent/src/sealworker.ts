@@ -44,9 +44,7 @@ parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array;
       sealed.push(seal(keys, chunk, m.ids.subarray(32 * i, 32 * i + 32), { level }));
       at += n;
     });
-    const all = Buffer.allocUnsafeSlow(sealed.reduce((x, b) => x + b.length, 0)); // every byte written below
-    at = 0;
-    for (const b of sealed) { all.set(b, at); at += b.length; }
+    const all = join(sealed);
     if (m.hash) parentPort!.postMessage({ seq: m.seq, sealed: all, lengths: sealed.map((b) => b.length), ids: m.ids }, [all.buffer, m.ids.buffer as ArrayBuffer]);
     else parentPort!.postMessage({ seq: m.seq, sealed: all, lengths: sealed.map((b) => b.length) }, [all.buffer]);
     handled(m.data.length);
@@ -57,23 +55,39 @@ parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array;
 
 interface OpenJob { lengths: number[]; rawLengths: number[] }
 
+/** pieces joined into one buffer of its own (one transfer back) */
+function join(parts: Buffer[]): Buffer<ArrayBuffer> {
+  const all = Buffer.allocUnsafeSlow(parts.reduce((x, b) => x + b.length, 0)); // every byte written below
+  let at = 0;
+  for (const b of parts) { all.set(b, at); at += b.length; }
+  return all;
+}
+
+/**
+ * Opens each blob (`open(i)`), or reports the first that does not decrypt to the main thread and
+ * returns undefined.
+ */
+function openEach(seq: number, count: number, idOf: (i: number) => Buffer, open: (i: number, id: Buffer) => Buffer): Buffer[] | undefined {
+  const plains: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    const id = idOf(i);
+    try { plains.push(open(i, id)); }
+    catch (err) {
+      parentPort!.postMessage({ seq, error: `blob ${toHex(id)} does not decrypt: ${(err as Error).message}` });
+      return undefined;
+    }
+  }
+  return plains;
+}
+
 /** sealed blobs back to plaintexts (trees of a snapshot being loaded), returned as one buffer plus lengths */
 function openBlobs(seq: number, ids: Uint8Array, data: Uint8Array, job: OpenJob): void {
-  const plains: Buffer[] = [];
-  let at = 0;
-  for (let i = 0; i < job.lengths.length; i++) {
-    const id = Buffer.from(ids.buffer, ids.byteOffset + 32 * i, 32);
-    try {
-      plains.push(openBlob(keys, id, data.subarray(at, at + job.lengths[i]!), MAX_BLOB_BYTES, job.rawLengths[i]));
-    } catch (err) {
-      parentPort!.postMessage({ seq, error: `blob ${toHex(id)} does not decrypt: ${(err as Error).message}` });
-      return;
-    }
-    at += job.lengths[i]!;
-  }
-  const all = Buffer.allocUnsafeSlow(plains.reduce((x, b) => x + b.length, 0));
-  at = 0;
-  for (const b of plains) { all.set(b, at); at += b.length; }
+  const starts: number[] = [];
+  job.lengths.reduce((at, n) => { starts.push(at); return at + n; }, 0);
+  const plains = openEach(seq, job.lengths.length, (i) => Buffer.from(ids.buffer, ids.byteOffset + 32 * i, 32),
+    (i, id) => openBlob(keys, id, data.subarray(starts[i], starts[i]! + job.lengths[i]!), MAX_BLOB_BYTES, job.rawLengths[i]));
+  if (!plains) return;
+  const all = join(plains);
   parentPort!.postMessage({ seq, sealed: all, lengths: plains.map((b) => b.length) }, [all.buffer]);
   handled(data.length + all.length);
 }
@@ -81,16 +95,11 @@ function openBlobs(seq: number, ids: Uint8Array, data: Uint8Array, job: OpenJob)
 /** restore: decrypts every blob of a fetched pack range, then writes the files given */
 function writeRange(seq: number, data: Uint8Array, job: WriteJob): void {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const plains: Buffer[] = [];
-  for (const e of job.entries) {
-    const id = Buffer.from(e.id);
-    try {
-      plains.push(extractBlob(keys, bytes, { type: 'data', id, offset: e.offset, length: e.length, rawLength: e.rawLength }, job.start));
-    } catch (err) {
-      parentPort!.postMessage({ seq, error: `blob ${toHex(id)} does not decrypt: ${(err as Error).message}` });
-      return;
-    }
-  }
+  const plains = openEach(seq, job.entries.length, (i) => Buffer.from(job.entries[i]!.id), (i, id) => {
+    const e = job.entries[i]!;
+    return extractBlob(keys, bytes, { type: 'data', id, offset: e.offset, length: e.length, rawLength: e.rawLength }, job.start);
+  });
+  if (!plains) return;
   const fileResults = job.files.map((f) => writeFile(f, (i) => plains[i]!));
   parentPort!.postMessage({ seq, sealed: EMPTY, lengths: [], fileResults });
   // the plaintexts too: source text decompresses to 3-4 times the range's size

@@ -89,14 +89,14 @@ class BatchWriter {
   bytes: Buffer[] = []; byteLen = 0; nums: number[] = []; bigs: bigint[] = []; groups: number[] = []; errors: string[] = []; entries = 0;
   private put(b: Buffer): number { const at = this.byteLen; this.bytes.push(b); this.byteLen += b.length; return at; }
   private err(e: string | undefined): number { if (e === undefined) return -1; this.errors.push(e); return this.errors.length - 1; }
-  group(dir: Buffer, entries: Array<{ name: Buffer; kind: Kind; st?: BigIntStats; type?: NodeType; target?: Buffer; error?: string }>, error?: string): void {
+  group(dir: Buffer, entries: WalkEntry[], error?: string): void {
     this.groups.push(this.put(dir), dir.length, entries.length, this.err(error));
     for (const e of entries) {
       const st = e.st;
       const nameAt = this.put(e.name);
       const targetAt = e.target ? this.put(e.target) : -1;
-      this.nums.push(nameAt, e.name.length, e.kind, e.type ? TYPES.indexOf(e.type) : -1,
-        st ? Number(st.mode & 0o7777n) : 0, st ? Number(st.uid) : 0, st ? Number(st.gid) : 0, st ? Number(st.nlink) : 0, st ? Number(st.size) : 0,
+      this.nums.push(nameAt, e.name.length, e.kind, st ? TYPES.indexOf(st.type) : -1,
+        st?.mode ?? 0, st?.uid ?? 0, st?.gid ?? 0, st?.nlink ?? 0, st?.size ?? 0,
         targetAt, e.target?.length ?? 0, this.err(e.error));
       if (st) this.bigs.push(st.mtimeNs, st.atimeNs, st.ctimeNs, BigInt.asIntN(64, st.ino), BigInt.asIntN(64, st.dev), BigInt.asIntN(64, st.rdev));
       else this.bigs.push(0n, 0n, 0n, 0n, 0n, 0n);
@@ -152,24 +152,27 @@ export function runWalker(opts: WalkOptions, control: Int32Array, post: (b: Batc
       Atomics.wait(control, CONSUMED, consumed, 1000);
     }
   };
-  const entryFor = (path: Buffer, name: Buffer, rootDev: bigint | undefined) => {
-    let st: BigIntStats;
-    try { st = statOf(path); } catch (e) { return { name, kind: Kind.StatFailed, error: `cannot stat: ${(e as Error).message}` }; }
-    const type = nodeType(st);
+  /** a directory's identity on the path being walked (loops) */
+  const dirKey = (st: FileStat) => `${st.dev}:${st.ino}`;
+  const entryFor = (path: Buffer, name: Buffer, rootDev: bigint | undefined): WalkEntry => {
+    let big: BigIntStats;
+    try { big = statOf(path); } catch (e) { return { name, kind: Kind.StatFailed, error: `cannot stat: ${(e as Error).message}` }; }
+    const type = nodeType(big);
     if (!type) return { name, kind: Kind.Unsupported };
     if (excluded(path.toString(), type === 'dir')) return { name, kind: Kind.Excluded };
+    const st = fileStat(big, type);
     if (type === 'dir') {
-      const kind = onPath.has(`${st.dev}:${st.ino}`) ? Kind.Loop : opts.oneFileSystem && rootDev !== undefined && st.dev !== rootDev ? Kind.OtherFs : Kind.Descend;
-      return { name, kind, st, type };
+      const kind = onPath.has(dirKey(st)) ? Kind.Loop : opts.oneFileSystem && rootDev !== undefined && st.dev !== rootDev ? Kind.OtherFs : Kind.Descend;
+      return { name, kind, st };
     }
     if (type === 'symlink') {
-      try { return { name, kind: Kind.Ok, st, type, target: readlinkSync(path, { encoding: 'buffer' }) }; }
+      try { return { name, kind: Kind.Ok, st, target: readlinkSync(path, { encoding: 'buffer' }) }; }
       catch (e) { return { name, kind: Kind.StatFailed, error: `cannot read the link: ${(e as Error).message}` }; }
     }
-    return { name, kind: Kind.Ok, st, type };
+    return { name, kind: Kind.Ok, st };
   };
-  const walkDir = (path: Buffer, st: BigIntStats, rootDev: bigint) => {
-    const key = `${st.dev}:${st.ino}`;
+  const walkDir = (path: Buffer, st: FileStat, rootDev: bigint) => {
+    const key = dirKey(st);
     onPath.add(key);
     let names: Buffer[] = [];
     let error: string | undefined;
