@@ -2,11 +2,17 @@
 // chosen operation run alternately by each version, N times (same data, same repository, so
 // differences are the code's). For profiling-driven work between full bench/agent.ts runs.
 //
-//   node_modules/.bin/node bench/ab.ts --op nochange|restore|initial|reread [--a REV] [--runs N] [--dataset linux|big]
+//   node_modules/.bin/node bench/ab.ts --op nochange|change|restore|initial|reread [--a REV] [--runs N] [--dataset linux|big]
+// change: on a copy of the dataset, each run first undoes the previous modification (appended
+// bytes truncated, new files removed) and backs that up untimed, then modifies ~1% like
+// ../shared/bench/modify.py (800 files get ~1 KiB appended, 50 x 1 MiB new files) but with fresh
+// random bytes each run, so that no run finds the new chunks already stored, and times the backup.
 // reread: a backup under a new name (no parent): every file read again, every chunk a duplicate.
 // --a REV: the baseline (default HEAD); B is the working tree.
 import { parseArgs } from 'node:util';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { startBenchGateway } from './lib/agent-gateway.ts';
 import { run, timed, median } from './lib/agent-run.ts';
@@ -22,7 +28,31 @@ const root = resolve(import.meta.dirname, '..');
 const benchDir = resolve(args['bench-dir'] ?? process.env.BENCH_DIR ?? '/tmp/shelter-bench');
 const work = join(benchDir, `ab-${process.pid}`);
 mkdirSync(work, { recursive: true });
-const data = join(benchDir, 'data', args.dataset!);
+const original = join(benchDir, 'data', args.dataset!);
+// change: a copy this script may modify (never the kit's dataset)
+const data = args.op === 'change' ? join(work, 'data', args.dataset!) : original;
+if (args.op === 'change') { mkdirSync(join(work, 'data')); execFileSync('cp', ['-a', original, data]); }
+/** every regular file under dir, sorted (modify.py's order) */
+const filesOf = (dir: string): string[] => readdirSync(dir, { withFileTypes: true, recursive: true })
+  .filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name)).sort();
+const picked = args.op === 'change' ? pick(filesOf(data), 800) : [];
+const sizes = new Map(picked.map((f) => [f, statSync(f).size]));
+function pick(files: string[], n: number): string[] {
+  if (files.length <= n) return files;
+  // a fixed pseudo-random choice (the same files every run)
+  let x = 4242;
+  const rnd = () => { x = (x * 1103515245 + 12345) % 2147483648; return x / 2147483648; };
+  const a = [...files];
+  for (let i = 0; i < n; i++) { const j = i + Math.floor(rnd() * (a.length - i)); [a[i], a[j]] = [a[j]!, a[i]!]; }
+  return a.slice(0, n);
+}
+const newDir = join(data, 'bench-new-data');
+const undoChange = () => { for (const [f, n] of sizes) truncateSync(f, n); rmSync(newDir, { recursive: true, force: true }); };
+const applyChange = () => {
+  for (const f of picked) appendFileSync(f, `/* bench modification ${randomBytes(8).toString('hex')} */\n`.repeat(24));
+  mkdirSync(newDir, { recursive: true });
+  for (let i = 0; i < 50; i++) writeFileSync(join(newDir, `new${String(i).padStart(2, '0')}.bin`), randomBytes(1 << 20));
+};
 const node = process.execPath;
 const versions = { A: snapshot(root, args.a!, work), B: workingTree(root, ['packages']) };
 const gw = await startBenchGateway(versions.B.packages, join(work, 'gateway'));
@@ -50,6 +80,11 @@ try {
         t = await timed(node, [...prof(v), shelter(v), 'backup', 'files', data, '--name', 'ab', '--json'], { env: e2, logFile: log, serverPid: gw.proc.pid });
       } else if (args.op === 'reread') {
         t = await timed(node, [...prof(v), shelter(v), 'backup', 'files', data, '--name', `reread-${v.toLowerCase()}${i}`, '--json'], { env, logFile: log, serverPid: gw.proc.pid });
+      } else if (args.op === 'change') {
+        undoChange();
+        await backup(v, false);
+        applyChange();
+        t = await backup(v);
       } else t = await backup(v);
       if (t.exitCode !== 0) throw new Error(`${v} exited ${t.exitCode}; see ${log}`);
       figures[v]!.push([t.wall, t.cpu, t.rssKiB / 1024, t.serverCpu]);

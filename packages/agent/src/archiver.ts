@@ -1,13 +1,14 @@
 // `shelter backup files`: walks the given paths, stores new file contents as chunks and every
 // directory as a tree blob, and writes the snapshot and its plaintext reference manifest.
 // Incremental: a file whose size, mtime, ctime and inode match the parent snapshot's node is not
-// read again; its chunk list is reused.
-import { closeSync, constants, lstatSync, openSync, readSync } from 'node:fs';
+// read again; its chunk list is reused. A changed file's leading chunks that are still the parent's
+// are verified by hashing on the seal workers instead of being chunked again (prefixToVerify).
+import { closeSync, lstatSync, readSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { Chunker, encodeTree, sameNode, type TreeNode } from '@shelter/format';
 import { loadAllTrees } from './trees.ts';
-import { joinPath, readAccounts, statNode } from './fsnode.ts';
+import { joinPath, openForBackup, readAccounts, statNode } from './fsnode.ts';
 import { fileStat, Kind, startWalker, type FileStat, type Walker, type WalkEntry } from './walk.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 
@@ -63,28 +64,18 @@ export function beginWalk(opts: Pick<BackupOptions, 'paths' | 'include' | 'exclu
 
 export interface Progress { files: number; dirs: number; bytesRead: number; bytesTotal: number; newBytes: number; currentPath: string }
 
+/** a changed file's leading chunks, verified unchanged since the parent snapshot, and their bytes */
+interface Prefix { ids: Buffer[]; bytes: number }
+
 /** a directory's tree id, which may wait for the ids of its files' chunks */
 interface PendingTree { id: Promise<Buffer> }
 
 export interface BackupResult { snapshotId: string; summary: Record<string, number>; warnings: number }
 
 const READ_SIZE = 4 * 1024 * 1024;
+/** a changed file's unchanged-looking leading chunks are verified by the seal workers from this many bytes on */
+const VERIFY_MIN_BYTES = 4 * 1024 * 1024;
 const PROGRAM = 'shelter 0.1.0';
-
-/**
- * Opens a file to back it up without touching its access time (O_NOATIME, Linux): a backup must
- * not change what it backs up, and an atime changed by the previous run would make every directory
- * listing differ from the parent's. O_NOATIME is allowed on one's own files (or as root); for the
- * others the file is opened plainly.
- */
-const noAtime = constants.O_NOATIME ?? 0;
-function openForBackup(path: Buffer): number {
-  if (noAtime) {
-    try { return openSync(path, constants.O_RDONLY | noAtime); }
-    catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw e; }
-  }
-  return openSync(path, 'r');
-}
 
 export async function backupFiles(repo: Repository, opts: BackupOptions): Promise<BackupResult> {
   const started = new Date();
@@ -131,14 +122,65 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     prev !== undefined && prev.type === 'file' && prev.content !== undefined && prev.size === st.size && prev.mtime === st.mtimeNs &&
     prev.ctime === st.ctimeNs && prev.inode === st.ino && prev.content.every((id) => repo.hasBlob(id));
 
-  /** the chunk ids of a file: known now, or (unhashed mode) once the seal workers have hashed them */
-  async function saveContent(path: Buffer, size: number): Promise<{ ids: Buffer[] | Promise<Buffer[]>; bytes: number }> {
+  /**
+   * A changed file's leading chunks to verify rather than chunk again: the chunker's cuts depend
+   * only on the bytes since the previous cut, so where the file still begins with the parent's
+   * chunks, chunking it again would find the same cuts. The seal workers read and hash those chunks
+   * in parallel instead (every byte is still read and checked against its id), and chunking starts
+   * after the last one that matches. The parent's last chunk ended at its end of file, not at a cut:
+   * it is always chunked again (an append lands there). Undefined: not worth it (small, no parent).
+   */
+  function prefixToVerify(prev: TreeNode | undefined): { ids: Buffer[]; lengths: number[] } | undefined {
+    if (unhashed || prev?.type !== 'file' || prev.content === undefined || prev.content.length < 2) return undefined;
+    const lengths: number[] = [];
+    let total = 0;
+    for (const id of prev.content.slice(0, -1)) {
+      const loc = repo.index.lookup(id);
+      if (!loc) break;
+      lengths.push(loc.rawLength);
+      total += loc.rawLength;
+    }
+    // below this, reading and chunking here costs less than a round trip to the workers
+    if (total < VERIFY_MIN_BYTES) return undefined;
+    return { ids: prev.content.slice(0, lengths.length), lengths };
+  }
+
+  async function verifiedPrefix(path: Buffer, plan: { ids: Buffer[]; lengths: number[] }): Promise<Prefix | undefined> {
+    let matched: number;
+    try { matched = await repo.sealPool().verifyChunks(path, plan.lengths, plan.ids); }
+    catch { return undefined; } // read from the start, which reports what is wrong
+    let bytes = 0;
+    for (let i = 0; i < matched; i++) bytes += plan.lengths[i]!;
+    return { ids: plan.ids.slice(0, matched), bytes };
+  }
+
+  // One file at a time reads into readBuf and pushes into the chunker: a changed file whose
+  // leading chunks are being verified is read later, between other files.
+  let chunking: Promise<unknown> = Promise.resolve();
+  const exclusive = <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = chunking.then(fn);
+    chunking = p.catch(() => { /* the caller gets the error */ });
+    return p;
+  };
+  /** nodes of files that could not be read after all (deferred reads): left out of their directory */
+  const unreadable = new WeakSet<TreeNode>();
+
+  /**
+   * The chunk ids of a file: known now, or (unhashed mode) once the seal workers have hashed them.
+   * `prefix`: its leading chunks, verified unchanged (prefixToVerify); reading starts after them.
+   */
+  async function saveContent(path: Buffer, size: number, prefix?: Prefix): Promise<{ ids: Buffer[] | Promise<Buffer[]>; bytes: number }> {
     const fd = openForBackup(path);
     const ids: Buffer[] = [];
     const later: Array<Promise<Buffer>> = [];
     let carry: Buffer[] = []; // bytes since the last cut
     let carryBytes = 0;
     let position = 0;
+    if (prefix) {
+      for (const id of prefix.ids) { reference(id); ids.push(id); }
+      position = prefix.bytes;
+      progress.bytesRead += position;
+    }
     const counted = (r: { id: Buffer; added: boolean }, length: number) => {
       reference(r.id);
       if (r.added) { summary.newBlobs++; summary.newBytes += length; progress.newBytes += length; }
@@ -156,7 +198,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     };
     try {
       for (;;) {
-        const n = readSync(fd, readBuf, 0, READ_SIZE, null);
+        const n = readSync(fd, readBuf, 0, READ_SIZE, position);
         if (n === 0) break;
         const data = readBuf.subarray(0, n);
         let last = 0;
@@ -193,19 +235,31 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     const prev = await parentChildren(parentSubtree);
     const nodes: TreeNode[] = [];
     const waits: Array<Promise<void>> = [];
+    // the verification of changed files' leading chunks starts now, before this directory's other
+    // files are read: it keeps the workers busy while this thread reads
+    const verifying = new Map<WalkEntry, Promise<Prefix | undefined>>();
+    if (!unhashed) {
+      for (const e of group.entries) {
+        const p = e.kind === Kind.Ok && e.st!.type === 'file' ? prev.get(e.name.toString('latin1')) : undefined;
+        // (a file of one chunk has nothing to verify: the cheap test first)
+        const plan = p?.content !== undefined && p.content.length > 1 && !unchanged(p, e.st!) ? prefixToVerify(p) : undefined;
+        if (plan) verifying.set(e, verifiedPrefix(joinPath(path, e.name), plan));
+      }
+    }
     for (const e of group.entries) {
-      const node = await saveEntry(joinPath(path, e.name), e, prev.get(e.name.toString('latin1')), waits);
+      const node = await saveEntry(joinPath(path, e.name), e, prev.get(e.name.toString('latin1')), waits, verifying.get(e));
       if (node) nodes.push(node);
     }
     summary.dirs++;
     progress.dirs++;
     const id = Promise.all(waits).then(() => {
+      const kept = nodes.filter((n) => !unreadable.has(n));
       // nothing in it changed: the parent's listing is this one, byte for byte (no encoding, no hashing)
-      if (parentSubtree && nodes.length === prev.size && nodes.every((n) => { const p = prev.get(n.name.toString('latin1')); return p !== undefined && sameNode(n, p); }) && repo.hasBlob(parentSubtree)) {
+      if (parentSubtree && kept.length === prev.size && kept.every((n) => { const p = prev.get(n.name.toString('latin1')); return p !== undefined && sameNode(n, p); }) && repo.hasBlob(parentSubtree)) {
         reference(parentSubtree);
         return parentSubtree;
       }
-      return saveTree(nodes);
+      return saveTree(kept);
     });
     id.catch(() => { /* awaited by the parent directory; not unhandled if the walk stops first */ });
     return { id };
@@ -219,7 +273,8 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   }
 
   /** a node; what it still waits for (chunk ids, a subdirectory's tree id) is added to `waits` */
-  async function saveEntry(path: Buffer, e: WalkEntry, prev: TreeNode | undefined, waits: Array<Promise<void>>): Promise<TreeNode | undefined> {
+  /** `verifying`: the verification of its leading chunks, if already started (saveDir) */
+  async function saveEntry(path: Buffer, e: WalkEntry, prev: TreeNode | undefined, waits: Array<Promise<void>>, verifying?: Promise<Prefix | undefined>): Promise<TreeNode | undefined> {
     switch (e.kind) {
       case Kind.StatFailed: warn(path, e.error ?? 'cannot stat'); return undefined;
       case Kind.Unsupported: warn(path, 'unsupported file type'); return undefined;
@@ -242,12 +297,23 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
           progress.bytesRead += st.size;
         } else {
           if (prev?.type === 'file') summary.changedFiles++; else summary.newFiles++;
+          const cannotRead = (e: unknown) => warn(path, `cannot read: ${(e as Error).message}`);
+          const plan = verifying ? undefined : prefixToVerify(prev);
+          const verified = verifying ?? (plan && verifiedPrefix(path, plan));
+          if (verified) {
+            // verified by the workers meanwhile; the rest of the file is read once they have
+            waits.push(verified.then((prefix) => exclusive(() => saveContent(path, st.size, prefix))).then((saved) => {
+              node.size = saved.bytes;
+              node.content = saved.ids as Buffer[]; // known at once: there is a parent
+            }, (e) => { cannotRead(e); unreadable.add(node); }));
+            return node;
+          }
           try {
-            const saved = await saveContent(path, st.size);
+            const saved = await exclusive(() => saveContent(path, st.size));
             node.size = saved.bytes;
             if (Array.isArray(saved.ids)) node.content = saved.ids;
             else waits.push(saved.ids.then((ids) => { node.content = ids; }));
-          } catch (e) { warn(path, `cannot read: ${(e as Error).message}`); return undefined; }
+          } catch (e) { cannotRead(e); return undefined; }
         }
         return node;
       }
@@ -291,11 +357,11 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       }
     }
     await Promise.all(waits);
-    return saveTree(nodes);
+    return saveTree(nodes.filter((n) => !unreadable.has(n)));
   }
 
   const tree = wholeFs ? await rootDir(parentRoot) : await virtualDir('/', parentRoot);
-  await repo.flush();
+  await repo.flush(); 
   for (const id of unresolved) {
     const loc = repo.index.lookup(id);
     if (!loc) throw new Error(`internal: blob ${id.toString('hex')} was saved but is in no index after flush`);

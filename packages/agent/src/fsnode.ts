@@ -1,5 +1,5 @@
 // From the file system to tree nodes: stat fields, names as bytes, user and group names.
-import { readFileSync } from 'node:fs';
+import { constants, openSync, readFileSync } from 'node:fs';
 import type { TreeNode } from '@shelter/format';
 import type { FileStat } from './walk.ts';
 
@@ -51,3 +51,18 @@ export function joinPath(dir: Buffer, name: Buffer): Buffer {
 /** the key that groups hard links of one inode (a file with several links), else undefined */
 export const hardlinkKey = (n: TreeNode): string | undefined =>
   n.links !== undefined && n.links > 1 && n.inode !== undefined ? `${n.device}:${n.inode}` : undefined;
+
+/**
+ * Opens a file to back it up without touching its access time (O_NOATIME, Linux): a backup must
+ * not change what it backs up, and an atime changed by the previous run would make every directory
+ * listing differ from the parent's. O_NOATIME is allowed on one's own files (or as root); for the
+ * others the file is opened plainly.
+ */
+const noAtime = constants.O_NOATIME ?? 0;
+export function openForBackup(path: Buffer): number {
+  if (noAtime) {
+    try { return openSync(path, constants.O_RDONLY | noAtime); }
+    catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw e; }
+  }
+  return openSync(path, 'r');
+}

@@ -41,6 +41,13 @@ export interface SealPool {
    * their plaintexts in order, or rejects naming the first blob that does not open.
    */
   openBlobs(blobs: ReadonlyArray<{ id: Buffer; sealed: Uint8Array; rawLength: number }>): Promise<Buffer[]>;
+  /**
+   * Backup of a changed file: how many of its chunks at the parent snapshot (`ids`, plaintext
+   * `lengths`, laid end to end from offset 0) the file still holds, each read and hashed by a
+   * worker. Parts of the file are verified in parallel, a few at a time, and no part is sent after
+   * one that differs.
+   */
+  verifyChunks(path: Buffer, lengths: number[], ids: Buffer[]): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -55,6 +62,9 @@ function split(all: Buffer, lengths: number[]): Buffer[] {
 /** a batch of chunks goes to a worker once it holds this many bytes or chunks (or at the end of the event-loop turn) */
 const BATCH_BYTES = 1024 * 1024;
 const BATCH_COUNT = 256;
+/** verifyChunks: bytes per part (whole chunks), and parts in flight per worker */
+const VERIFY_PART = 8 * 1024 * 1024;
+const VERIFY_AHEAD = 2;
 
 export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?: number } = {}): SealPool {
   const n = Math.max(1, opts.workers ?? availableParallelism());
@@ -166,6 +176,35 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
         parts.push(send({ open, ids, data }, [data.buffer, ids.buffer]).then((r) => split(r.sealed, r.lengths)));
       }
       return (await Promise.all(parts)).flat();
+    },
+    async verifyChunks(path, lengths, ids) {
+      // parts of whole chunks: [first chunk, end chunk, file offset]
+      const parts: Array<[number, number, number]> = [];
+      for (let i = 0, at = 0; i < lengths.length;) {
+        const first = i, start = at;
+        while (i < lengths.length && (i === first || at - start + lengths[i]! <= VERIFY_PART)) at += lengths[i++]!;
+        parts.push([first, i, start]);
+      }
+      const verifyPart = ([first, end, start]: [number, number, number]) => {
+        const partIds = new Uint8Array(32 * (end - first));
+        for (let i = first; i < end; i++) partIds.set(ids[i]!, 32 * (i - first));
+        return send({ verify: { path, start, lengths: lengths.slice(first, end) }, ids: partIds }, [partIds.buffer]).then((r) => r.lengths[0]!);
+      };
+      const live = workers.filter((wk) => !wk.dead).length;
+      const inFlight: Array<Promise<number>> = [];
+      let matched = 0, next = 0;
+      for (let k = 0; k < parts.length; k++) {
+        while (next < parts.length && next - k < VERIFY_AHEAD * Math.max(1, live)) {
+          const p = verifyPart(parts[next++]!);
+          p.catch(() => { /* awaited below, or not needed once an earlier part differed */ });
+          inFlight.push(p);
+        }
+        const [first, end] = parts[k]!;
+        const m = await inFlight[k]!;
+        matched += m;
+        if (m < end - first) break;
+      }
+      return matched;
     },
     async close() { closing = true; await Promise.all(workers.map((wk) => wk.w.terminate())); },
   };

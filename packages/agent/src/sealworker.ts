@@ -1,12 +1,13 @@
 // Worker thread: compresses and encrypts blobs (zstd + AES-256-GCM, format's `seal`), the CPU-heavy
 // part of a backup, so that every core works. The main thread keeps walking, reading, chunking and
 // deduplicating; it hands over only the chunks that are new.
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { blobId, extractBlob, MAX_BLOB_BYTES, openBlob, seal, toHex, type RepoKeys } from '@shelter/format';
 import { createFile, finishFile, writeChunkAt, type FileMeta } from './filewrite.ts';
+import { openForBackup } from './fsnode.ts';
 import type { FileResult } from './sealpool.ts';
 
 const k = workerData.keys as Record<string, Uint8Array | string>;
@@ -30,7 +31,8 @@ const handled = (bytes: number) => {
 interface FileJob extends FileMeta { path: Uint8Array; whole: boolean; chunks: Array<{ entry: number; offset: number }> }
 interface WriteJob { start: number; entries: Array<{ id: Uint8Array; offset: number; length: number; rawLength: number }>; files: FileJob[] }
 
-parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array; lengths: number[]; data: Uint8Array; write?: WriteJob; open?: OpenJob }) => {
+parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array; lengths: number[]; data: Uint8Array; write?: WriteJob; open?: OpenJob; verify?: VerifyJob }) => {
+  if (m.verify) return verifyChunks(m.seq, m.ids, m.verify);
   if (m.write) return writeRange(m.seq, m.data, m.write);
   if (m.open) return openBlobs(m.seq, m.ids, m.data, m.open);
   try {
@@ -52,6 +54,37 @@ parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array;
     parentPort!.postMessage({ seq: m.seq, error: (e as Error).message });
   }
 });
+
+interface VerifyJob { path: Uint8Array; start: number; lengths: number[] }
+
+let readBuf = Buffer.alloc(0);
+/**
+ * Backup of a changed file: how many of the chunks it held at the parent snapshot (ids in `ids`,
+ * lengths in the job, from file offset `start` on) it still holds: each is read, hashed and
+ * compared; the count stops at the first that differs or is cut short. Replies `lengths: [count]`.
+ */
+function verifyChunks(seq: number, ids: Uint8Array, job: VerifyJob): void {
+  let fd = -1;
+  let matched = 0;
+  try {
+    fd = openForBackup(Buffer.from(job.path.buffer, job.path.byteOffset, job.path.byteLength));
+    let at = job.start;
+    for (const n of job.lengths) {
+      if (readBuf.length < n) readBuf = Buffer.allocUnsafeSlow(n);
+      let got = 0;
+      for (let r = -1; got < n && r !== 0; got += r) r = readSync(fd, readBuf, got, n - got, at + got);
+      if (got < n || !blobId(keys, readBuf.subarray(0, n)).equals(ids.subarray(32 * matched, 32 * matched + 32))) break;
+      matched++;
+      at += n;
+    }
+  } catch (e) {
+    parentPort!.postMessage({ seq, error: (e as Error).message });
+    return;
+  } finally {
+    if (fd >= 0) closeSync(fd);
+  }
+  parentPort!.postMessage({ seq, sealed: EMPTY, lengths: [matched] });
+}
 
 interface OpenJob { lengths: number[]; rawLengths: number[] }
 

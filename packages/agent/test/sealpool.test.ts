@@ -3,6 +3,10 @@
 // every job fails at once. Nothing may wait forever (a restore would hang).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { blobId, createRepository, openBlob, openRepository, sealBlob } from '@shelter/format';
 import { createSealPool, type FileWrite, type SealPool } from '../src/sealpool.ts';
 import type { RepoKeys } from '@shelter/format';
@@ -53,4 +57,33 @@ test('submitUnhashed: the worker computes the id (the same HMAC as blobId) and s
       assert.ok(openBlob(keys, r.id, r.sealed, 1 << 20).equals(plains[i]!), `chunk ${i} opens under its id`);
     });
   });
+});
+
+test('verifyChunks: counts the leading chunks a file still holds, across parts; stops at a changed byte or the end of file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shelter-verify-'));
+  try {
+    await withPool(async (pool, keys) => {
+      // 40 chunks of 0.5-1 MiB: several 8 MiB parts, verified by both workers
+      const lengths = Array.from({ length: 40 }, (_, i) => 512 * 1024 + i * 13_001);
+      const data = randomBytes(lengths.reduce((a, b) => a + b, 0));
+      const ids: Buffer[] = [];
+      for (let i = 0, at = 0; i < lengths.length; at += lengths[i++]!) ids.push(blobId(keys, data.subarray(at, at + lengths[i]!)));
+      const file = join(dir, 'f.bin');
+      const path = Buffer.from(file);
+      writeFileSync(file, data);
+      assert.equal(await pool.verifyChunks(path, lengths, ids), 40, 'an unchanged file holds every chunk');
+      writeFileSync(file, Buffer.concat([data, Buffer.from('appended')]));
+      assert.equal(await pool.verifyChunks(path, lengths, ids), 40, 'an append leaves the chunks before it');
+      const offsetOf = (k: number) => lengths.slice(0, k).reduce((a, b) => a + b, 0);
+      for (const k of [0, 7, 23, 39]) {
+        const changed = Buffer.from(data);
+        changed[offsetOf(k) + 100]! ^= 1;
+        writeFileSync(file, changed);
+        assert.equal(await pool.verifyChunks(path, lengths, ids), k, `a byte changed in chunk ${k}`);
+      }
+      writeFileSync(file, data.subarray(0, offsetOf(30) + 5));
+      assert.equal(await pool.verifyChunks(path, lengths, ids), 30, 'a truncated file holds the whole chunks before its end');
+      await assert.rejects(pool.verifyChunks(Buffer.from(join(dir, 'missing')), lengths, ids), /ENOENT/);
+    });
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
