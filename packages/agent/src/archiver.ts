@@ -7,7 +7,7 @@ import { closeSync, lstatSync, readSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { Chunker, encodeTree, sameNode, type TreeNode } from '@shelter/format';
-import { loadAllTrees } from './trees.ts';
+import { treeLoader } from './trees.ts';
 import { joinPath, openForBackup, readAccounts, statNode } from './fsnode.ts';
 import { fileStat, Kind, startWalker, type FileStat, type Walker, type WalkEntry } from './walk.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
@@ -106,15 +106,22 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   const walk = opts.walk ?? beginWalk(opts);
   const { walker, roots, childrenOf, under, wholeFs } = walk;
   try {
-  // the parent snapshot's whole hierarchy, loaded up front with grouped requests
-  let parentTrees = new Map<string, TreeNode[]>();
-  if (opts.parent) {
-    try { parentTrees = await loadAllTrees(repo, opts.parent.snapshot.tree); }
-    catch (e) { warn('(parent snapshot)', `cannot read the parent snapshot, every file is read again: ${(e as Error).message}`); }
-  }
+  // the parent snapshot's hierarchy, loaded in the background (grouped requests, in the walk's
+  // order) while the walk goes on; each directory's listing is decoded when the walk reaches it
+  const parentTrees = opts.parent ? treeLoader(repo, opts.parent.snapshot.tree, { release: true }) : undefined;
+  let parentFailed = false;
+  /** a directory's nodes at the parent snapshot, by name (latin1: every byte string is a distinct key) */
   const parentChildren = async (subtree: Buffer | undefined): Promise<Map<string, TreeNode>> => {
     const m = new Map<string, TreeNode>();
-    for (const n of (subtree && parentTrees.get(subtree.toString('hex'))) || []) m.set(n.name.toString('latin1'), n);
+    if (!subtree || !parentTrees || parentFailed) return m;
+    let nodes: TreeNode[];
+    try { nodes = await parentTrees.nodes(subtree); }
+    catch (e) {
+      parentFailed = true;
+      warn('(parent snapshot)', `cannot read the parent snapshot, every file from here on is read again: ${(e as Error).message}`);
+      return m;
+    }
+    for (const n of nodes) m.set(n.name.toString('latin1'), n);
     return m;
   };
 
@@ -130,11 +137,11 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
    * after the last one that matches. The parent's last chunk ended at its end of file, not at a cut:
    * it is always chunked again (an append lands there). Undefined: not worth it (small, no parent).
    */
-  function prefixToVerify(prev: TreeNode | undefined): { ids: Buffer[]; lengths: number[] } | undefined {
-    if (unhashed || prev?.type !== 'file' || prev.content === undefined || prev.content.length < 2) return undefined;
+  function prefixToVerify(content: Buffer[] | undefined): { ids: Buffer[]; lengths: number[] } | undefined {
+    if (unhashed || content === undefined || content.length < 2) return undefined;
     const lengths: number[] = [];
     let total = 0;
-    for (const id of prev.content.slice(0, -1)) {
+    for (const id of content.slice(0, -1)) {
       const loc = repo.index.lookup(id);
       if (!loc) break;
       lengths.push(loc.rawLength);
@@ -142,7 +149,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     }
     // below this, reading and chunking here costs less than a round trip to the workers
     if (total < VERIFY_MIN_BYTES) return undefined;
-    return { ids: prev.content.slice(0, lengths.length), lengths };
+    return { ids: content.slice(0, lengths.length), lengths };
   }
 
   async function verifiedPrefix(path: Buffer, plan: { ids: Buffer[]; lengths: number[] }): Promise<Prefix | undefined> {
@@ -232,22 +239,25 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     const group = await walker.next();
     if (!group.dir.equals(path)) throw new Error(`internal: the walker listed ${group.dir.toString()} where ${path.toString()} was expected`);
     if (group.error !== undefined) warn(path, `cannot list: ${group.error}`);
-    const prev = await parentChildren(parentSubtree);
+    const before = await parentChildren(parentSubtree);
+    const prevs = group.entries.map((e) => before.get(e.name.toString('latin1')));
     const nodes: TreeNode[] = [];
     const waits: Array<Promise<void>> = [];
     // the verification of changed files' leading chunks starts now, before this directory's other
     // files are read: it keeps the workers busy while this thread reads
     const verifying = new Map<WalkEntry, Promise<Prefix | undefined>>();
-    if (!unhashed) {
-      for (const e of group.entries) {
-        const p = e.kind === Kind.Ok && e.st!.type === 'file' ? prev.get(e.name.toString('latin1')) : undefined;
+    if (!unhashed && before.size) {
+      group.entries.forEach((e, k) => {
+        const p = prevs[k];
         // (a file of one chunk has nothing to verify: the cheap test first)
-        const plan = p?.content !== undefined && p.content.length > 1 && !unchanged(p, e.st!) ? prefixToVerify(p) : undefined;
+        if (e.kind !== Kind.Ok || e.st!.type !== 'file' || p?.type !== 'file' || (p.content?.length ?? 0) < 2 || unchanged(p, e.st!)) return;
+        const plan = prefixToVerify(p.content);
         if (plan) verifying.set(e, verifiedPrefix(joinPath(path, e.name), plan));
-      }
+      });
     }
-    for (const e of group.entries) {
-      const node = await saveEntry(joinPath(path, e.name), e, prev.get(e.name.toString('latin1')), waits, verifying.get(e));
+    for (let k = 0; k < group.entries.length; k++) {
+      const e = group.entries[k]!;
+      const node = await saveEntry(joinPath(path, e.name), e, prevs[k], waits, verifying.get(e));
       if (node) nodes.push(node);
     }
     summary.dirs++;
@@ -255,7 +265,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     const id = Promise.all(waits).then(() => {
       const kept = nodes.filter((n) => !unreadable.has(n));
       // nothing in it changed: the parent's listing is this one, byte for byte (no encoding, no hashing)
-      if (parentSubtree && kept.length === prev.size && kept.every((n) => { const p = prev.get(n.name.toString('latin1')); return p !== undefined && sameNode(n, p); }) && repo.hasBlob(parentSubtree)) {
+      if (parentSubtree && kept.length === before.size && kept.every((n) => { const p = before.get(n.name.toString('latin1')); return p !== undefined && sameNode(n, p); }) && repo.hasBlob(parentSubtree)) {
         reference(parentSubtree);
         return parentSubtree;
       }
@@ -296,9 +306,10 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
           for (const id of node.content) reference(id);
           progress.bytesRead += st.size;
         } else {
-          if (prev?.type === 'file') summary.changedFiles++; else summary.newFiles++;
+          const wasFile = prev?.type === 'file';
+          if (wasFile) summary.changedFiles++; else summary.newFiles++;
           const cannotRead = (e: unknown) => warn(path, `cannot read: ${(e as Error).message}`);
-          const plan = verifying ? undefined : prefixToVerify(prev);
+          const plan = verifying || !wasFile ? undefined : prefixToVerify(prev!.content);
           const verified = verifying ?? (plan && verifiedPrefix(path, plan));
           if (verified) {
             // verified by the workers meanwhile; the rest of the file is read once they have
@@ -337,13 +348,13 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     return (await saveDir(Buffer.from('/'), parentSubtree)).id;
   }
   async function virtualDir(prefix: string, parentSubtree: Buffer | undefined): Promise<Buffer> {
-    const prev = await parentChildren(parentSubtree);
+    const before = await parentChildren(parentSubtree);
     const nodes: TreeNode[] = [];
     const waits: Array<Promise<void>> = [];
     for (const [first, isRoot] of childrenOf(prefix)) {
       const full = Buffer.from(under(prefix, first));
       const name = Buffer.from(first);
-      const p = prev.get(name.toString('latin1'));
+      const p = before.get(name.toString('latin1'));
       if (isRoot) {
         // the root's own group: itself alone (walkOrder asked for the roots in this order)
         const group = await walker.next();

@@ -63,11 +63,12 @@ function backendOf(cfg: AgentConfig) {
 const opened: Repository[] = [];
 /** the key that opened the repository, and where it came from (key list / add / export) */
 let loadedKey: LoadedKey | undefined;
-async function open(): Promise<Repository> {
+/** `workers`: the command will seal or open blobs (backup, restore, check): start the seal workers at once */
+async function open(opts: { workers?: boolean } = {}): Promise<Repository> {
   const cfg = requireConfig(loadConfig());
   const backend = backendOf(cfg);
   loadedKey = await loadMasterKey(cfg.key, backend);
-  const repo = await openRepo(backend, loadedKey.master);
+  const repo = await openRepo(backend, loadedKey.master, { startWorkers: opts.workers });
   opened.push(repo);
   if (cfg.repository && cfg.repository.fingerprint !== repo.config.fingerprint) {
     throw new RepositoryError('WrongKey', `the bucket holds repository ${toHex(repo.config.id)}, this configuration was made for ${cfg.repository.id}: refusing to mix them`);
@@ -164,7 +165,7 @@ backup.command('files <paths...>')
     // the file-system walk runs on its own thread from now on, while the repository opens (unref'd: a
     // failure before backupFiles does not wait for it)
     const walk = beginWalk({ paths, include: o.include, exclude: o.exclude, followSymlinks: o.followSymlinks, oneFileSystem: o.oneFileSystem });
-    const repo = await open();
+    const repo = await open({ workers: true });
     const parent = (await repo.listSnapshots()).filter((s) => s.snapshot.name === o.name).pop();
     const t0 = Date.now();
     log({ msg: 'backup started', name: o.name, paths, parent: parent?.id });
@@ -269,7 +270,7 @@ atime/ctime. A name that is not UTF-8 is written with U+FFFD for its invalid byt
   .action(async (ref: string, o: { name?: string; target?: string; export?: string; include?: string[]; exclude?: string[]; ignoreExisting?: boolean; json?: boolean }) => {
     if ((o.target === undefined) === (o.export === undefined)) throw new ConfigError('restore needs exactly one of --target DIR and --export FILE.tar.gz');
     if (o.export !== undefined && o.ignoreExisting) throw new ConfigError('--ignore-existing applies to --target only');
-    const repo = await open();
+    const repo = await open({ workers: true });
     const snap = await pickSnapshot(repo, ref, o.name);
     const onProgress = (p: { files: number; bytes: number; currentPath: string }) => drawProgress(`${p.files} files, ${mib(p.bytes)}  ${p.currentPath}`);
     const onWarning = warnFile;
@@ -297,7 +298,7 @@ program.command('check')
   .option('--read-data', 'download and verify every pack')
   .option('--json', 'JSON output')
   .action(async (o: { readData?: boolean; json?: boolean }) => {
-    const repo = await open();
+    const repo = await open({ workers: true });
     const r = await checkRepository(repo, { readData: o.readData, onProgress: (m) => drawProgress(m) });
     clearProgress();
     log({ msg: 'check done', ...r, problems: r.problems.length });

@@ -76,7 +76,8 @@ export async function initRepository(backend: Backend, configBytes: Buffer): Pro
 }
 
 
-export async function openRepo(backend: Backend, master: Buffer, opts: { uploads?: number; sealWorkers?: number } = {}): Promise<Repository> {
+/** `startWorkers`: start the seal workers now (a command that will need them: they boot while the index loads) */
+export async function openRepo(backend: Backend, master: Buffer, opts: { uploads?: number; sealWorkers?: number; startWorkers?: boolean } = {}): Promise<Repository> {
   const configBytes = await backend.get(CONFIG_KEY);
   if (!configBytes) throw new RepositoryError('NotInitialised', `no repository at ${backend.location} (run \`shelter init\`)`);
   let keys: RepoKeys;
@@ -89,6 +90,10 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     }
     throw new RepositoryError('Corrupt', `the repository config at ${backend.location} is unreadable: ${(e as Error).message}`, { cause: e });
   }
+  // new blobs are sealed on worker threads; the main thread goes on chunking meanwhile
+  let pool: SealPool | undefined;
+  const sealPool = () => (pool ??= createSealPool(keys, { workers: opts.sealWorkers }));
+  if (opts.startWorkers) sealPool();
 
   // ---- index: every index object, plus packs that no index lists yet (an interrupted backup's)
   const indexKeys: string[] = [];
@@ -189,9 +194,6 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
 
   const hasBlob = (id: Buffer) => index.has(id) || pending.has(id.toString('hex'));
 
-  // new blobs are sealed on worker threads; the main thread goes on chunking meanwhile
-  let pool: SealPool | undefined;
-  const sealPool = () => (pool ??= createSealPool(keys, { workers: opts.sealWorkers }));
   const sealing = new Set<Promise<void>>();
   let sealingBytes = 0;
   // callers waiting for room (saveBlob may be called concurrently); each rechecks

@@ -20,6 +20,9 @@ export interface FileWrite extends FileMeta {
   chunks: Array<{ entry: number; offset: number }>;
 }
 
+/** a tree blob's plaintext and the subtree ids it names (not validated: decodeTree does that) */
+export interface OpenedTree { plain: Buffer; subtrees: Buffer[] }
+
 /** null: written; `warning`: written, but its metadata could not be set; `error`: not written */
 export type FileResult = null | { warning: string } | { error: string };
 
@@ -37,10 +40,11 @@ export interface SealPool {
    */
   writeRange(bytes: Buffer, start: number, entries: PackEntry[], files: FileWrite[]): Promise<FileResult[]>;
   /**
-   * Opens sealed blobs (decryption, zstd, the id check) spread over every worker; resolves with
-   * their plaintexts in order, or rejects naming the first blob that does not open.
+   * Opens sealed tree blobs (decryption, zstd, the id check) spread over every worker; resolves
+   * with their plaintexts in order, each with the subtree ids it names (found by the worker), or
+   * rejects naming the first blob that does not open.
    */
-  openBlobs(blobs: ReadonlyArray<{ id: Buffer; sealed: Uint8Array; rawLength: number }>): Promise<Buffer[]>;
+  openTrees(blobs: ReadonlyArray<{ id: Buffer; sealed: Uint8Array; rawLength: number }>): Promise<OpenedTree[]>;
   /**
    * Backup of a changed file: how many of its chunks at the parent snapshot (`ids`, plaintext
    * `lengths`, laid end to end from offset 0) the file still holds, each read and hashed by a
@@ -78,9 +82,9 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   /** the least busy live worker; undefined once every worker has died */
   const pick = () => workers.filter((wk) => !wk.dead).reduce<(typeof workers)[number] | undefined>((x, y) => (!x || y.busy < x.busy ? y : x), undefined);
   const noWorker = () => new Error(`every seal worker has died (${workers[0]?.dead?.message ?? 'unknown'})`);
-  const waiting = new Map<number, { resolve: (b: Buffer, lengths?: number[], fileResults?: FileResult[], ids?: Uint8Array) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
+  type Reply = { sealed: Buffer; lengths: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[] };
+  const waiting = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
   let seq = 0;
-  type Reply = { sealed: Buffer; lengths: number[]; fileResults?: FileResult[]; ids?: Uint8Array };
   /** one job to the least busy live worker; resolves with its reply */
   const send = (message: Record<string, unknown>, transfer: ArrayBuffer[]): Promise<Reply> => {
     const wk = pick();
@@ -88,19 +92,19 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     if (wk.busy++ === 0) wk.w.ref();
     const s = seq++;
     return new Promise((resolve, reject) => {
-      waiting.set(s, { resolve: (sealed, lengths, fileResults, ids) => resolve({ sealed, lengths: lengths ?? [], fileResults, ids }), reject, worker: wk });
+      waiting.set(s, { resolve, reject, worker: wk });
       wk.w.postMessage({ seq: s, ...message }, transfer);
     });
   };
   for (const wk of workers) {
-    wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; ids?: Uint8Array; error?: string }) => {
+    wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[]; error?: string }) => {
       const job = waiting.get(m.seq);
       if (!job) return;
       waiting.delete(m.seq);
       // a worker with jobs keeps the process alive (the main thread may have nothing else pending)
       if (--wk.busy === 0) wk.w.unref();
       if (m.error !== undefined) job.reject(new Error(m.error));
-      else job.resolve(Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), m.lengths, m.fileResults, m.ids);
+      else job.resolve({ sealed: Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), lengths: m.lengths ?? [], fileResults: m.fileResults, ids: m.ids, counts: m.counts });
     });
     // a worker that dies fails its own jobs and takes no new ones: nothing waits forever on it
     const died = (e: Error) => {
@@ -158,11 +162,11 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
       const list = entries.map((e) => ({ id: e.id, offset: e.offset, length: e.length, rawLength: e.rawLength }));
       return send({ write: { start, entries: list, files }, data }, [data.buffer]).then((r) => r.fileResults ?? []);
     },
-    async openBlobs(blobs) {
+    async openTrees(blobs) {
       const live = workers.filter((wk) => !wk.dead).length;
       if (!live) throw noWorker();
       const total = blobs.reduce((x, b) => x + b.sealed.length, 0);
-      const parts: Array<Promise<Buffer[]>> = [];
+      const parts: Array<Promise<OpenedTree[]>> = [];
       for (let i = 0; i < blobs.length;) {
         // about one part per worker, by bytes
         const part: typeof blobs[number][] = [];
@@ -173,7 +177,15 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
         let at = 0;
         part.forEach((b, k) => { data.set(b.sealed, at); at += b.sealed.length; ids.set(b.id, 32 * k); });
         const open = { lengths: part.map((b) => b.sealed.length), rawLengths: part.map((b) => b.rawLength) };
-        parts.push(send({ open, ids, data }, [data.buffer, ids.buffer]).then((r) => split(r.sealed, r.lengths)));
+        parts.push(send({ open, ids, data }, [data.buffer, ids.buffer]).then((r) => {
+          const found = Buffer.from(r.ids!.buffer, r.ids!.byteOffset, r.ids!.byteLength);
+          let at = 0;
+          return split(r.sealed, r.lengths).map((plain, k) => {
+            const subtrees = split(found.subarray(32 * at), Array(r.counts![k]!).fill(32));
+            at += r.counts![k]!;
+            return { plain, subtrees };
+          });
+        }));
       }
       return (await Promise.all(parts)).flat();
     },

@@ -34,7 +34,7 @@ interface WriteJob { start: number; entries: Array<{ id: Uint8Array; offset: num
 parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array; lengths: number[]; data: Uint8Array; write?: WriteJob; open?: OpenJob; verify?: VerifyJob }) => {
   if (m.verify) return verifyChunks(m.seq, m.ids, m.verify);
   if (m.write) return writeRange(m.seq, m.data, m.write);
-  if (m.open) return openBlobs(m.seq, m.ids, m.data, m.open);
+  if (m.open) return openTrees(m.seq, m.ids, m.data, m.open);
   try {
     // a batch of chunks: sealed one by one, returned as one buffer (one transfer) plus lengths
     const sealed: Buffer[] = [];
@@ -113,16 +113,37 @@ function openEach(seq: number, count: number, idOf: (i: number) => Buffer, open:
   return plains;
 }
 
-/** sealed blobs back to plaintexts (trees of a snapshot being loaded), returned as one buffer plus lengths */
-function openBlobs(seq: number, ids: Uint8Array, data: Uint8Array, job: OpenJob): void {
+/**
+ * Tree blobs back to plaintexts (a snapshot's trees being loaded), returned as one buffer plus
+ * lengths, with the ids of the subtrees each one names (`ids`, `counts`): the main thread goes on
+ * loading the next level without decoding this one (it decodes a tree when it needs it).
+ */
+function openTrees(seq: number, ids: Uint8Array, data: Uint8Array, job: OpenJob): void {
   const starts: number[] = [];
   job.lengths.reduce((at, n) => { starts.push(at); return at + n; }, 0);
   const plains = openEach(seq, job.lengths.length, (i) => Buffer.from(ids.buffer, ids.byteOffset + 32 * i, 32),
     (i, id) => openBlob(keys, id, data.subarray(starts[i], starts[i]! + job.lengths[i]!), MAX_BLOB_BYTES, job.rawLengths[i]));
   if (!plains) return;
+  const subtrees: Buffer[] = [];
+  const counts = plains.map((p) => { const n = subtrees.length; subtreeIds(p, subtrees); return subtrees.length - n; });
   const all = join(plains);
-  parentPort!.postMessage({ seq, sealed: all, lengths: plains.map((b) => b.length) }, [all.buffer]);
+  const found = join(subtrees);
+  parentPort!.postMessage({ seq, sealed: all, lengths: plains.map((b) => b.length), ids: found, counts }, [all.buffer, found.buffer]);
   handled(data.length + all.length);
+}
+
+const SUBTREE_KEY = Buffer.from('"subtree":"');
+const HEX64 = /^[0-9a-f]{64}$/;
+/**
+ * The subtree ids a tree's JSON names, found by scanning for the key rather than parsing: inside
+ * a JSON string every quote is escaped, so `"subtree":"` only occurs as that key. A miss only
+ * costs a later load on demand; the main thread's decodeTree validates the tree itself.
+ */
+function subtreeIds(plain: Buffer, out: Buffer[]): void {
+  for (let at = plain.indexOf(SUBTREE_KEY); at >= 0; at = plain.indexOf(SUBTREE_KEY, at + 1)) {
+    const hex = plain.toString('latin1', at + SUBTREE_KEY.length, at + SUBTREE_KEY.length + 64);
+    if (HEX64.test(hex)) out.push(Buffer.from(hex, 'hex'));
+  }
 }
 
 /** restore: decrypts every blob of a fetched pack range, then writes the files given */

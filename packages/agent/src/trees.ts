@@ -1,11 +1,32 @@
-// Whole directory hierarchies of a snapshot, loaded level by level with grouped requests.
+// A snapshot's directory hierarchy, loaded with grouped requests: tree packs are read whole, once,
+// and their blobs opened on the seal workers, which also find each tree's subtree ids, so that
+// loading goes on, level by level, without this thread decoding anything. A consumer that walks
+// the hierarchy (an incremental backup) decodes each tree when it reaches it, and what it asks
+// for before the background load got there is opened first.
 import { decodeTree, packKey, toHex, type TreeNode } from '@shelter/format';
 import { fetchBlobs } from './blobfetch.ts';
 import { RepositoryError, type Repository } from './repository.ts';
 
-/** every tree reachable from `roots` (one snapshot's tree, or several: each pack is read once), by hex id */
-export async function loadAllTrees(repo: Repository, roots: Buffer | Buffer[]): Promise<Map<string, TreeNode[]>> {
-  const trees = new Map<string, TreeNode[]>();
+export interface TreeLoader {
+  /**
+   * A tree's nodes, decoded now. With `release`, the loader then forgets the tree (a walk takes
+   * each once; asked for again, it is opened again).
+   */
+  nodes(id: Buffer): Promise<TreeNode[]>;
+  /** every tree reachable from the roots has been opened; rejects with the first failure */
+  readonly done: Promise<void>;
+}
+
+/** trees opened per request to the workers: small enough that a tree asked for waits little */
+const BATCH = 128;
+
+interface Slot { plain: Promise<Buffer>; resolve: (b: Buffer) => void; reject: (e: Error) => void; requested: boolean }
+
+/** Starts loading every tree reachable from `roots` in the background. */
+export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { release?: boolean } = {}): TreeLoader {
+  const slots = new Map<string, Slot>();
+  /** trees taken and forgotten (`release`): not loaded again when named again */
+  const released = new Set<string>();
   // Tree packs are read whole, once: every level of the hierarchy has blobs spread over them, so
   // ranged reads per level would fetch (nearly) the same bytes again and again. Other packs (trees
   // of repositories written before tree packs existed) are read by grouped ranges.
@@ -22,37 +43,133 @@ export async function loadAllTrees(repo: Repository, roots: Buffer | Buffer[]): 
     }
     return p;
   };
-  let level: Buffer[] = Array.isArray(roots) ? roots : [roots];
-  while (level.length) {
+  /**
+   * Discovered, not yet requested: `urgent` first (a consumer waits for them), then `later`, a
+   * stack that yields the trees depth first in name order, the order of a walk (each opened tree's
+   * subtrees go on top, the first on top), so that what a walk asks for next is mostly open already.
+   */
+  const urgent: Buffer[] = [];
+  const later: Buffer[] = [];
+  let inFlight = 0;
+  let failure: Error | undefined;
+  let finish!: () => void;
+  let fail!: (e: Error) => void;
+  const done = new Promise<void>((res, rej) => { finish = res; fail = rej; });
+  done.catch(() => { /* reported through nodes() or to whoever awaits done */ });
+
+  const slotOf = (hex: string): Slot => {
+    let s = slots.get(hex);
+    if (!s) {
+      let resolve!: (b: Buffer) => void, reject!: (e: Error) => void;
+      const plain = new Promise<Buffer>((res, rej) => { resolve = res; reject = rej; });
+      plain.catch(() => { /* awaited by nodes() if ever asked for */ });
+      s = { plain, resolve, reject, requested: false };
+      slots.set(hex, s);
+    }
+    return s;
+  };
+
+  /** opens a batch: tree packs on the workers, other trees through fetchBlobs */
+  const open = async (ids: Buffer[]) => {
     const elsewhere: Buffer[] = [];
     const inPack = new Map<number, Array<{ id: Buffer; offset: number; length: number; rawLength: number }>>();
-    for (const id of level) {
+    for (const id of ids) {
       const loc = repo.index.lookup(id);
       if (!loc || !repo.isTreePack(loc.pack)) { elsewhere.push(id); continue; }
       let list = inPack.get(loc.pack);
       if (!list) inPack.set(loc.pack, (list = []));
       list.push({ id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength });
     }
-    // opened (decrypted, decompressed, ids checked) on the worker threads, a pack at a time
-    const fromTreePacks = [...inPack].map(async ([pack, list]): Promise<Array<[string, Buffer]>> => {
+    const opened = [...inPack].map(async ([pack, list]) => {
       const bytes = await packBytes(pack);
       if (list.some((e) => e.offset + e.length > bytes.length)) {
         throw new RepositoryError('Corrupt', `pack ${packKey(repo.index.packId(pack))} is shorter than its index says (truncated?)`);
       }
-      let plains: Buffer[];
-      try { plains = await repo.sealPool().openBlobs(list.map((e) => ({ id: e.id, sealed: bytes.subarray(e.offset, e.offset + e.length), rawLength: e.rawLength }))); }
-      catch (e) { throw new RepositoryError('Corrupt', `tree pack ${packKey(repo.index.packId(pack))}: ${(e as Error).message}`, { cause: e }); }
-      return plains.map((p, i) => [toHex(list[i]!.id), p]);
+      try {
+        const trees = await repo.sealPool().openTrees(list.map((e) => ({ id: e.id, sealed: bytes.subarray(e.offset, e.offset + e.length), rawLength: e.rawLength })));
+        for (let i = trees.length - 1; i >= 0; i--) received(list[i]!.id, trees[i]!.plain, trees[i]!.subtrees);
+      } catch (e) { throw new RepositoryError('Corrupt', `tree pack ${packKey(repo.index.packId(pack))}: ${(e as Error).message}`, { cause: e }); }
     });
-    const blobs = await fetchBlobs(repo, elsewhere);
-    for (const [hex, plain] of (await Promise.all(fromTreePacks)).flat()) blobs.set(hex, plain);
-    const next: Buffer[] = [];
-    for (const [hex, plain] of blobs) {
-      const nodes = decodeTree(plain);
-      trees.set(hex, nodes);
-      for (const n of nodes) if (n.type === 'dir' && n.subtree && !trees.has(toHex(n.subtree))) next.push(n.subtree);
+    if (elsewhere.length) {
+      // (old repositories) decoded here to find the subtrees
+      for (const [hex, plain] of [...await fetchBlobs(repo, elsewhere)].reverse()) {
+        let nodes: TreeNode[];
+        try { nodes = decodeTree(plain); }
+        catch (e) { throw new RepositoryError('Corrupt', `tree ${hex} is corrupt: ${(e as Error).message}`, { cause: e }); }
+        received(Buffer.from(hex, 'hex'), plain, nodes.flatMap((n) => (n.subtree ? [n.subtree] : [])));
+      }
     }
-    level = next;
+    await Promise.all(opened);
+  };
+  /** (called for a batch's trees in reverse order: the first one's subtrees end on top) */
+  const received = (id: Buffer, plain: Buffer, subtrees: Buffer[]) => {
+    slotOf(toHex(id)).resolve(plain);
+    for (let k = subtrees.length - 1; k >= 0; k--) {
+      const sub = subtrees[k]!;
+      const hex = toHex(sub);
+      if (!slots.has(hex) && !released.has(hex)) { slotOf(hex); later.push(sub); }
+    }
+  };
+  const take = (): Buffer[] => {
+    const batch: Buffer[] = [];
+    const add = (id: Buffer) => { const s = slotOf(toHex(id)); if (!s.requested) { s.requested = true; batch.push(id); } };
+    while (urgent.length && batch.length < BATCH) add(urgent.shift()!);
+    while (later.length && batch.length < BATCH) add(later.pop()!);
+    return batch;
+  };
+  // two batches in flight (the seal pool has a worker per core: two here); each finished batch
+  // starts the next
+  const workers = 2;
+  const pump = () => {
+    while (!failure && inFlight < workers) {
+      const batch = take();
+      if (!batch.length) break;
+      inFlight++;
+      open(batch).then(() => { inFlight--; pump(); }, (e: Error) => {
+        failure ??= e;
+        for (const s of slots.values()) s.reject(failure);
+        fail(failure);
+      });
+    }
+    if (!failure && inFlight === 0 && !urgent.length && !later.length) finish();
+  };
+
+  for (const r of (Array.isArray(roots) ? roots : [roots]).toReversed()) if (!slots.has(toHex(r))) { slotOf(toHex(r)); later.push(r); }
+  pump();
+  /** a tree's plaintext, asked for first if the background load has not come to it */
+  const take1 = async (id: Buffer): Promise<Buffer> => {
+    const hex = toHex(id);
+    const s = slotOf(hex);
+    if (!s.requested) {
+      if (failure) throw failure;
+      urgent.push(id);
+      pump();
+    }
+    const payload = await s.plain;
+    if (opts.release) { slots.delete(hex); released.add(hex); } // asked for again: loaded again
+    return payload;
+  };
+  return {
+    done,
+    async nodes(id) {
+      return decodeTree(await take1(id));
+    },
+  };
+}
+
+/** every tree reachable from `roots` (one snapshot's tree, or several: each pack is read once), by hex id */
+export async function loadAllTrees(repo: Repository, roots: Buffer | Buffer[]): Promise<Map<string, TreeNode[]>> {
+  const loader = treeLoader(repo, roots);
+  await loader.done;
+  const trees = new Map<string, TreeNode[]>();
+  const pending = [...(Array.isArray(roots) ? roots : [roots])];
+  while (pending.length) {
+    const id = pending.pop()!;
+    const hex = toHex(id);
+    if (trees.has(hex)) continue;
+    const nodes = await loader.nodes(id);
+    trees.set(hex, nodes);
+    for (const n of nodes) if (n.subtree && !trees.has(toHex(n.subtree))) pending.push(n.subtree);
   }
   return trees;
 }

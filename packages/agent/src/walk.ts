@@ -177,6 +177,8 @@ export function runWalker(opts: WalkOptions, control: Int32Array, post: (b: Batc
     let names: Buffer[] = [];
     let error: string | undefined;
     try { names = readdirSync(path, { encoding: 'buffer' }); } catch (e) { error = (e as Error).message; }
+    // in the order of the trees' names: the parent's trees are loaded in this order (trees.ts)
+    names.sort(Buffer.compare);
     const entries = names.map((n) => entryFor(joinPath(path, n), n, rootDev));
     out.group(path, entries, error);
     maybeFlush();

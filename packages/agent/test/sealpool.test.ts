@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { blobId, createRepository, openBlob, openRepository, sealBlob } from '@shelter/format';
+import { blobId, createRepository, encodeTree, openBlob, openRepository, sealBlob } from '@shelter/format';
 import { createSealPool, type FileWrite, type SealPool } from '../src/sealpool.ts';
 import type { RepoKeys } from '@shelter/format';
 
@@ -32,16 +32,25 @@ test('a dying seal worker fails its own job; the others go on; with none left, j
   });
 });
 
-test('openBlobs: sealed blobs come back as their plaintexts, in order; a damaged one is named', async () => {
+test('openTrees: sealed trees come back as their plaintexts, in order, with the subtree ids each names; a damaged one is named', async () => {
   await withPool(async (pool, keys) => {
-    const plains = Array.from({ length: 50 }, (_, i) => Buffer.from(`tree ${i} `.repeat(100 + i)));
+    // real tree encodings: tree i has i % 4 subdirectories (and a file whose name looks like the key)
+    const subOf = (i: number, k: number) => blobId(keys, Buffer.from(`sub ${i} ${k}`));
+    const node = (name: string) => ({ name: Buffer.from(name), mode: 0o755, uid: 0, gid: 0, mtime: 1n, atime: 1n, ctime: 1n });
+    const plains = Array.from({ length: 50 }, (_, i) => encodeTree([
+      ...Array.from({ length: i % 4 }, (_, k) => ({ ...node(`dir${k}`), type: 'dir' as const, subtree: subOf(i, k) })),
+      { ...node(`"subtree":"${'a'.repeat(64)}`), type: 'file' as const, size: 0, content: [] },
+    ]));
     const blobs = plains.map((p) => sealBlob(keys, p));
-    const opened = await pool.openBlobs(blobs.map((b) => ({ id: b.id, sealed: b.sealed, rawLength: b.rawLength })));
+    const opened = await pool.openTrees(blobs.map((b) => ({ id: b.id, sealed: b.sealed, rawLength: b.rawLength })));
     assert.equal(opened.length, plains.length);
-    opened.forEach((p, i) => assert.ok(p.equals(plains[i]!), `blob ${i}`));
+    opened.forEach((t, i) => {
+      assert.ok(t.plain.equals(plains[i]!), `tree ${i}`);
+      assert.deepEqual(t.subtrees.map((s) => s.toString('hex')), Array.from({ length: i % 4 }, (_, k) => subOf(i, k).toString('hex')), `subtrees of tree ${i}`);
+    });
     const bad = Buffer.from(blobs[30]!.sealed);
     bad[bad.length - 5]! ^= 1;
-    await assert.rejects(pool.openBlobs(blobs.map((b, i) => ({ id: b.id, sealed: i === 30 ? bad : b.sealed, rawLength: b.rawLength }))),
+    await assert.rejects(pool.openTrees(blobs.map((b, i) => ({ id: b.id, sealed: i === 30 ? bad : b.sealed, rawLength: b.rawLength }))),
       new RegExp(`blob ${blobs[30]!.id.toString('hex')} does not decrypt`));
   });
 });
