@@ -85,7 +85,8 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   const progress: Progress = { files: 0, dirs: 0, bytesRead: 0, bytesTotal: 0, newBytes: 0, currentPath: '' };
   const referencedPacks = new Set<number>();
   const unresolved: Buffer[] = [];
-  const readBuf = Buffer.allocUnsafe(READ_SIZE);
+  // room for a read plus the bytes of a chunk not yet cut (at most chunker.max)
+  const readBuf = Buffer.allocUnsafeSlow(Math.max(READ_SIZE, 2 * repo.config.chunker.max));
   // one chunker for the whole run: building its gear table costs an AES call; end() resets it
   const chunker = new Chunker(repo.keys, repo.config.chunker);
 
@@ -180,8 +181,6 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     const fd = openForBackup(path);
     const ids: Buffer[] = [];
     const later: Array<Promise<Buffer>> = [];
-    let carry: Buffer[] = []; // bytes since the last cut
-    let carryBytes = 0;
     let position = 0;
     if (prefix) {
       for (const id of prefix.ids) { reference(id); ids.push(id); }
@@ -203,26 +202,26 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
         ids.push(counted(await repo.saveBlob('data', chunk), chunk.length));
       }
     };
+    // readBuf holds the bytes since the last cut, [start, end), and what is read next after them: a
+    // chunk is a view of it (saveBlob and saveBlobUnhashed copy it before they return), so a file is
+    // read, cut and handed over without a copy or an allocation of its own
+    let start = 0, end = 0;
     try {
       for (;;) {
-        const n = readSync(fd, readBuf, 0, READ_SIZE, position);
+        // little room left: the uncut bytes (less than chunker.max, at most half the buffer) move to the front
+        if (readBuf.length - end < readBuf.length / 4 && start > 0) { readBuf.copyWithin(0, start, end); end -= start; start = 0; }
+        const n = readSync(fd, readBuf, end, readBuf.length - end, position);
         if (n === 0) break;
-        const data = readBuf.subarray(0, n);
-        let last = 0;
-        for (const cut of chunker.push(data)) {
-          const local = cut; // offsets within the buffer just pushed
-          const piece = data.subarray(last, local);
-          // saveBlob hashes and copies the chunk before it returns: a view of readBuf is safe here
-          const chunk = carryBytes ? Buffer.concat([...carry, piece]) : piece;
-          carry = []; carryBytes = 0;
-          await emit(chunk);
-          last = local;
+        const at = end;
+        end += n;
+        for (const cut of chunker.push(readBuf.subarray(at, end))) { // cuts: offsets within what was just pushed
+          await emit(readBuf.subarray(start, at + cut));
+          start = at + cut;
         }
-        if (last < n) { carry.push(Buffer.from(data.subarray(last))); carryBytes += n - last; }
         position += n;
         progress.bytesRead += n;
       }
-      if (carryBytes) await emit(Buffer.concat(carry));
+      if (end > start) await emit(readBuf.subarray(start, end));
     } finally {
       chunker.end(); // resets it for the next file, also after an error
       closeSync(fd);
