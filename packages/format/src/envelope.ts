@@ -14,8 +14,8 @@
 // `context` binds the ciphertext to what it claims to be: for a blob its id (a blob moved under
 // another id does not decrypt), for an object its kind and key fingerprint.
 import { createCipheriv, createDecipheriv } from 'node:crypto';
-import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import { FormatError } from './errors.ts';
+import { compressFrame, decompressFrame } from './zstd.ts';
 import { asBuffer, label, secretKeyOf, systemRng, type Rng } from './common.ts';
 import { blobId, FINGERPRINT_BYTES, type RepoKeys } from './derive.ts';
 
@@ -39,24 +39,13 @@ export interface SealOptions {
   rng?: Rng;
 }
 
-// Node's one-shot zstd calls write into output pieces of `chunkSize` bytes (16 KiB by default),
-// then join them: a 1 MiB blob took 64 rounds, 64 allocations and a copy. One piece big enough for
-// the whole output makes it one round with no copy (decompression ~30% faster, compression ~10%).
-// Compression: zstd's worst case is a little above the input size.
-const zstdBound = (n: number) => Math.max(64, n + (n >> 7) + 1024);
-
-function compress(plaintext: Uint8Array, level: number): Buffer {
-  // pledgedSrcSize: zstd sizes its tables for the input (small chunks compress ~6% faster, same bytes out)
-  return zstdCompressSync(plaintext, { params: { [zc.ZSTD_c_compressionLevel]: level }, chunkSize: zstdBound(plaintext.length), pledgedSrcSize: plaintext.length });
-}
-
 /** Seals `plaintext` under the data key with AAD = header byte || context. */
 export function seal(keys: RepoKeys, plaintext: Uint8Array, context: Uint8Array, opts: SealOptions = {}): Buffer {
   if (plaintext.length > MAX_PLAINTEXT) throw new FormatError('TooLarge', 'an envelope holds at most 4 GiB - 1 of plaintext');
   let payload: Uint8Array = plaintext;
   let flags = 0;
   if (opts.compression !== 'none' && plaintext.length > 0) {
-    const z = compress(plaintext, opts.level ?? DEFAULT_ZSTD_LEVEL);
+    const z = compressFrame(plaintext, opts.level ?? DEFAULT_ZSTD_LEVEL);
     if (z.length < plaintext.length) { payload = z; flags = FLAG_ZSTD; }
   }
   const nonce = (opts.rng ?? systemRng)(NONCE_BYTES);
@@ -118,8 +107,7 @@ export function openEnvelope(keys: RepoKeys, sealed: Uint8Array, context: Uint8A
   let plaintext: Buffer;
   if (flags & FLAG_ZSTD) {
     try {
-      // one byte more than declared: an exactly full piece would make Node ask for another one
-      plaintext = zstdDecompressSync(payload, { maxOutputLength: Math.max(1, declared), chunkSize: Math.max(64, declared + 1) });
+      plaintext = decompressFrame(payload, declared);
     } catch {
       throw new FormatError('Corrupt', 'envelope payload is not a valid zstd frame of the declared length');
     }

@@ -1,0 +1,41 @@
+// The reused zstd contexts (zstd.ts) must make exactly the frames Node's one-shot calls make, and
+// a bad frame must neither pass nor spoil the context for the next one.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { compressFrame, decompressFrame } from '../src/zstd.ts';
+
+const text = (n: number, seed = 0) => Buffer.from(Array.from({ length: Math.ceil(n / 40) }, (_, i) => `line ${i * 7 + seed} of some source text;\n`).join('')).subarray(0, n);
+const oneShot = (b: Buffer, level: number) => zstdCompressSync(b, { params: { [zc.ZSTD_c_compressionLevel]: level }, pledgedSrcSize: b.length });
+
+test('compressFrame: the same bytes as a one-shot zstdCompressSync, call after call, at each level', () => {
+  const inputs = [text(1), text(100), text(5000, 1), randomBytes(3000), text(300_000, 2), Buffer.concat([randomBytes(600_000), text(424_576, 3)]), text(20_000, 4)];
+  for (const level of [1, 3, 9]) {
+    for (const b of [...inputs, ...inputs.toReversed()]) {
+      const frame = compressFrame(b, level);
+      assert.ok(frame.equals(oneShot(b, level)), `level ${level}, ${b.length} bytes`);
+      assert.ok(zstdDecompressSync(frame).equals(b));
+    }
+  }
+});
+
+test('decompressFrame: round trips; a frame of another length or a damaged frame throws, and the next frame still opens', () => {
+  const a = text(70_000, 5), b = randomBytes(1000);
+  const fa = compressFrame(a, 3), fb = compressFrame(b, 3);
+  assert.ok(decompressFrame(fa, a.length).equals(a));
+  assert.ok(decompressFrame(fb, b.length).equals(b));
+  assert.throws(() => decompressFrame(fa, a.length - 1), /more than/);
+  assert.ok(decompressFrame(fb, b.length).equals(b), 'after a frame longer than declared');
+  assert.throws(() => decompressFrame(fa, a.length + 1), /fewer than/);
+  assert.ok(decompressFrame(fa, a.length).equals(a), 'after a frame shorter than declared');
+  const bad = Buffer.from(fa);
+  bad[4]! ^= 0xff; // the frame header
+  assert.throws(() => decompressFrame(bad, a.length));
+  assert.throws(() => decompressFrame(fa.subarray(0, fa.length >> 1), a.length));
+  assert.throws(() => decompressFrame(Buffer.from('not a zstd frame at all'), 10));
+  assert.ok(decompressFrame(fa, a.length).equals(a), 'after damaged frames');
+  assert.ok(decompressFrame(Buffer.concat([fb]), b.length).equals(b));
+  assert.throws(() => decompressFrame(Buffer.concat([fb, fb]), b.length), /after the end of the frame/, 'two frames');
+  assert.ok(decompressFrame(fb, b.length).equals(b));
+});
