@@ -82,7 +82,9 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   const accounts = readAccounts();
   const summary = { files: 0, dirs: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, newBlobs: 0, newBytes: 0, storedBytes: 0, skipped: 0 };
   let warnings = 0;
-  const progress: Progress = { files: 0, dirs: 0, bytesRead: 0, bytesTotal: 0, newBytes: 0, currentPath: '' };
+  let currentPath: Buffer = Buffer.alloc(0);
+  // the path as text only when a progress line shows it
+  const progress: Progress = { files: 0, dirs: 0, bytesRead: 0, bytesTotal: 0, newBytes: 0, get currentPath() { return currentPath.toString(); } };
   const referencedPacks = new Set<number>();
   const unresolved: Buffer[] = [];
   // room for a read plus the bytes of a chunk not yet cut (at most chunker.max)
@@ -170,6 +172,15 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     chunking = p.catch(() => { /* the caller gets the error */ });
     return p;
   };
+  /** a blob saved for a file's content: referenced, counted; its id */
+  const counted = (r: { id: Buffer; added: boolean }, length: number) => {
+    reference(r.id);
+    if (r.added) { summary.newBlobs++; summary.newBytes += length; progress.newBytes += length; }
+    return r.id;
+  };
+  // a file below the chunker's minimum is one chunk: without parent, a seal worker reads it
+  const smallFileMax = repo.config.chunker.min;
+
   /** nodes of files that could not be read after all (deferred reads): left out of their directory */
   const unreadable = new WeakSet<TreeNode>();
 
@@ -187,11 +198,6 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       position = prefix.bytes;
       progress.bytesRead += position;
     }
-    const counted = (r: { id: Buffer; added: boolean }, length: number) => {
-      reference(r.id);
-      if (r.added) { summary.newBlobs++; summary.newBytes += length; progress.newBytes += length; }
-      return r.id;
-    };
     const emit = async (chunk: Buffer) => {
       if (unhashed) {
         const { queued, result } = repo.saveBlobUnhashed('data', chunk);
@@ -291,7 +297,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     }
     const st = e.st!;
     const node = statNode(e.name, st, accounts);
-    progress.currentPath = path.toString();
+    currentPath = path;
     opts.onProgress?.(progress);
     switch (st.type) {
       case 'file': {
@@ -308,6 +314,27 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
           const wasFile = prev?.type === 'file';
           if (wasFile) summary.changedFiles++; else summary.newFiles++;
           const cannotRead = (e: unknown) => warn(path, `cannot read: ${(e as Error).message}`);
+          if (unhashed && st.size > 0 && st.size < smallFileMax) {
+            // read, hashed and sealed by a seal worker: this thread neither opens nor reads it
+            const { queued, result } = repo.saveSmallFileUnhashed(path, st.size);
+            waits.push(result.then(async (r) => {
+              if ('error' in r) { cannotRead(new Error(r.error)); unreadable.add(node); return; }
+              if ('large' in r) { // grown to a chunk or more since the walk: read and chunk here
+                try {
+                  const saved = await exclusive(() => saveContent(path, st.size));
+                  node.size = saved.bytes;
+                  node.content = await saved.ids;
+                } catch (e) { cannotRead(e); unreadable.add(node); }
+                return;
+              }
+              node.size = r.length;
+              node.content = 'id' in r ? [counted(r, r.length)] : [];
+              progress.bytesRead += r.length;
+              if (r.length !== st.size) warn(path, `changed while being read (${st.size} bytes at stat, ${r.length} read)`);
+            }));
+            await queued;
+            return node;
+          }
           const plan = verifying || !wasFile ? undefined : prefixToVerify(prev!.content);
           const verified = verifying ?? (plan && verifiedPrefix(path, plan));
           if (verified) {

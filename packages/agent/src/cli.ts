@@ -37,12 +37,13 @@ function log(ev: Record<string, unknown>): void {
 }
 const tty = process.stderr.isTTY === true;
 let lastDraw = 0;
-function drawProgress(line: string, force = false): void {
+/** `line` is made only when a line is drawn (at most every 100 ms): a backup reports every file */
+function drawProgress(line: () => string, force = false): void {
   if (!tty) return;
   const now = Date.now();
   if (!force && now - lastDraw < 100) return;
   lastDraw = now;
-  process.stderr.write(`\r\x1b[K${line.slice(0, (process.stderr.columns ?? 100) - 1)}`);
+  process.stderr.write(`\r\x1b[K${line().slice(0, (process.stderr.columns ?? 100) - 1)}`);
 }
 const clearProgress = () => { if (tty) process.stderr.write('\r\x1b[K'); };
 /** a file that could not be saved or restored: on stderr (above the progress line) and in the run's log */
@@ -172,10 +173,10 @@ backup.command('files <paths...>')
     const result = await backupFiles(repo, {
       name: o.name, paths, include: o.include, exclude: o.exclude, followSymlinks: o.followSymlinks, oneFileSystem: o.oneFileSystem,
       tags: o.tag, parent, walk,
-      onProgress: (p) => {
+      onProgress: (p) => drawProgress(() => {
         const secs = (Date.now() - t0) / 1000;
-        drawProgress(`${p.files} files, ${mib(p.bytesRead)} read, ${mib(p.newBytes)} new, ${(p.bytesRead / 1048576 / Math.max(secs, 0.001)).toFixed(0)} MiB/s  ${p.currentPath}`);
-      },
+        return `${p.files} files, ${mib(p.bytesRead)} read, ${mib(p.newBytes)} new, ${(p.bytesRead / 1048576 / Math.max(secs, 0.001)).toFixed(0)} MiB/s  ${p.currentPath}`;
+      }),
       onWarning: warnFile,
     });
     clearProgress();
@@ -272,7 +273,7 @@ atime/ctime. A name that is not UTF-8 is written with U+FFFD for its invalid byt
     if (o.export !== undefined && o.ignoreExisting) throw new ConfigError('--ignore-existing applies to --target only');
     const repo = await open({ workers: true });
     const snap = await pickSnapshot(repo, ref, o.name);
-    const onProgress = (p: { files: number; bytes: number; currentPath: string }) => drawProgress(`${p.files} files, ${mib(p.bytes)}  ${p.currentPath}`);
+    const onProgress = (p: { files: number; bytes: number; currentPath: string }) => drawProgress(() => `${p.files} files, ${mib(p.bytes)}  ${p.currentPath}`);
     const onWarning = warnFile;
     if (o.export !== undefined) {
       const x = await exportToFile(repo, snap, o.export, { include: o.include, exclude: o.exclude, onProgress, onWarning });
@@ -299,7 +300,7 @@ program.command('check')
   .option('--json', 'JSON output')
   .action(async (o: { readData?: boolean; json?: boolean }) => {
     const repo = await open({ workers: true });
-    const r = await checkRepository(repo, { readData: o.readData, onProgress: (m) => drawProgress(m) });
+    const r = await checkRepository(repo, { readData: o.readData, onProgress: (m) => drawProgress(() => m) });
     clearProgress();
     log({ msg: 'check done', ...r, problems: r.problems.length });
     print(!!o.json, r, () => r.ok

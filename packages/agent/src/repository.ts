@@ -47,6 +47,12 @@ export interface Repository {
    * where nearly every chunk is new, so that the main thread does not hash.
    */
   saveBlobUnhashed(type: BlobType, plaintext: Buffer): { queued: Promise<void>; result: Promise<{ id: Buffer; added: boolean }> };
+  /**
+   * Like saveBlobUnhashed for a whole file smaller than one chunk (`size` at stat), which a seal
+   * worker reads itself: `result` says what it held (one blob, nothing), or that it has grown to a
+   * chunk or more (`large`: not read, the caller reads and chunks it), or why it cannot be read.
+   */
+  saveSmallFileUnhashed(path: Buffer, size: number): { queued: Promise<void>; result: Promise<SmallFileSaved> };
   hasBlob(id: Buffer): boolean;
   loadBlob(id: Buffer): Promise<Buffer>;
   /** uploads the pack being filled and the index of every new pack; after it, every saved blob is durable */
@@ -77,6 +83,8 @@ export async function initRepository(backend: Backend, configBytes: Buffer): Pro
 
 
 /** `startWorkers`: start the seal workers now (a command that will need them: they boot while the index loads) */
+export type SmallFileSaved = { id: Buffer; added: boolean; length: number } | { length: 0 } | { large: true } | { error: string };
+
 export async function openRepo(backend: Backend, master: Buffer, opts: { uploads?: number; sealWorkers?: number; startWorkers?: boolean } = {}): Promise<Repository> {
   const configBytes = await backend.get(CONFIG_KEY);
   if (!configBytes) throw new RepositoryError('NotInitialised', `no repository at ${backend.location} (run \`shelter init\`)`);
@@ -92,7 +100,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
   }
   // new blobs are sealed on worker threads; the main thread goes on chunking meanwhile
   let pool: SealPool | undefined;
-  const sealPool = () => (pool ??= createSealPool(keys, { workers: opts.sealWorkers }));
+  const sealPool = () => (pool ??= createSealPool(keys, { workers: opts.sealWorkers, smallFileMax: config.chunker.min }));
   if (opts.startWorkers) sealPool();
 
   // ---- index: every index object, plus packs that no index lists yet (an interrupted backup's)
@@ -254,6 +262,21 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     return { queued: room(), result };
   };
 
+  const saveSmallFileUnhashed = (path: Buffer, size: number) => {
+    const result: Promise<SmallFileSaved> = failure ? Promise.reject(failure) : sealPool().submitSmallFile(path, size).then((r) => {
+      if (failure) throw failure;
+      if (!('sealed' in r)) return r;
+      if (hasBlob(r.id)) return { id: r.id, added: false, length: r.length };
+      pending.add(r.id.toString('hex'));
+      stats.blobsAdded++;
+      store('data', r.id, r.sealed, r.length);
+      return { id: r.id, added: true, length: r.length };
+    });
+    track(size, result);
+    result.catch(() => { /* recorded as the repository's failure by track(); flush() reports it */ });
+    return { queued: room(), result };
+  };
+
   const repo: Repository = {
     backend, keys, config, index, stats,
     indexKeyOfPack: (n) => packIndexKey.get(n),
@@ -262,6 +285,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     hasBlob,
     saveBlob,
     saveBlobUnhashed,
+    saveSmallFileUnhashed,
     sealPool,
     async loadBlob(id) {
       const loc = index.lookup(id);

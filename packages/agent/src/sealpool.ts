@@ -23,6 +23,9 @@ export interface FileWrite extends FileMeta {
 /** a tree blob's plaintext and the subtree ids it names (not validated: decodeTree does that) */
 export interface OpenedTree { plain: Buffer; subtrees: Buffer[] }
 
+/** a small file read by a worker: sealed (`length` > 0), empty, too large to be one chunk, or unreadable */
+export type SmallFile = { id: Buffer; sealed: Buffer; length: number } | { length: 0 } | { large: true } | { error: string };
+
 /** null: written; `warning`: written, but its metadata could not be set; `error`: not written */
 export type FileResult = null | { warning: string } | { error: string };
 
@@ -33,6 +36,12 @@ export interface SealPool {
    * sealing. A backup without parent hashes its chunks this way, off the main thread.
    */
   submitUnhashed(plaintext: Buffer): Promise<{ id: Buffer; sealed: Buffer }>;
+  /**
+   * A backup without parent: a file expected to be smaller than one chunk (`size` at stat) is
+   * read, hashed and sealed by a worker, so that this thread neither opens nor reads it. A file
+   * found to hold the pool's `smallFileMax` bytes or more comes back `large` (not read).
+   */
+  submitSmallFile(path: Buffer, size: number): Promise<SmallFile>;
   /**
    * Restore: decrypts every blob of a pack range (bytes starting at pack offset `start`) and writes
    * `files` from them; `result[i]` says how files[i] went. Rejects, before writing anything, when
@@ -70,7 +79,9 @@ const BATCH_COUNT = 256;
 const VERIFY_PART = 8 * 1024 * 1024;
 const VERIFY_AHEAD = 2;
 
-export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?: number } = {}): SealPool {
+/** `smallFileMax`: submitSmallFile reads files of fewer bytes (the chunker's minimum: such a file is one chunk) */
+export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?: number; smallFileMax?: number } = {}): SealPool {
+  const smallFileMax = opts.smallFileMax ?? 64 * 1024;
   const n = Math.max(1, opts.workers ?? availableParallelism());
   const plainKeys = { ...keys };
   const workers = Array.from({ length: n }, () => {
@@ -82,7 +93,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   /** the least busy live worker; undefined once every worker has died */
   const pick = () => workers.filter((wk) => !wk.dead).reduce<(typeof workers)[number] | undefined>((x, y) => (!x || y.busy < x.busy ? y : x), undefined);
   const noWorker = () => new Error(`every seal worker has died (${workers[0]?.dead?.message ?? 'unknown'})`);
-  type Reply = { sealed: Buffer; lengths: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[] };
+  type Reply = { sealed: Buffer; lengths: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[] };
   const waiting = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
   let seq = 0;
   /** one job to the least busy live worker; resolves with its reply */
@@ -97,14 +108,14 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     });
   };
   for (const wk of workers) {
-    wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[]; error?: string }) => {
+    wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; error?: string }) => {
       const job = waiting.get(m.seq);
       if (!job) return;
       waiting.delete(m.seq);
       // a worker with jobs keeps the process alive (the main thread may have nothing else pending)
       if (--wk.busy === 0) wk.w.unref();
       if (m.error !== undefined) job.reject(new Error(m.error));
-      else job.resolve({ sealed: Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), lengths: m.lengths ?? [], fileResults: m.fileResults, ids: m.ids, counts: m.counts });
+      else job.resolve({ sealed: Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), lengths: m.lengths ?? [], fileResults: m.fileResults, ids: m.ids, counts: m.counts, raw: m.raw, errors: m.errors });
     });
     // a worker that dies fails its own jobs and takes no new ones: nothing waits forever on it
     const died = (e: Error) => {
@@ -115,8 +126,14 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     wk.w.on('error', died);
     wk.w.on('exit', (code) => died(new Error(`seal worker exited (${code})`)));
   }
-  /** ids[i] undefined: the worker computes it */
-  interface Batch { ids: Array<Buffer | undefined>; lengths: number[]; jobs: Array<{ resolve: (r: { id: Buffer; sealed: Buffer }) => void; reject: (e: Error) => void }>; bytes: number; data: Uint8Array<ArrayBuffer> }
+  /** ids[i] undefined: the worker computes it; paths[i]: a small file the worker reads (entry i has no bytes in data) */
+  interface Batch {
+    ids: Array<Buffer | undefined>; lengths: number[]; paths: Array<Buffer | null>; jobs: Array<{ resolve: (r: Sealed) => void; reject: (e: Error) => void }>;
+    /** bytes in data; work: those plus the sizes of the files to read */
+    bytes: number; work: number; data: Uint8Array<ArrayBuffer> | null;
+  }
+  /** raw: the plaintext's length; for a file, -1 (too large, not read) or -2 (unreadable: error) */
+  interface Sealed { id: Buffer; sealed: Buffer; raw: number; error?: string }
   let batch: Batch | null = null;
   const flushBatch = () => {
     const b = batch;
@@ -125,35 +142,52 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     const ids = new Uint8Array(32 * b.ids.length);
     let hash: Uint8Array | undefined; // 1: the worker computes that chunk's id
     b.ids.forEach((id, i) => { if (id) ids.set(id, 32 * i); else (hash ??= new Uint8Array(b.ids.length))[i] = 1; });
-    send({ ids, hash, lengths: b.lengths, data: b.data }, [b.data.buffer, ids.buffer]).then(({ sealed, lengths, ids: back }) => {
+    const data = b.data ?? new Uint8Array(0);
+    const files = b.paths.some((p) => p) ? { paths: b.paths, max: smallFileMax, raw: [] } : undefined;
+    send({ ids, hash, lengths: b.lengths, data, files }, [data.buffer, ids.buffer]).then(({ sealed, lengths, ids: back, raw, errors }) => {
       const idBytes = back ? Buffer.from(back.buffer, back.byteOffset, back.byteLength) : undefined;
-      split(sealed, lengths).forEach((part, i) => b.jobs[i]!.resolve({ id: b.ids[i] ?? idBytes!.subarray(32 * i, 32 * i + 32), sealed: part }));
+      split(sealed, lengths).forEach((part, i) => b.jobs[i]!.resolve({
+        id: b.ids[i] ?? idBytes!.subarray(32 * i, 32 * i + 32), sealed: part, raw: b.paths[i] ? raw![i]! : b.lengths[i]!, error: errors?.[i],
+      }));
     }, (e: Error) => { for (const j of b.jobs) j.reject(new Error(`sealing failed: ${e.message}`)); });
   };
 
-  const enqueue = (id: Buffer | undefined, plaintext: Buffer): Promise<{ id: Buffer; sealed: Buffer }> => {
-    // chunks travel in batches (one copy, one message per MiB or per event-loop turn): one
-    // message per chunk cost the main thread more than chunking and hashing the source tree
-    if (batch && batch.bytes + plaintext.length > batch.data.length) flushBatch();
+  /**
+   * Chunks travel in batches (one copy, one message per MiB of work or per event-loop turn): one
+   * message per chunk cost the main thread more than chunking and hashing the source tree.
+   * `plaintext` is copied now: the caller may reuse its read buffer as soon as this returns.
+   */
+  const enqueue = (id: Buffer | undefined, plaintext: Buffer | null, path: Buffer | null = null, size = 0): Promise<Sealed> => {
+    const n = plaintext?.length ?? 0;
+    if (batch?.data && batch.bytes + n > batch.data.length) flushBatch();
     if (!batch) {
-      // copied now: the caller may reuse its read buffer as soon as this returns
-      // not zero-filled: only the bytes copied in are sent (zeroing 2 MiB per batch cost the
-      // main thread as much as the copies themselves)
-      batch = { ids: [], lengths: [], jobs: [], bytes: 0, data: new Uint8Array(Buffer.allocUnsafeSlow(Math.max(2 * BATCH_BYTES, plaintext.length)).buffer) };
+      batch = { ids: [], lengths: [], paths: [], jobs: [], bytes: 0, work: 0, data: null };
       setImmediate(flushBatch);
     }
-    batch.data.set(plaintext, batch.bytes);
+    if (plaintext) {
+      // not zero-filled: only the bytes copied in are sent (zeroing 2 MiB per batch cost the main
+      // thread as much as the copies themselves)
+      batch.data ??= new Uint8Array(Buffer.allocUnsafeSlow(Math.max(2 * BATCH_BYTES, n)).buffer);
+      batch.data.set(plaintext, batch.bytes);
+    }
     batch.ids.push(id);
-    batch.lengths.push(plaintext.length);
-    batch.bytes += plaintext.length;
-    const done = new Promise<{ id: Buffer; sealed: Buffer }>((resolve, reject) => { batch!.jobs.push({ resolve, reject }); });
-    if (batch.bytes >= BATCH_BYTES || batch.ids.length >= BATCH_COUNT) flushBatch();
+    batch.lengths.push(n);
+    batch.paths.push(path);
+    batch.bytes += n;
+    batch.work += path ? size : n;
+    const done = new Promise<Sealed>((resolve, reject) => { batch!.jobs.push({ resolve, reject }); });
+    if (batch.work >= BATCH_BYTES || batch.ids.length >= BATCH_COUNT) flushBatch();
     return done;
   };
 
   return {
     submit: (id, plaintext) => enqueue(id, plaintext).then((r) => r.sealed),
     submitUnhashed: (plaintext) => enqueue(undefined, plaintext),
+    submitSmallFile: (path, size) => enqueue(undefined, null, path, size).then((r): SmallFile => {
+      if (r.raw === -2) return { error: r.error ?? 'cannot read' };
+      if (r.raw === -1) return { large: true };
+      return r.raw === 0 ? { length: 0 } : { id: r.id, sealed: r.sealed, length: r.raw };
+    }),
     writeRange(bytes, start, entries, files) {
       // the fetched range usually owns its memory: hand it over without a copy
       let data: Uint8Array<ArrayBuffer>;

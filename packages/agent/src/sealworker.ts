@@ -31,33 +31,73 @@ const handled = (bytes: number) => {
 interface FileJob extends FileMeta { path: Uint8Array; whole: boolean; chunks: Array<{ entry: number; offset: number }> }
 interface WriteJob { start: number; entries: Array<{ id: Uint8Array; offset: number; length: number; rawLength: number }>; files: FileJob[] }
 
-parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array; lengths: number[]; data: Uint8Array; write?: WriteJob; open?: OpenJob; verify?: VerifyJob }) => {
+parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array; lengths: number[]; data: Uint8Array; files?: FilesJob; write?: WriteJob; open?: OpenJob; verify?: VerifyJob }) => {
   if (m.verify) return verifyChunks(m.seq, m.ids, m.verify);
   if (m.write) return writeRange(m.seq, m.data, m.write);
   if (m.open) return openTrees(m.seq, m.ids, m.data, m.open);
   try {
-    // a batch of chunks: sealed one by one, returned as one buffer (one transfer) plus lengths
+    // a batch of chunks (and small files this thread reads itself): sealed one by one, returned as
+    // one buffer (one transfer) plus lengths
     const sealed: Buffer[] = [];
-    let at = 0;
+    const files = m.files;
+    let at = 0, read = 0;
     m.lengths.forEach((n, i) => {
-      const chunk = m.data.subarray(at, at + n);
+      let chunk: Uint8Array;
+      const path = files?.paths[i];
+      if (path) {
+        const r = readSmallFile(path, files!.max);
+        files!.raw[i] = typeof r === 'string' ? -2 : r === null ? -1 : r.length;
+        if (typeof r === 'string') (files!.errors ??= [])[i] = r;
+        if (typeof r === 'string' || r === null || r.length === 0) { sealed.push(EMPTY); return; }
+        chunk = r;
+        read += r.length;
+      } else {
+        chunk = m.data.subarray(at, at + n);
+        at += n;
+      }
       // an id the main thread left to this thread (a backup without parent): HMAC here, then seal
       if (m.hash?.[i]) m.ids.set(blobId(keys, chunk), 32 * i);
       sealed.push(seal(keys, chunk, m.ids.subarray(32 * i, 32 * i + 32), { level }));
-      at += n;
     });
     const all = join(sealed);
-    if (m.hash) parentPort!.postMessage({ seq: m.seq, sealed: all, lengths: sealed.map((b) => b.length), ids: m.ids }, [all.buffer, m.ids.buffer as ArrayBuffer]);
-    else parentPort!.postMessage({ seq: m.seq, sealed: all, lengths: sealed.map((b) => b.length) }, [all.buffer]);
-    handled(m.data.length);
+    const reply = { seq: m.seq, sealed: all, lengths: sealed.map((b) => b.length), ...(files ? { raw: files.raw, errors: files.errors } : {}) };
+    if (m.hash) parentPort!.postMessage({ ...reply, ids: m.ids }, [all.buffer, m.ids.buffer as ArrayBuffer]);
+    else parentPort!.postMessage(reply, [all.buffer]);
+    handled(m.data.length + read);
   } catch (e) {
     parentPort!.postMessage({ seq: m.seq, error: (e as Error).message });
   }
 });
 
 interface VerifyJob { path: Uint8Array; start: number; lengths: number[] }
+/**
+ * Small files of a batch, read here (a backup without parent): `paths[i]` is a file to read in
+ * place of entry i's bytes; back in `raw[i]`: the bytes read, -1 for a file of `max` bytes or more
+ * (too large to be one chunk: the main thread reads and chunks it), -2 unreadable (`errors[i]`).
+ */
+interface FilesJob { paths: Array<Uint8Array | null>; max: number; raw: number[]; errors?: string[] }
 
 let readBuf = Buffer.alloc(0);
+const readInto = (fd: number, n: number, at: number): number => {
+  if (readBuf.length < n) readBuf = Buffer.allocUnsafeSlow(n);
+  let got = 0;
+  for (let r = -1; got < n && r !== 0; got += r) r = readSync(fd, readBuf, got, n - got, at + got);
+  return got;
+};
+
+/** a whole file of fewer than `max` bytes (a view of readBuf, valid until the next read), null if it holds more, or why it cannot be read */
+function readSmallFile(path: Uint8Array, max: number): Buffer | null | string {
+  let fd = -1;
+  try {
+    fd = openForBackup(Buffer.from(path.buffer, path.byteOffset, path.byteLength));
+    const n = readInto(fd, max, 0);
+    return n >= max ? null : readBuf.subarray(0, n);
+  } catch (e) {
+    return (e as Error).message;
+  } finally {
+    if (fd >= 0) try { closeSync(fd); } catch { /* read already, or the error above says more */ }
+  }
+}
 /**
  * Backup of a changed file: how many of the chunks it held at the parent snapshot (ids in `ids`,
  * lengths in the job, from file offset `start` on) it still holds: each is read, hashed and
@@ -70,9 +110,7 @@ function verifyChunks(seq: number, ids: Uint8Array, job: VerifyJob): void {
     fd = openForBackup(Buffer.from(job.path.buffer, job.path.byteOffset, job.path.byteLength));
     let at = job.start;
     for (const n of job.lengths) {
-      if (readBuf.length < n) readBuf = Buffer.allocUnsafeSlow(n);
-      let got = 0;
-      for (let r = -1; got < n && r !== 0; got += r) r = readSync(fd, readBuf, got, n - got, at + got);
+      const got = readInto(fd, n, at);
       if (got < n || !blobId(keys, readBuf.subarray(0, n)).equals(ids.subarray(32 * matched, 32 * matched + 32))) break;
       matched++;
       at += n;

@@ -96,3 +96,32 @@ test('verifyChunks: counts the leading chunks a file still holds, across parts; 
     });
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
+
+test('submitSmallFile: the worker reads, hashes and seals a file below the limit; a larger, an empty or a missing one says so', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shelter-small-'));
+  try {
+    const { master, configBytes } = createRepository();
+    const { keys } = openRepository(master, configBytes);
+    const pool = createSealPool(keys, { workers: 2, smallFileMax: 4096 });
+    try {
+      const body = randomBytes(4095);
+      writeFileSync(join(dir, 'small'), body);
+      writeFileSync(join(dir, 'limit'), randomBytes(4096));
+      writeFileSync(join(dir, 'empty'), '');
+      // in one batch with plain chunks, each answered in its place
+      const [small, chunk, limit, empty, missing] = await Promise.all([
+        pool.submitSmallFile(Buffer.from(join(dir, 'small')), 4095),
+        pool.submitUnhashed(Buffer.from('a chunk between files')),
+        pool.submitSmallFile(Buffer.from(join(dir, 'limit')), 10),
+        pool.submitSmallFile(Buffer.from(join(dir, 'empty')), 1),
+        pool.submitSmallFile(Buffer.from(join(dir, 'missing')), 1),
+      ]);
+      assert.ok('sealed' in small && small.length === 4095 && small.id.equals(blobId(keys, body)));
+      assert.ok(openBlob(keys, small.id, small.sealed, 1 << 20).equals(body), 'sealed under its id');
+      assert.ok(openBlob(keys, chunk.id, chunk.sealed, 1 << 20).equals(Buffer.from('a chunk between files')));
+      assert.deepEqual(limit, { large: true }, 'a file of the limit or more is left to the caller');
+      assert.deepEqual(empty, { length: 0 });
+      assert.ok('error' in missing && /ENOENT/.test(missing.error));
+    } finally { await pool.close(); }
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});
