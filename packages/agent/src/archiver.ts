@@ -73,6 +73,13 @@ interface PendingTree { id: Promise<Buffer> }
 export interface BackupResult { snapshotId: string; summary: Record<string, number>; warnings: number }
 
 const READ_SIZE = 4 * 1024 * 1024;
+/**
+ * A backup without parent streams files of this size or more through the seal workers, up to
+ * MAX_FILE_STREAMS at once (two per worker). Smaller ones are read and chunked here: one round
+ * trip to a worker per file of a few hundred KiB cost more than it saved.
+ */
+const STREAM_MIN_BYTES = READ_SIZE;
+const MAX_FILE_STREAMS = 4;
 /** a changed file's unchanged-looking leading chunks are verified by the seal workers from this many bytes on */
 const VERIFY_MIN_BYTES = 4 * 1024 * 1024;
 const PROGRAM = 'shelter 0.1.0';
@@ -178,8 +185,11 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     if (r.added) { summary.newBlobs++; summary.newBytes += length; progress.newBytes += length; }
     return r.id;
   };
-  // a file below the chunker's minimum is one chunk: without parent, a seal worker reads it
+  // a file below the chunker's minimum is one chunk: without parent, a seal worker reads it; a
+  // large one is streamed through a seal worker (read, chunked, hashed, sealed there), a few at once
   const smallFileMax = repo.config.chunker.min;
+  let streaming = 0;
+  const streamSlots: Array<() => void> = [];
 
   /** nodes of files that could not be read after all (deferred reads): left out of their directory */
   const unreadable = new WeakSet<TreeNode>();
@@ -333,6 +343,18 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
               if (r.length !== st.size) warn(path, `changed while being read (${st.size} bytes at stat, ${r.length} read)`);
             }));
             await queued;
+            return node;
+          }
+          if (unhashed && st.size >= STREAM_MIN_BYTES) {
+            while (streaming >= MAX_FILE_STREAMS) await new Promise<void>((res) => { streamSlots.push(res); });
+            streaming++;
+            const saved = repo.saveFileStream(path).finally(() => { streaming--; streamSlots.shift()?.(); });
+            waits.push(saved.then((r) => {
+              node.size = r.bytes;
+              node.content = r.chunks.map((c) => counted(c, c.raw));
+              progress.bytesRead += r.bytes;
+              if (r.bytes !== st.size) warn(path, `changed while being read (${st.size} bytes at stat, ${r.bytes} read)`);
+            }, (e) => { cannotRead(e); unreadable.add(node); }));
             return node;
           }
           const plan = verifying || !wasFile ? undefined : prefixToVerify(prev!.content);

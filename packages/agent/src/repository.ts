@@ -53,6 +53,12 @@ export interface Repository {
    * chunk or more (`large`: not read, the caller reads and chunks it), or why it cannot be read.
    */
   saveSmallFileUnhashed(path: Buffer, size: number): { queued: Promise<void>; result: Promise<SmallFileSaved> };
+  /**
+   * A backup without parent: a large file read, chunked, hashed and sealed by a seal worker, a
+   * window at a time, each asked for once there is room (bounded memory). Resolves with its chunks
+   * in order (`added`: new to the repository) and the bytes read; duplicates are dropped.
+   */
+  saveFileStream(path: Buffer): Promise<{ chunks: Array<{ id: Buffer; added: boolean; raw: number }>; bytes: number }>;
   hasBlob(id: Buffer): boolean;
   loadBlob(id: Buffer): Promise<Buffer>;
   /** uploads the pack being filled and the index of every new pack; after it, every saved blob is durable */
@@ -277,6 +283,33 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     return { queued: room(), result };
   };
 
+  const saveFileStream = async (path: Buffer) => {
+    const stream = sealPool().streamFile(path, config.chunker);
+    const chunks: Array<{ id: Buffer; added: boolean; raw: number }> = [];
+    let bytes = 0;
+    try {
+      for (;;) {
+        await room();
+        const w = await stream.next();
+        if (failure) throw failure;
+        for (const c of w.chunks) {
+          const added = !hasBlob(c.id);
+          if (added) {
+            pending.add(c.id.toString('hex'));
+            stats.blobsAdded++;
+            store('data', c.id, c.sealed, c.raw);
+          }
+          chunks.push({ id: c.id, added, raw: c.raw });
+        }
+        bytes += w.read;
+        if (w.done) return { chunks, bytes };
+      }
+    } catch (e) {
+      stream.close();
+      throw e;
+    }
+  };
+
   const repo: Repository = {
     backend, keys, config, index, stats,
     indexKeyOfPack: (n) => packIndexKey.get(n),
@@ -286,6 +319,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     saveBlob,
     saveBlobUnhashed,
     saveSmallFileUnhashed,
+    saveFileStream,
     sealPool,
     async loadBlob(id) {
       const loc = index.lookup(id);

@@ -4,7 +4,7 @@
 // the file system's work off the main thread).
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { PackEntry, RepoKeys } from '@shelter/format';
+import type { ChunkerParams, PackEntry, RepoKeys } from '@shelter/format';
 import type { FileMeta } from './filewrite.ts';
 
 /**
@@ -26,6 +26,11 @@ export interface OpenedTree { plain: Buffer; subtrees: Buffer[] }
 /** a small file read by a worker: sealed (`length` > 0), empty, too large to be one chunk, or unreadable */
 export type SmallFile = { id: Buffer; sealed: Buffer; length: number } | { length: 0 } | { large: true } | { error: string };
 
+export interface FileStream {
+  next(): Promise<{ chunks: Array<{ id: Buffer; sealed: Buffer; raw: number }>; read: number; done: boolean }>;
+  close(): void;
+}
+
 /** null: written; `warning`: written, but its metadata could not be set; `error`: not written */
 export type FileResult = null | { warning: string } | { error: string };
 
@@ -42,6 +47,12 @@ export interface SealPool {
    * found to hold the pool's `smallFileMax` bytes or more comes back `large` (not read).
    */
   submitSmallFile(path: Buffer, size: number): Promise<SmallFile>;
+  /**
+   * A backup without parent: a large file read, chunked (with `params`), hashed and sealed by one
+   * worker, a window at a time: next() asks for the next window's chunks; after the last (`done`)
+   * or an error the stream is gone; close() drops one given up before its end.
+   */
+  streamFile(path: Buffer, params: ChunkerParams): FileStream;
   /**
    * Restore: decrypts every blob of a pack range (bytes starting at pack offset `start`) and writes
    * `files` from them; `result[i]` says how files[i] went. Rejects, before writing anything, when
@@ -75,6 +86,8 @@ function split(all: Buffer, lengths: number[]): Buffer[] {
 /** a batch of chunks goes to a worker once it holds this many bytes or chunks (or at the end of the event-loop turn) */
 const BATCH_BYTES = 1024 * 1024;
 const BATCH_COUNT = 256;
+/** streamFile: bytes read per window */
+const STREAM_WINDOW = 4 * 1024 * 1024;
 /** verifyChunks: bytes per part (whole chunks), and parts in flight per worker */
 const VERIFY_PART = 8 * 1024 * 1024;
 const VERIFY_AHEAD = 2;
@@ -93,13 +106,17 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   /** the least busy live worker; undefined once every worker has died */
   const pick = () => workers.filter((wk) => !wk.dead).reduce<(typeof workers)[number] | undefined>((x, y) => (!x || y.busy < x.busy ? y : x), undefined);
   const noWorker = () => new Error(`every seal worker has died (${workers[0]?.dead?.message ?? 'unknown'})`);
-  type Reply = { sealed: Buffer; lengths: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[] };
+  type Reply = { sealed: Buffer; lengths: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; read?: number; done?: boolean };
   const waiting = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
   let seq = 0;
   /** one job to the least busy live worker; resolves with its reply */
   const send = (message: Record<string, unknown>, transfer: ArrayBuffer[]): Promise<Reply> => {
     const wk = pick();
-    if (!wk) return Promise.reject(noWorker());
+    return wk ? sendTo(wk, message, transfer) : Promise.reject(noWorker());
+  };
+  /** one job to this worker (a file stream's state lives in one worker) */
+  const sendTo = (wk: (typeof workers)[number], message: Record<string, unknown>, transfer: ArrayBuffer[]): Promise<Reply> => {
+    if (wk.dead) return Promise.reject(wk.dead);
     if (wk.busy++ === 0) wk.w.ref();
     const s = seq++;
     return new Promise((resolve, reject) => {
@@ -108,14 +125,14 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     });
   };
   for (const wk of workers) {
-    wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; error?: string }) => {
+    wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; read?: number; done?: boolean; error?: string }) => {
       const job = waiting.get(m.seq);
       if (!job) return;
       waiting.delete(m.seq);
       // a worker with jobs keeps the process alive (the main thread may have nothing else pending)
       if (--wk.busy === 0) wk.w.unref();
       if (m.error !== undefined) job.reject(new Error(m.error));
-      else job.resolve({ sealed: Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), lengths: m.lengths ?? [], fileResults: m.fileResults, ids: m.ids, counts: m.counts, raw: m.raw, errors: m.errors });
+      else job.resolve({ sealed: Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), lengths: m.lengths ?? [], fileResults: m.fileResults, ids: m.ids, counts: m.counts, raw: m.raw, errors: m.errors, read: m.read, done: m.done });
     });
     // a worker that dies fails its own jobs and takes no new ones: nothing waits forever on it
     const died = (e: Error) => {
@@ -135,6 +152,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   /** raw: the plaintext's length; for a file, -1 (too large, not read) or -2 (unreadable: error) */
   interface Sealed { id: Buffer; sealed: Buffer; raw: number; error?: string }
   let batch: Batch | null = null;
+  let streamIds = 0;
   const flushBatch = () => {
     const b = batch;
     if (!b) return;
@@ -183,6 +201,23 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   return {
     submit: (id, plaintext) => enqueue(id, plaintext).then((r) => r.sealed),
     submitUnhashed: (plaintext) => enqueue(undefined, plaintext),
+    streamFile(path, params) {
+      const wk = pick();
+      const id = streamIds++;
+      let opened = false;
+      return {
+        next: () => {
+          if (!wk) return Promise.reject(noWorker());
+          const stream = opened ? { id, window: STREAM_WINDOW } : { id, path, params, window: STREAM_WINDOW };
+          opened = true;
+          return sendTo(wk, { stream }, []).then((r) => {
+            const ids = Buffer.from(r.ids!.buffer, r.ids!.byteOffset, r.ids!.byteLength);
+            return { chunks: split(r.sealed, r.lengths).map((sealed, i) => ({ id: ids.subarray(32 * i, 32 * i + 32), sealed, raw: r.raw![i]! })), read: r.read!, done: r.done! };
+          });
+        },
+        close: () => { if (wk && opened) sendTo(wk, { stream: { id, window: 0, close: true } }, []).catch(() => { /* a dead worker holds nothing */ }); },
+      };
+    },
     submitSmallFile: (path, size) => enqueue(undefined, null, path, size).then((r): SmallFile => {
       if (r.raw === -2) return { error: r.error ?? 'cannot read' };
       if (r.raw === -1) return { large: true };

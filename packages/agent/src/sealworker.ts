@@ -5,7 +5,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
-import { blobId, extractBlob, MAX_BLOB_BYTES, openBlob, seal, toHex, type RepoKeys } from '@shelter/format';
+import { blobId, Chunker, extractBlob, gearTable, MAX_BLOB_BYTES, openBlob, seal, toHex, type ChunkerParams, type RepoKeys } from '@shelter/format';
 import { createFile, finishFile, writeChunkAt, type FileMeta } from './filewrite.ts';
 import { openForBackup } from './fsnode.ts';
 import type { FileResult } from './sealpool.ts';
@@ -31,7 +31,8 @@ const handled = (bytes: number) => {
 interface FileJob extends FileMeta { path: Uint8Array; whole: boolean; chunks: Array<{ entry: number; offset: number }> }
 interface WriteJob { start: number; entries: Array<{ id: Uint8Array; offset: number; length: number; rawLength: number }>; files: FileJob[] }
 
-parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array; lengths: number[]; data: Uint8Array; files?: FilesJob; write?: WriteJob; open?: OpenJob; verify?: VerifyJob }) => {
+parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array; lengths: number[]; data: Uint8Array; files?: FilesJob; write?: WriteJob; open?: OpenJob; verify?: VerifyJob; stream?: StreamJob }) => {
+  if (m.stream) return streamWindow(m.seq, m.stream);
   if (m.verify) return verifyChunks(m.seq, m.ids, m.verify);
   if (m.write) return writeRange(m.seq, m.data, m.write);
   if (m.open) return openTrees(m.seq, m.ids, m.data, m.open);
@@ -122,6 +123,71 @@ function verifyChunks(seq: number, ids: Uint8Array, job: VerifyJob): void {
     if (fd >= 0) closeSync(fd);
   }
   parentPort!.postMessage({ seq, sealed: EMPTY, lengths: [matched] });
+}
+
+/**
+ * A large file of a backup without parent, read, chunked, hashed and sealed here a window at a
+ * time (the main thread asks for the next window when it has room): `path` and `params` open the
+ * stream, later windows name it by `id` alone; `close` drops it (the backup stopped).
+ */
+interface StreamJob { id: number; path?: Uint8Array; params?: ChunkerParams; window: number; close?: boolean }
+interface FileStream { fd: number; chunker: Chunker; buf: Buffer; start: number; end: number; position: number }
+const streams = new Map<number, FileStream>();
+/** stream buffers given back (a few MiB each): the next stream takes one instead of allocating */
+const spareBuffers: Buffer[] = [];
+let gear: Int32Array | undefined;
+
+/** the next window of a file stream: its chunks sealed, as one buffer plus lengths, ids and plaintext lengths (`raw`); `done` at its end */
+function streamWindow(seq: number, job: StreamJob): void {
+  let st = streams.get(job.id);
+  const drop = () => {
+    if (!st) return;
+    streams.delete(job.id);
+    if (spareBuffers.length < 2) spareBuffers.push(st.buf);
+    try { closeSync(st.fd); } catch { /* closing after an error */ }
+  };
+  if (job.close) { drop(); parentPort!.postMessage({ seq, sealed: EMPTY, lengths: [] }); return; }
+  try {
+    if (!st) {
+      const p = job.params!;
+      gear ??= gearTable(keys.chunker);
+      const fd = openForBackup(Buffer.from(job.path!.buffer, job.path!.byteOffset, job.path!.byteLength));
+      // room for a window plus the bytes of a chunk not yet cut
+      const size = job.window + p.max;
+      const spare = spareBuffers.pop();
+      st = { fd, chunker: new Chunker(gear, p), buf: spare && spare.length >= size ? spare : Buffer.allocUnsafeSlow(size), start: 0, end: 0, position: 0 };
+      streams.set(job.id, st);
+    }
+    const s = st;
+    const plains: Buffer[] = [];
+    // the uncut bytes move to the front, then a window is read after them (as the archiver does)
+    if (s.start > 0) { s.buf.copyWithin(0, s.start, s.end); s.end -= s.start; s.start = 0; }
+    let read = 0, done = false;
+    while (read < job.window && !done) {
+      const n = readSync(s.fd, s.buf, s.end, Math.min(job.window - read, s.buf.length - s.end), s.position);
+      if (n === 0) { done = true; break; }
+      const at = s.end;
+      s.end += n; s.position += n; read += n;
+      for (const cut of s.chunker.push(s.buf.subarray(at, s.end))) { plains.push(s.buf.subarray(s.start, at + cut)); s.start = at + cut; }
+    }
+    if (done) {
+      s.chunker.end();
+      if (s.end > s.start) plains.push(s.buf.subarray(s.start, s.end));
+    }
+    const ids = new Uint8Array(32 * plains.length);
+    const sealed = plains.map((chunk, i) => {
+      const id = blobId(keys, chunk);
+      ids.set(id, 32 * i);
+      return seal(keys, chunk, id, { level });
+    });
+    const all = join(sealed);
+    if (done) drop();
+    parentPort!.postMessage({ seq, sealed: all, lengths: sealed.map((b) => b.length), ids, raw: plains.map((c) => c.length), done, read }, [all.buffer, ids.buffer]);
+    handled(read);
+  } catch (e) {
+    drop();
+    parentPort!.postMessage({ seq, error: (e as Error).message });
+  }
 }
 
 interface OpenJob { lengths: number[]; rawLengths: number[] }

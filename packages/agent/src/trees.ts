@@ -1,8 +1,8 @@
 // A snapshot's directory hierarchy, loaded with grouped requests: tree packs are read whole, once,
-// and their blobs opened on the seal workers, which also find each tree's subtree ids, so that
-// loading goes on, level by level, without this thread decoding anything. A consumer that walks
-// the hierarchy (an incremental backup) decodes each tree when it reaches it, and what it asks
-// for before the background load got there is opened first.
+// and their blobs opened on the seal workers in batches, which also find each tree's subtree ids,
+// so that loading goes on, depth first in name order, without this thread decoding anything. A
+// consumer that walks the hierarchy (an incremental backup walks in the same order) decodes each
+// tree when it reaches it; what it asks for before the background load got there is opened first.
 import { decodeTree, packKey, toHex, type TreeNode } from '@shelter/format';
 import { fetchBlobs } from './blobfetch.ts';
 import { RepositoryError, type Repository } from './repository.ts';
@@ -19,6 +19,7 @@ export interface TreeLoader {
 
 /** trees opened per request to the workers: small enough that a tree asked for waits little */
 const BATCH = 128;
+const BATCHES_IN_FLIGHT = 2;
 
 interface Slot { plain: Promise<Buffer>; resolve: (b: Buffer) => void; reject: (e: Error) => void; requested: boolean }
 
@@ -117,11 +118,9 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
     while (later.length && batch.length < BATCH) add(later.pop()!);
     return batch;
   };
-  // two batches in flight (the seal pool has a worker per core: two here); each finished batch
-  // starts the next
-  const workers = 2;
+  // two batches in flight (a seal pool has a worker per core), each finished one starts the next
   const pump = () => {
-    while (!failure && inFlight < workers) {
+    while (!failure && inFlight < BATCHES_IN_FLIGHT) {
       const batch = take();
       if (!batch.length) break;
       inFlight++;

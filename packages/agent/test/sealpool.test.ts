@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { blobId, createRepository, encodeTree, openBlob, openRepository, sealBlob } from '@shelter/format';
+import { blobId, Chunker, chunkLengths, createRepository, encodeTree, openBlob, openRepository, sealBlob } from '@shelter/format';
 import { createSealPool, type FileWrite, type SealPool } from '../src/sealpool.ts';
 import type { RepoKeys } from '@shelter/format';
 
@@ -123,5 +123,42 @@ test('submitSmallFile: the worker reads, hashes and seals a file below the limit
       assert.deepEqual(empty, { length: 0 });
       assert.ok('error' in missing && /ENOENT/.test(missing.error));
     } finally { await pool.close(); }
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
+test('streamFile: a worker reads, chunks, hashes and seals a file window by window; the chunks are the chunker\'s, under their ids', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shelter-stream-'));
+  try {
+    await withPool(async (pool, keys) => {
+      const params = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
+      // 10 MiB and a bit: three 4 MiB windows, the last one short; text and random parts
+      const data = Buffer.concat([randomBytes(3 << 20), Buffer.from('some text '.repeat(300_000)), randomBytes(4 << 20), Buffer.from('tail')]);
+      const file = join(dir, 'big.bin');
+      writeFileSync(file, data);
+      const stream = pool.streamFile(Buffer.from(file), params);
+      const chunks: Array<{ id: Buffer; sealed: Buffer; raw: number }> = [];
+      let read = 0, windows = 0;
+      for (let done = false; !done; windows++) {
+        const w = await stream.next();
+        chunks.push(...w.chunks);
+        read += w.read;
+        done = w.done;
+      }
+      assert.equal(read, data.length);
+      assert.ok(windows >= 3, `${windows} windows`);
+      const expected = chunkLengths(new Chunker(keys, params), data);
+      assert.deepEqual(chunks.map((c) => c.raw), expected, 'the same cuts as the chunker over the whole file');
+      let at = 0;
+      for (const c of chunks) {
+        const plain = data.subarray(at, at + c.raw);
+        assert.ok(c.id.equals(blobId(keys, plain)));
+        assert.ok(openBlob(keys, c.id, c.sealed, params.max).equals(plain));
+        at += c.raw;
+      }
+      await assert.rejects(pool.streamFile(Buffer.from(join(dir, 'missing')), params).next(), /ENOENT/);
+      const given = pool.streamFile(Buffer.from(file), params);
+      await given.next();
+      given.close(); // given up before its end: the worker drops it
+    });
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
