@@ -3,6 +3,8 @@
 // Incremental: a file whose size, mtime, ctime and inode match the parent snapshot's node is not
 // read again; its chunk list is reused. A changed file's leading chunks that are still the parent's
 // are verified by hashing on the seal workers instead of being chunked again (prefixToVerify).
+// Without parent, the seal workers read small files and stream large ones themselves; this thread
+// reads and chunks the files in between (see saveEntry).
 import { closeSync, lstatSync, readSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';

@@ -1,7 +1,9 @@
-// A pool of crypto workers (one per core). submit() transfers a chunk to the least busy worker
-// and resolves with the sealed envelope (backup); writeRange() transfers a fetched pack range,
-// which the worker decrypts and writes into the restored files (restore: decryption, zstd and
-// the file system's work off the main thread).
+// A pool of crypto workers (one per core, sealworker.ts). submit() transfers a chunk to the least
+// busy worker and resolves with the sealed envelope (backup), in batches; submitSmallFile() and
+// streamFile() have a worker read files itself (backup without parent); verifyChunks() checks a
+// changed file's leading chunks (incremental backup); openTrees() opens tree blobs; writeRange()
+// transfers a fetched pack range, which the worker decrypts and writes into the restored files
+// (restore: decryption, zstd and the file system's work off the main thread).
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams, PackEntry, RepoKeys } from '@shelter/format';

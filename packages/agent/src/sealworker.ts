@@ -1,6 +1,9 @@
-// Worker thread: compresses and encrypts blobs (zstd + AES-256-GCM, format's `seal`), the CPU-heavy
-// part of a backup, so that every core works. The main thread keeps walking, reading, chunking and
-// deduplicating; it hands over only the chunks that are new.
+// Worker thread: the CPU-heavy part of a backup or restore, so that every core works. Backup: it
+// seals chunks (zstd + AES-256-GCM, format's `seal`) the main thread hands over, hashing them too
+// when there is no parent; without parent it also reads small files itself (one chunk each) and
+// streams large ones (reads, chunks, hashes, seals a window at a time); with a parent it verifies
+// a changed file's leading chunks by hashing. Both: it opens tree blobs and finds their subtrees.
+// Restore: it decrypts fetched pack ranges and writes the files.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
