@@ -56,13 +56,15 @@ export const hardlinkKey = (n: TreeNode): string | undefined =>
  * Opens a file to back it up without touching its access time (O_NOATIME, Linux): a backup must
  * not change what it backs up, and an atime changed by the previous run would make every directory
  * listing differ from the parent's. O_NOATIME is allowed on one's own files (or as root); for the
- * others the file is opened plainly.
+ * others the file is opened plainly. O_NONBLOCK (no effect on a regular file): a file replaced by
+ * a fifo since the walk fails to read instead of blocking the backup forever.
  */
 const noAtime = constants.O_NOATIME ?? 0;
+const flags = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
 export function openForBackup(path: Buffer): number {
   if (noAtime) {
-    try { return openSync(path, constants.O_RDONLY | noAtime); }
+    try { return openSync(path, flags | noAtime); }
     catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw e; }
   }
-  return openSync(path, 'r');
+  return openSync(path, flags);
 }

@@ -1,0 +1,26 @@
+// Opening a file for backup: a path that became a fifo since the walk must not block the backup.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { closeSync, mkdtempSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openForBackup } from '../src/fsnode.ts';
+
+test('openForBackup: a regular file reads as usual; a fifo without writer opens at once and reads nothing (no hang)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shelter-open-'));
+  try {
+    writeFileSync(join(dir, 'file'), 'content');
+    const buf = Buffer.alloc(16);
+    let fd = openForBackup(Buffer.from(join(dir, 'file')));
+    try { assert.equal(buf.subarray(0, readSync(fd, buf, 0, 16, 0)).toString(), 'content'); } finally { closeSync(fd); }
+    execFileSync('mkfifo', [join(dir, 'fifo')]);
+    // in a child with a time limit: without O_NONBLOCK the open blocks forever
+    const probe = `import { openForBackup } from ${JSON.stringify(new URL('../src/fsnode.ts', import.meta.url).href)};
+      import { readSync, closeSync } from 'node:fs';
+      const fd = openForBackup(Buffer.from(${JSON.stringify(join(dir, 'fifo'))}));
+      process.stdout.write(String(readSync(fd, Buffer.alloc(16), 0, 16, null))); closeSync(fd);`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', probe], { timeout: 10_000, encoding: 'utf8' });
+    assert.equal(out, '0', 'a fifo without writer reads as empty');
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});
