@@ -61,6 +61,8 @@ function backendOf(cfg: AgentConfig) {
     caFile: cfg.caCert, insecureHttp: cfg.insecureHttp, legacyChecksums: cfg.legacyChecksums,
   });
 }
+/** an incremental backup of a parent this large starts its seal workers at once (see backup) */
+const EAGER_WORKERS_BYTES = 64 * 1024 * 1024;
 const opened: Repository[] = [];
 /** the key that opened the repository, and where it came from (key list / add / export) */
 let loadedKey: LoadedKey | undefined;
@@ -166,8 +168,11 @@ backup.command('files <paths...>')
     // the file-system walk runs on its own thread from now on, while the repository opens (unref'd: a
     // failure before backupFiles does not wait for it)
     const walk = beginWalk({ paths, include: o.include, exclude: o.exclude, followSymlinks: o.followSymlinks, oneFileSystem: o.oneFileSystem });
-    const repo = await open({ workers: true });
+    const repo = await open();
     const parent = (await repo.listSnapshots()).filter((s) => s.snapshot.name === o.name).pop();
+    // the seal workers start now, while the parent's trees load, unless the parent is small: a small
+    // incremental backup may need none (its few trees open on this thread), and saves their start
+    if (!parent || !((parent.snapshot.summary?.bytes ?? Infinity) < EAGER_WORKERS_BYTES)) repo.sealPool();
     const t0 = Date.now();
     log({ msg: 'backup started', name: o.name, paths, parent: parent?.id });
     const result = await backupFiles(repo, {

@@ -69,6 +69,8 @@ export interface Repository {
   stats: { packsUploaded: number; bytesUploaded: number; blobsAdded: number; sealedBytes: number };
   /** the worker threads that seal and open blobs (started on first use; close() stops them) */
   sealPool(): SealPool;
+  /** whether the seal workers run already (a few trees are opened here rather than start them) */
+  sealPoolStarted(): boolean;
   /** stops the seal workers */
   close(): Promise<void>;
 }
@@ -321,6 +323,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     saveSmallFileUnhashed,
     saveFileStream,
     sealPool,
+    sealPoolStarted: () => pool !== undefined,
     async loadBlob(id) {
       const loc = index.lookup(id);
       if (!loc) throw new RepositoryError('Missing', `blob ${toHex(id)} is in no index (incomplete repository)`);

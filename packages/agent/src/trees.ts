@@ -3,7 +3,7 @@
 // so that loading goes on, depth first in name order, without this thread decoding anything. A
 // consumer that walks the hierarchy (an incremental backup walks in the same order) decodes each
 // tree when it reaches it; what it asks for before the background load got there is opened first.
-import { decodeTree, packKey, toHex, type TreeNode } from '@shelter/format';
+import { decodeTree, MAX_BLOB_BYTES, openBlob, packKey, toHex, type TreeNode } from '@shelter/format';
 import { fetchBlobs } from './blobfetch.ts';
 import { RepositoryError, type Repository } from './repository.ts';
 
@@ -20,6 +20,8 @@ export interface TreeLoader {
 /** trees opened per request to the workers: small enough that a tree asked for waits little */
 const BATCH = 128;
 const BATCHES_IN_FLIGHT = 2;
+/** a batch this small is opened on the main thread while the seal workers are not running */
+const OPEN_HERE = 8;
 
 interface Slot { plain: Promise<Buffer>; resolve: (b: Buffer) => void; reject: (e: Error) => void; requested: boolean }
 
@@ -85,6 +87,19 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
       const bytes = await packBytes(pack);
       if (list.some((e) => e.offset + e.length > bytes.length)) {
         throw new RepositoryError('Corrupt', `pack ${packKey(repo.index.packId(pack))} is shorter than its index says (truncated?)`);
+      }
+      // a few trees and no workers yet (a small incremental backup): opened here, no threads started
+      if (!repo.sealPoolStarted() && list.length <= OPEN_HERE) {
+        for (let i = list.length - 1; i >= 0; i--) {
+          const e = list[i]!;
+          let plain: Buffer, nodes: TreeNode[];
+          try {
+            plain = openBlob(repo.keys, e.id, bytes.subarray(e.offset, e.offset + e.length), MAX_BLOB_BYTES, e.rawLength);
+            nodes = decodeTree(plain);
+          } catch (err) { throw new RepositoryError('Corrupt', `tree pack ${packKey(repo.index.packId(pack))}: blob ${toHex(e.id)} does not decrypt: ${(err as Error).message}`, { cause: err }); }
+          received(e.id, plain, nodes.flatMap((n) => (n.subtree ? [n.subtree] : [])));
+        }
+        return;
       }
       try {
         const trees = await repo.sealPool().openTrees(list.map((e) => ({ id: e.id, sealed: bytes.subarray(e.offset, e.offset + e.length), rawLength: e.rawLength })));
