@@ -69,6 +69,7 @@ export function compressFrame(plaintext: Uint8Array, level: number): Buffer {
     // the whole frame fits with room to spare; a full buffer would mean it may not be complete
     if (n > 0 && n < out.length) return out.subarray(0, n);
     compressors.delete(level); // in an unknown state: a fresh context next time
+    e.stream.close();
   }
   return oneShotCompress(plaintext, level);
 }
@@ -109,6 +110,7 @@ export function decompressFrame(payload: Uint8Array, declared: number): Buffer {
     }
     // an error or an unexpected state: the one-shot call below says what is wrong
     decompressor = undefined;
+    e.stream.close();
   }
   const plain = zstdDecompressSync(payload, { maxOutputLength: Math.max(1, declared), chunkSize: Math.max(64, declared + 1) });
   if (plain.length !== declared) throw new Error(`the frame holds ${plain.length} bytes, not ${declared}`);
