@@ -141,6 +141,20 @@ describe('shelter through a proxy that fails 10% of requests', () => {
     assert.ok(audit.length > 0 && !audit.some((r) => r.operation.startsWith('Delete')), 'the agent sent a DELETE');
   });
 
+  it('every pack upload fails (500, retries exhausted): a backup without parent stops with a clear error, no crash, nothing half-done left unreported', async () => {
+    proxy.faultRate = 0;
+    decide = (r) => (r.method === 'PUT' && r.key?.startsWith('data/') ? 'error500' : undefined);
+    try {
+      const r = await agent.run(['backup', 'files', src, '--name', 'uploads-fail', '--json']);
+      assert.ok(r.status !== 0 && r.status !== 3 && r.status !== null, `the backup must fail, not pass or pass with warnings\n${show(r)}`);
+      // a crash (an unhandled rejection) prints Node's own report and a stack trace instead
+      assert.doesNotMatch(r.stderr, /unhandled|Node\.js v\d|^\s+at /m, `a clear error, not a crash\n${show(r)}`);
+      assert.match(r.stderr, /500|InternalError|data\//, `the error says what failed\n${show(r)}`);
+    } finally { decide = undefined; }
+    const again = await agent.run(['backup', 'files', src, '--name', 'uploads-fail', '--json']);
+    assert.equal(again.status, 0, `with uploads working again, the backup completes\n${show(again)}`);
+  });
+
   it('init: the config PUT succeeded on the gateway but its answer was lost (500 after the write, or a reset) — init completes and its key opens the repository', async () => {
     const problems: string[] = [];
     for (const kind of ['error500After', 'resetResponse'] as const) {

@@ -5,7 +5,7 @@
 // are verified by hashing on the seal workers instead of being chunked again (prefixToVerify).
 // Without parent, the seal workers read small files and stream large ones themselves; this thread
 // reads and chunks the files in between (see saveEntry).
-import { closeSync, lstatSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, readSync, type BigIntStats } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { Chunker, encodeTree, sameNode, type TreeNode } from '@shelter/format';
@@ -181,6 +181,12 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     chunking = p.catch(() => { /* the caller gets the error */ });
     return p;
   };
+  /**
+   * The backup stops (an error thrown while a directory is saved): what its entries still wait for
+   * is no longer awaited, and must not reject unhandled (Node would exit before the error is reported).
+   */
+  const abandon = (...lists: Array<ReadonlyArray<Promise<unknown>>>) => { for (const l of lists) for (const p of l) p.catch(() => { /* the error thrown is the one reported */ }); };
+
   /** a blob saved for a file's content: referenced, counted; its id */
   const counted = (r: { id: Buffer; added: boolean }, length: number) => {
     reference(r.id);
@@ -200,8 +206,15 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
    * The chunk ids of a file: known now, or (unhashed mode) once the seal workers have hashed them.
    * `prefix`: its leading chunks, verified unchanged (prefixToVerify); reading starts after them.
    */
-  async function saveContent(path: Buffer, size: number, prefix?: Prefix): Promise<{ ids: Buffer[] | Promise<Buffer[]>; bytes: number }> {
+  async function saveContent(path: Buffer, size: number, prefix?: Prefix, walked?: FileStat): Promise<{ ids: Buffer[] | Promise<Buffer[]>; bytes: number }> {
     const fd = openForBackup(path);
+    if (prefix && walked) {
+      // the prefix was verified earlier: a file changed since the walk (another inode, or written
+      // again) is read whole, not stored as the old leading chunks and new trailing bytes
+      let now: BigIntStats | undefined;
+      try { now = fstatSync(fd, { bigint: true }); } catch { /* read whole */ }
+      if (!now || now.ino !== walked.ino || now.dev !== walked.dev || now.mtimeNs !== walked.mtimeNs || now.ctimeNs !== walked.ctimeNs) prefix = undefined;
+    }
     const ids: Buffer[] = [];
     const later: Array<Promise<Buffer>> = [];
     let position = 0;
@@ -240,6 +253,9 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
         progress.bytesRead += n;
       }
       if (end > start) await emit(readBuf.subarray(start, end));
+    } catch (e) {
+      abandon(later);
+      throw e;
     } finally {
       chunker.end(); // resets it for the next file, also after an error
       closeSync(fd);
@@ -272,10 +288,15 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
         if (plan) verifying.set(e, verifiedPrefix(joinPath(path, e.name), plan));
       });
     }
-    for (let k = 0; k < group.entries.length; k++) {
-      const e = group.entries[k]!;
-      const node = await saveEntry(joinPath(path, e.name), e, prevs[k], waits, verifying.get(e));
-      if (node) nodes.push(node);
+    try {
+      for (let k = 0; k < group.entries.length; k++) {
+        const e = group.entries[k]!;
+        const node = await saveEntry(joinPath(path, e.name), e, prevs[k], waits, verifying.get(e));
+        if (node) nodes.push(node);
+      }
+    } catch (e) {
+      abandon(waits, [...verifying.values()]);
+      throw e;
     }
     summary.dirs++;
     progress.dirs++;
@@ -363,7 +384,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
           const verified = verifying ?? (plan && verifiedPrefix(path, plan));
           if (verified) {
             // verified by the workers meanwhile; the rest of the file is read once they have
-            waits.push(verified.then((prefix) => exclusive(() => saveContent(path, st.size, prefix))).then((saved) => {
+            waits.push(verified.then((prefix) => exclusive(() => saveContent(path, st.size, prefix, st))).then((saved) => {
               node.size = saved.bytes;
               node.content = saved.ids as Buffer[]; // known at once: there is a parent
             }, (e) => { cannotRead(e); unreadable.add(node); }));
@@ -401,21 +422,26 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     const before = await parentChildren(parentSubtree);
     const nodes: TreeNode[] = [];
     const waits: Array<Promise<void>> = [];
-    for (const [first, isRoot] of childrenOf(prefix)) {
-      const full = Buffer.from(under(prefix, first));
-      const name = Buffer.from(first);
-      const p = before.get(name.toString('latin1'));
-      if (isRoot) {
-        // the root's own group: itself alone (walkOrder asked for the roots in this order)
-        const group = await walker.next();
-        if (!group.dir.equals(full)) throw new Error(`internal: the walker gave root ${group.dir.toString()} where ${full.toString()} was expected`);
-        const node = await saveEntry(full, { ...group.entries[0]!, name }, p, waits);
-        if (node) nodes.push(node);
-      } else {
-        const node = statNode(name, fileStat(lstatSync(full, { bigint: true }), 'dir'), accounts);
-        node.subtree = await virtualDir(full.toString(), p?.type === 'dir' ? p.subtree : undefined);
-        nodes.push(node);
+    try {
+      for (const [first, isRoot] of childrenOf(prefix)) {
+        const full = Buffer.from(under(prefix, first));
+        const name = Buffer.from(first);
+        const p = before.get(name.toString('latin1'));
+        if (isRoot) {
+          // the root's own group: itself alone (walkOrder asked for the roots in this order)
+          const group = await walker.next();
+          if (!group.dir.equals(full)) throw new Error(`internal: the walker gave root ${group.dir.toString()} where ${full.toString()} was expected`);
+          const node = await saveEntry(full, { ...group.entries[0]!, name }, p, waits);
+          if (node) nodes.push(node);
+        } else {
+          const node = statNode(name, fileStat(lstatSync(full, { bigint: true }), 'dir'), accounts);
+          node.subtree = await virtualDir(full.toString(), p?.type === 'dir' ? p.subtree : undefined);
+          nodes.push(node);
+        }
       }
+    } catch (e) {
+      abandon(waits);
+      throw e;
     }
     await Promise.all(waits);
     return saveTree(nodes.filter((n) => !unreadable.has(n)));

@@ -308,6 +308,8 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
       }
     } catch (e) {
       stream.close();
+      // a dead worker is the backup's failure, not this file's (a read error only skips the file)
+      if ((e as { workerDied?: boolean }).workerDied) failure ??= e;
       throw e;
     }
   };

@@ -107,7 +107,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   let closing = false;
   /** the least busy live worker; undefined once every worker has died */
   const pick = () => workers.filter((wk) => !wk.dead).reduce<(typeof workers)[number] | undefined>((x, y) => (!x || y.busy < x.busy ? y : x), undefined);
-  const noWorker = () => new Error(`every seal worker has died (${workers[0]?.dead?.message ?? 'unknown'})`);
+  const noWorker = () => Object.assign(new Error(`every seal worker has died (${workers[0]?.dead?.message ?? 'unknown'})`), { workerDied: true });
   type Reply = { sealed: Buffer; lengths: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; read?: number; done?: boolean };
   const waiting = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
   let seq = 0;
@@ -137,8 +137,10 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
       else job.resolve({ sealed: Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), lengths: m.lengths ?? [], fileResults: m.fileResults, ids: m.ids, counts: m.counts, raw: m.raw, errors: m.errors, read: m.read, done: m.done });
     });
     // a worker that dies fails its own jobs and takes no new ones: nothing waits forever on it
-    const died = (e: Error) => {
+    const died = (cause: Error) => {
       if (wk.dead || closing) return;
+      // tagged: a job failed by a dead worker is not a file's own error (repository.ts saveFileStream)
+      const e = Object.assign(new Error(`seal worker died: ${cause.message}`, { cause }), { workerDied: true });
       wk.dead = e;
       for (const [s, job] of waiting) if (job.worker === wk) { waiting.delete(s); job.reject(e); }
     };

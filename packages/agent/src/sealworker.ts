@@ -123,7 +123,7 @@ function verifyChunks(seq: number, ids: Uint8Array, job: VerifyJob): void {
     parentPort!.postMessage({ seq, error: (e as Error).message });
     return;
   } finally {
-    if (fd >= 0) closeSync(fd);
+    if (fd >= 0) try { closeSync(fd); } catch { /* read already: the answer stands */ }
   }
   parentPort!.postMessage({ seq, sealed: EMPTY, lengths: [matched] });
 }

@@ -106,6 +106,8 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
         for (let i = trees.length - 1; i >= 0; i--) received(list[i]!.id, trees[i]!.plain, trees[i]!.subtrees);
       } catch (e) { throw new RepositoryError('Corrupt', `tree pack ${packKey(repo.index.packId(pack))}: ${(e as Error).message}`, { cause: e }); }
     });
+    // awaited below; not unhandled when the part below throws first
+    for (const p of opened) p.catch(() => {});
     if (elsewhere.length) {
       // (old repositories) decoded here to find the subtrees
       for (const [hex, plain] of [...await fetchBlobs(repo, elsewhere)].reverse()) {
