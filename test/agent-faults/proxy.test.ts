@@ -143,6 +143,9 @@ describe('shelter through a proxy that fails 10% of requests', () => {
 
   it('every pack upload fails (500, retries exhausted): a backup without parent stops with a clear error, no crash, nothing half-done left unreported', async () => {
     proxy.faultRate = 0;
+    // data no earlier test stored: more than a pack's worth must be uploaded
+    const extra = join(src, 'uploads-fail.bin');
+    writeFileSync(extra, pseudoBytes(`proxy-${SEED}/uploads-fail`, 20 * MiB));
     decide = (r) => (r.method === 'PUT' && r.key?.startsWith('data/') ? 'error500' : undefined);
     try {
       const r = await agent.run(['backup', 'files', src, '--name', 'uploads-fail', '--json']);
@@ -153,6 +156,8 @@ describe('shelter through a proxy that fails 10% of requests', () => {
     } finally { decide = undefined; }
     const again = await agent.run(['backup', 'files', src, '--name', 'uploads-fail', '--json']);
     assert.equal(again.status, 0, `with uploads working again, the backup completes\n${show(again)}`);
+    assert.ok(parseBackupJson(again).newBytes >= 20 * MiB, 'the data the failed backup could not store');
+    unlinkSync(extra);
   });
 
   it('init: the config PUT succeeded on the gateway but its answer was lost (500 after the write, or a reset) — init completes and its key opens the repository', async () => {
