@@ -187,6 +187,9 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
    */
   const abandon = (...lists: Array<ReadonlyArray<Promise<unknown>>>) => { for (const l of lists) for (const p of l) p.catch(() => { /* the error thrown is the one reported */ }); };
 
+  /** a file that did not hold, when read, the bytes it had at the walk's stat */
+  const sizeRead = (path: Buffer, size: number, read: number) => { if (read !== size) warn(path, `changed while being read (${size} bytes at stat, ${read} read)`); };
+
   /** a blob saved for a file's content: referenced, counted; its id */
   const counted = (r: { id: Buffer; added: boolean }, length: number) => {
     reference(r.id);
@@ -260,7 +263,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       chunker.end(); // resets it for the next file, also after an error
       closeSync(fd);
     }
-    if (position !== size) warn(path, `changed while being read (${size} bytes at stat, ${position} read)`);
+    sizeRead(path, size, position);
     return { ids: unhashed ? Promise.all(later) : ids, bytes: position };
   }
 
@@ -347,6 +350,11 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
           const wasFile = prev?.type === 'file';
           if (wasFile) summary.changedFiles++; else summary.newFiles++;
           const cannotRead = (e: unknown) => warn(path, `cannot read: ${(e as Error).message}`);
+          /** content read later (a worker, or after a verification): a file that cannot be read is left out */
+          const later = (work: Promise<{ ids: Buffer[]; bytes: number }>) => {
+            waits.push(work.then((r) => { node.size = r.bytes; node.content = r.ids; }, (e) => { cannotRead(e); unreadable.add(node); }));
+            return node;
+          };
           if (unhashed && st.size > 0 && st.size < smallFileMax) {
             // read, hashed and sealed by a seal worker: this thread neither opens nor reads it
             const { queued, result } = repo.saveSmallFileUnhashed(path, st.size);
@@ -363,7 +371,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
               node.size = r.length;
               node.content = 'id' in r ? [counted(r, r.length)] : [];
               progress.bytesRead += r.length;
-              if (r.length !== st.size) warn(path, `changed while being read (${st.size} bytes at stat, ${r.length} read)`);
+              sizeRead(path, st.size, r.length);
             }));
             await queued;
             return node;
@@ -371,25 +379,17 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
           if (unhashed && st.size >= STREAM_MIN_BYTES) {
             while (streaming >= MAX_FILE_STREAMS) await new Promise<void>((res) => { streamSlots.push(res); });
             streaming++;
-            const saved = repo.saveFileStream(path).finally(() => { streaming--; streamSlots.shift()?.(); });
-            waits.push(saved.then((r) => {
-              node.size = r.bytes;
-              node.content = r.chunks.map((c) => counted(c, c.raw));
+            return later(repo.saveFileStream(path).finally(() => { streaming--; streamSlots.shift()?.(); }).then((r) => {
               progress.bytesRead += r.bytes;
-              if (r.bytes !== st.size) warn(path, `changed while being read (${st.size} bytes at stat, ${r.bytes} read)`);
-            }, (e) => { cannotRead(e); unreadable.add(node); }));
-            return node;
+              sizeRead(path, st.size, r.bytes);
+              return { ids: r.chunks.map((c) => counted(c, c.raw)), bytes: r.bytes };
+            }));
           }
           const plan = verifying || !wasFile ? undefined : prefixToVerify(prev!.content);
           const verified = verifying ?? (plan && verifiedPrefix(path, plan));
-          if (verified) {
-            // verified by the workers meanwhile; the rest of the file is read once they have
-            waits.push(verified.then((prefix) => exclusive(() => saveContent(path, st.size, prefix, st))).then((saved) => {
-              node.size = saved.bytes;
-              node.content = saved.ids as Buffer[]; // known at once: there is a parent
-            }, (e) => { cannotRead(e); unreadable.add(node); }));
-            return node;
-          }
+          // verified by the workers meanwhile; the rest of the file is read once they have (ids known
+          // at once: there is a parent)
+          if (verified) return later(verified.then((prefix) => exclusive(() => saveContent(path, st.size, prefix, st))) as Promise<{ ids: Buffer[]; bytes: number }>);
           try {
             const saved = await exclusive(() => saveContent(path, st.size));
             node.size = saved.bytes;

@@ -255,35 +255,28 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     return { id, added: true };
   };
 
-  const saveBlobUnhashed = (type: BlobType, plaintext: Buffer) => {
-    const raw = plaintext.length;
-    const result = failure ? Promise.reject(failure) : sealPool().submitUnhashed(plaintext).then(({ id, sealed }) => {
-      if (failure) throw failure;
-      if (hasBlob(id)) return { id, added: false };
-      pending.add(id.toString('hex'));
-      stats.blobsAdded++;
-      store(type, id, sealed, raw);
-      return { id, added: true };
-    });
+  /** a blob sealed before its id was known here (a worker hashed it): stored unless a duplicate; whether it was new */
+  const keepSealed = (type: BlobType, id: Buffer, sealed: Buffer, raw: number): boolean => {
+    if (failure) throw failure;
+    if (hasBlob(id)) return false;
+    pending.add(id.toString('hex'));
+    stats.blobsAdded++;
+    store(type, id, sealed, raw);
+    return true;
+  };
+  /** a worker's job of about `raw` bytes, counted as being sealed until it settles: room for more, and its result */
+  const queueJob = <T>(raw: number, job: () => Promise<T>) => {
+    const result = failure ? Promise.reject(failure) : job();
     track(raw, result);
     result.catch(() => { /* recorded as the repository's failure by track(); flush() reports it */ });
     return { queued: room(), result };
   };
 
-  const saveSmallFileUnhashed = (path: Buffer, size: number) => {
-    const result: Promise<SmallFileSaved> = failure ? Promise.reject(failure) : sealPool().submitSmallFile(path, size).then((r) => {
-      if (failure) throw failure;
-      if (!('sealed' in r)) return r;
-      if (hasBlob(r.id)) return { id: r.id, added: false, length: r.length };
-      pending.add(r.id.toString('hex'));
-      stats.blobsAdded++;
-      store('data', r.id, r.sealed, r.length);
-      return { id: r.id, added: true, length: r.length };
-    });
-    track(size, result);
-    result.catch(() => { /* recorded as the repository's failure by track(); flush() reports it */ });
-    return { queued: room(), result };
-  };
+  const saveBlobUnhashed = (type: BlobType, plaintext: Buffer) => queueJob(plaintext.length, () => sealPool().submitUnhashed(plaintext)
+    .then(({ id, sealed }) => ({ id, added: keepSealed(type, id, sealed, plaintext.length) })));
+
+  const saveSmallFileUnhashed = (path: Buffer, size: number) => queueJob(size, () => sealPool().submitSmallFile(path, size)
+    .then((r): SmallFileSaved => ('sealed' in r ? { id: r.id, added: keepSealed('data', r.id, r.sealed, r.length), length: r.length } : r)));
 
   const saveFileStream = async (path: Buffer) => {
     const stream = sealPool().streamFile(path, config.chunker);
@@ -293,16 +286,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
       for (;;) {
         await room();
         const w = await stream.next();
-        if (failure) throw failure;
-        for (const c of w.chunks) {
-          const added = !hasBlob(c.id);
-          if (added) {
-            pending.add(c.id.toString('hex'));
-            stats.blobsAdded++;
-            store('data', c.id, c.sealed, c.raw);
-          }
-          chunks.push({ id: c.id, added, raw: c.raw });
-        }
+        for (const c of w.chunks) chunks.push({ id: c.id, added: keepSealed('data', c.id, c.sealed, c.raw), raw: c.raw });
         bytes += w.read;
         if (w.done) return { chunks, bytes };
       }
