@@ -63,15 +63,19 @@ try {
   const shelter = (v: 'A' | 'B') => join(versions[v].packages, 'agent/bin/shelter.js');
   await run(node, [shelter('B'), 'init', '--endpoint', gw.url, '--bucket', cred.bucket, '--access-key', cred.accessKeyId, '--secret-key', cred.secretAccessKey, '--ca-cert', gw.caFile, '--key-file', join(work, 'key')], env);
   const log = join(work, 'log');
-  const backup = (v: 'A' | 'B', p = true) => timed(node, [...(p ? prof(v) : []), shelter(v), 'backup', 'files', data, '--name', 'ab', '--json'], { env, logFile: log, serverPid: gw.proc.pid });
-  if (args.op !== 'initial') say(`initial backup (B): ${(await backup('B', false)).wall} s`);
+  // a backup name per version: each one's parent is its own last snapshot (and its local cache)
+  const backup = (v: 'A' | 'B', p = true) => timed(node, [...(p ? prof(v) : []), shelter(v), 'backup', 'files', data, '--name', `ab-${v}`, '--json'], { env, logFile: log, serverPid: gw.proc.pid });
+  if (args.op !== 'initial') {
+    say(`initial backup (B): ${(await backup('B', false)).wall} s`);
+    say(`initial backup (A, everything stored already): ${(await backup('A', false)).wall} s`);
+  }
   const figures: Record<string, number[][]> = { A: [], B: [] };
   for (let i = 0; i < Number(args.runs); i++) {
     for (const v of (i % 2 ? ['B', 'A'] : ['A', 'B']) as Array<'A' | 'B'>) {
       let t;
       if (args.op === 'restore') {
         const target = join(work, `restore-${v}-${i}`);
-        t = await timed(node, [...prof(v), shelter(v), 'restore', 'latest', '--name', 'ab', '--target', target], { env, logFile: log, serverPid: gw.proc.pid });
+        t = await timed(node, [...prof(v), shelter(v), 'restore', 'latest', '--name', 'ab-B', '--target', target], { env, logFile: log, serverPid: gw.proc.pid });
       } else if (args.op === 'initial') {
         // a fresh bucket per run
         const c = gw.createServer(`ab-${v.toLowerCase()}${i}`);

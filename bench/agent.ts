@@ -123,7 +123,7 @@ interface Driver {
 
 function shelterDriver(gw: Gateway, runDir: string, name: string): Driver {
   const cred = gw.createServer(name);
-  const env = cleanEnv({ SHELTER_CONFIG_DIR: join(runDir, 'shelter-config'), XDG_STATE_HOME: join(runDir, 'shelter-state') });
+  const env = cleanEnv({ SHELTER_CONFIG_DIR: join(runDir, 'shelter-config'), XDG_STATE_HOME: join(runDir, 'shelter-state'), XDG_CACHE_HOME: join(runDir, 'shelter-cache') });
   const node = (prof?: string) => (prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []);
   return {
     tool: 'shelter', bucket: cred.bucket, s3: s3Client(gw, cred.accessKeyId, cred.secretAccessKey),

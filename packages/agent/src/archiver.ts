@@ -10,8 +10,9 @@ import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { Chunker, encodeTree, sameNode, type TreeNode } from '@shelter/format';
 import { treeLoader } from './trees.ts';
+import type { DirCache, DirCacheWriter, DirRecord } from './dircache.ts';
 import { joinPath, openForBackup, readAccounts, statNode } from './fsnode.ts';
-import { fileStat, Kind, startWalker, type FileStat, type Walker, type WalkEntry } from './walk.ts';
+import { fileStat, Kind, startWalker, type FileStat, type Group, type Walker, type WalkEntry } from './walk.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 
 export interface BackupOptions {
@@ -27,6 +28,13 @@ export interface BackupOptions {
   onWarning?: (path: string, message: string) => void;
   /** the walk, if already begun (beginWalk); closed by backupFiles */
   walk?: BackupWalk;
+  /**
+   * The parent snapshot's directory cache (dircache.ts): a directory whose listing is as recorded
+   * keeps its tree id, and the parent's trees are loaded only for directories that changed.
+   */
+  dirCache?: DirCache;
+  /** records this snapshot's directories for the next backup's cache */
+  recordDirs?: DirCacheWriter;
 }
 
 /**
@@ -89,7 +97,7 @@ const PROGRAM = 'shelter 0.1.0';
 export async function backupFiles(repo: Repository, opts: BackupOptions): Promise<BackupResult> {
   const started = new Date();
   const accounts = readAccounts();
-  const summary = { files: 0, dirs: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, newBlobs: 0, newBytes: 0, storedBytes: 0, skipped: 0 };
+  const summary = { files: 0, dirs: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, newBlobs: 0, newBytes: 0, storedBytes: 0, skipped: 0, cachedDirs: 0 };
   let warnings = 0;
   let currentPath: Buffer = Buffer.alloc(0);
   // the path as text only when a progress line shows it
@@ -120,7 +128,8 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   try {
   // the parent snapshot's hierarchy, loaded in the background (grouped requests, in the walk's
   // order) while the walk goes on; each directory's listing is decoded when the walk reaches it
-  const parentTrees = opts.parent ? treeLoader(repo, opts.parent.snapshot.tree, { release: true }) : undefined;
+  const dirCache = opts.parent ? opts.dirCache : undefined;
+  const parentTrees = opts.parent ? treeLoader(repo, opts.parent.snapshot.tree, { release: true, follow: !dirCache }) : undefined;
   let parentFailed = false;
   /** a directory's nodes at the parent snapshot, by name (latin1: every byte string is a distinct key) */
   const parentChildren = async (subtree: Buffer | undefined): Promise<Map<string, TreeNode>> => {
@@ -275,6 +284,9 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     const group = await walker.next();
     if (!group.dir.equals(path)) throw new Error(`internal: the walker listed ${group.dir.toString()} where ${path.toString()} was expected`);
     if (group.error !== undefined) warn(path, `cannot list: ${group.error}`);
+    // as the cache recorded it (a recorded listing was saved without error: see savedAsWalked)
+    const rec = dirCache?.get(path);
+    if (rec && parentSubtree?.equals(rec.tree) && rec.digest.equals(group.digest) && group.error === undefined && repo.hasBlob(rec.tree)) return reuseDir(path, group, rec);
     const before = await parentChildren(parentSubtree);
     const prevs = group.entries.map((e) => before.get(e.name.toString('latin1')));
     const nodes: TreeNode[] = [];
@@ -303,14 +315,109 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     }
     summary.dirs++;
     progress.dirs++;
-    const id = Promise.all(waits).then(() => {
+    const id = Promise.all(waits).then(async () => {
       const kept = nodes.filter((n) => !unreadable.has(n));
+      let tree: Buffer;
       // nothing in it changed: the parent's listing is this one, byte for byte (no encoding, no hashing)
       if (parentSubtree && kept.length === before.size && kept.every((n) => { const p = before.get(n.name.toString('latin1')); return p !== undefined && sameNode(n, p); }) && repo.hasBlob(parentSubtree)) {
         reference(parentSubtree);
-        return parentSubtree;
+        tree = parentSubtree;
+      } else {
+        tree = await saveTree(kept);
       }
-      return saveTree(kept);
+      if (opts.recordDirs && savedAsWalked(group, kept)) recordDir(path, group.digest, tree, kept);
+      return tree;
+    });
+    id.catch(() => { /* awaited by the parent directory; not unhandled if the walk stops first */ });
+    return { id };
+  }
+
+  /**
+   * Whether a directory's tree is exactly what its listing as walked makes (the directory cache may
+   * then stand for it): listed without error, every entry stat'ed and saved, every file read at
+   * the size the walk saw. A directory with anything left out or changed while read is not recorded:
+   * the next backup looks at it again.
+   */
+  function savedAsWalked(group: Group, kept: readonly TreeNode[]): boolean {
+    if (group.error !== undefined) return false;
+    let k = 0;
+    for (const e of group.entries) {
+      if (e.kind === Kind.Excluded) continue;
+      if (e.kind !== Kind.Ok && e.kind !== Kind.Descend && e.kind !== Kind.OtherFs) return false;
+      const n = kept[k++];
+      if (n === undefined || !n.name.equals(e.name) || (n.type === 'file' && n.size !== e.st!.size)) return false;
+    }
+    return k === kept.length;
+  }
+
+  /** a directory saved by its listing: recorded with the packs of its files' contents */
+  function recordDir(path: Buffer, digest: Buffer, tree: Buffer, nodes: readonly TreeNode[]): void {
+    const packs = new Set<number>();
+    const unresolved: Buffer[] = [];
+    for (const n of nodes) {
+      for (const id of n.content ?? []) {
+        const loc = repo.index.lookup(id);
+        if (loc) packs.add(loc.pack); else unresolved.push(id);
+      }
+    }
+    opts.recordDirs!.add(path, digest, tree, packs, unresolved);
+  }
+
+  /**
+   * A directory whose listing is the one the directory cache recorded for the parent snapshot: its
+   * files are the parent's (same names, stats, so same contents), so its tree is the parent's,
+   * unless a subdirectory's tree changed; then the parent's tree is loaded and only those subtree
+   * ids are replaced. Nothing of it is read, loaded or compared otherwise.
+   */
+  async function reuseDir(path: Buffer, group: Group, rec: DirRecord): Promise<PendingTree> {
+    const subs: Array<{ name: Buffer; was: Buffer | undefined; id: Promise<Buffer> }> = [];
+    // the parent's tree of this directory, loaded only if needed
+    let parentNodes: Promise<TreeNode[]> | undefined;
+    const loadParent = () => (parentNodes ??= parentTrees!.nodes(rec.tree));
+    try {
+      for (const e of group.entries) {
+        if (e.kind === Kind.Descend) {
+          const sub = joinPath(path, e.name);
+          // a subdirectory not recorded (its files were not all saved as walked): its parent tree
+          // is found in this directory's
+          const was = dirCache!.get(sub)?.tree ?? (await loadParent()).find((n) => n.type === 'dir' && n.name.equals(e.name))?.subtree;
+          subs.push({ name: e.name, was, id: (await saveDir(sub, was)).id });
+        } else if (e.kind === Kind.Excluded || e.kind === Kind.OtherFs) {
+          summary.skipped++;
+        } else if (e.st!.type === 'file') {
+          const size = e.st!.size;
+          summary.files++; progress.files++; summary.unchangedFiles++;
+          summary.bytes += size; progress.bytesTotal += size; progress.bytesRead += size;
+        }
+      }
+    } catch (e) {
+      abandon(subs.map((s) => s.id));
+      throw e;
+    }
+    summary.dirs++;
+    summary.cachedDirs++;
+    progress.dirs++;
+    currentPath = path;
+    opts.onProgress?.(progress);
+    const id = Promise.all(subs.map((s) => s.id)).then(async (ids) => {
+      const changed = new Map<string, Buffer>();
+      subs.forEach((s, k) => { if (!s.was || !ids[k]!.equals(s.was)) changed.set(s.name.toString('latin1'), ids[k]!); });
+      let tree = rec.tree;
+      if (changed.size) {
+        // a subdirectory changed: the parent's listing with its new tree id
+        const nodes = await loadParent();
+        for (const n of nodes) {
+          const sub = n.type === 'dir' ? changed.get(n.name.toString('latin1')) : undefined;
+          if (sub) { n.subtree = sub; changed.delete(n.name.toString('latin1')); }
+        }
+        if (changed.size) throw new Error(`internal: the parent's tree of ${path.toString()} does not list the subdirectories its directory cache recorded (run the backup with --no-cache)`);
+        tree = await saveTree(nodes);
+      } else {
+        reference(tree);
+      }
+      for (const n of rec.packs) referencedPacks.add(n);
+      opts.recordDirs?.add(path, group.digest, tree, rec.packs);
+      return tree;
     });
     id.catch(() => { /* awaited by the parent directory; not unhandled if the walk stops first */ });
     return { id };

@@ -7,6 +7,8 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { FormatError, createRepository, formatRecoveryKit, decodeTree, toHex, type SlotSecret, type TreeNode } from '@shelter/format';
 import { backupFiles, beginWalk } from './archiver.ts';
+import { dirCacheWriter, loadDirCache, walkKey } from './dircache.ts';
+import { readAccounts } from './fsnode.ts';
 import { BackendError } from './backend/types.ts';
 import { openS3Backend } from './backend/s3.ts';
 import { checkRepository } from './checker.ts';
@@ -162,22 +164,27 @@ backup.command('files <paths...>')
   .option('--follow-symlinks', 'back up what symlinks point to')
   .option('--one-file-system', 'do not cross file system boundaries')
   .option('--tag <tag>', 'tag the snapshot (repeatable)', collect)
+  .option('--no-cache', 'neither use nor write the local directory cache (every directory of the parent snapshot is loaded and compared)')
   .option('--json', 'JSON summary on stdout')
-  .action(async (paths: string[], o: { name: string; include?: string[]; exclude?: string[]; followSymlinks?: boolean; oneFileSystem?: boolean; tag?: string[]; json?: boolean }) => {
+  .action(async (paths: string[], o: { name: string; include?: string[]; exclude?: string[]; followSymlinks?: boolean; oneFileSystem?: boolean; tag?: string[]; cache: boolean; json?: boolean }) => {
     for (const p of paths) if (!existsSync(p)) throw new ConfigError(`${p} does not exist`);
     // the file-system walk runs on its own thread from now on, while the repository opens (unref'd: a
     // failure before backupFiles does not wait for it)
     const walk = beginWalk({ paths, include: o.include, exclude: o.exclude, followSymlinks: o.followSymlinks, oneFileSystem: o.oneFileSystem });
     const repo = await open();
     const parent = (await repo.listSnapshots()).filter((s) => s.snapshot.name === o.name).pop();
-    // the seal workers start now, while the parent's trees load, unless the parent is small: a small
-    // incremental backup may need none (its few trees open on this thread), and saves their start
-    if (!parent || !((parent.snapshot.summary?.bytes ?? Infinity) < EAGER_WORKERS_BYTES)) repo.sealPool();
+    // the local directory cache: the parent's, if this machine made it with the same options
+    const cacheKey = walkKey(o, readAccounts());
+    const dirCache = parent && o.cache ? loadDirCache(repo, parent.id, cacheKey, undefined, (why) => log({ msg: 'directory cache ignored', why })) : undefined;
+    // the seal workers start now, while the parent's trees load, unless the parent is small or
+    // cached: such an incremental backup may need none (its few trees open on this thread)
+    if (!parent || (!dirCache && !((parent.snapshot.summary?.bytes ?? Infinity) < EAGER_WORKERS_BYTES))) repo.sealPool();
+    const recordDirs = o.cache ? dirCacheWriter(repo, cacheKey) : undefined;
     const t0 = Date.now();
     log({ msg: 'backup started', name: o.name, paths, parent: parent?.id });
     const result = await backupFiles(repo, {
       name: o.name, paths, include: o.include, exclude: o.exclude, followSymlinks: o.followSymlinks, oneFileSystem: o.oneFileSystem,
-      tags: o.tag, parent, walk,
+      tags: o.tag, parent, walk, dirCache, recordDirs,
       onProgress: (p) => drawProgress(() => {
         const secs = (Date.now() - t0) / 1000;
         return `${p.files} files, ${mib(p.bytesRead)} read, ${mib(p.newBytes)} new, ${(p.bytesRead / 1048576 / Math.max(secs, 0.001)).toFixed(0)} MiB/s  ${p.currentPath}`;
@@ -185,11 +192,14 @@ backup.command('files <paths...>')
       onWarning: warnFile,
     });
     clearProgress();
+    // a cache that cannot be written costs the next backup time, not this one its snapshot
+    try { recordDirs?.write(result.snapshotId, parent?.id); }
+    catch (e) { log({ msg: 'directory cache not written', error: (e as Error).message }); }
     log({ msg: 'backup done', snapshot: result.snapshotId, ...result.summary, warnings: result.warnings });
     const s = result.summary;
     print(!!o.json, { snapshotId: result.snapshotId, name: o.name, parent: parent?.id ?? null, warnings: result.warnings, ...s, logFile },
       () => `snapshot ${result.snapshotId.slice(0, 12)} saved (${o.name})\n` +
-        `files: ${s.files} (${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged), dirs: ${s.dirs}\n` +
+        `files: ${s.files} (${s.newFiles} new, ${s.changedFiles} changed, ${s.unchangedFiles} unchanged), dirs: ${s.dirs}${s.cachedDirs ? ` (${s.cachedDirs} found unchanged by the local directory cache)` : ''}\n` +
         `data: ${mib(s.bytes!)} scanned, ${mib(s.newBytes!)} new, ${mib(s.storedBytes!)} stored after compression and dedup, in ${(s.durationMs! / 1000).toFixed(1)} s` +
         (result.warnings ? `\n${result.warnings} warning(s): some files were not saved (see above)` : ''));
     if (result.warnings) process.exitCode = EXIT.warnings;

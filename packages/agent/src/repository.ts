@@ -3,12 +3,12 @@
 // Everything it writes is new and named after its content: no delete, no overwrite.
 import {
   BlobIndex, CONFIG_KEY, blobId, FormatError, PackWriter, encodeManifest, extractBlob, indexKey, manifestKey, openIndex,
-  openRepository, openSnapshot, packKey, parseObjectKey, readPackHeader, sealIndex, sealSnapshot, snapshotKey, toHex,
+  openRepository, openSnapshot, packKey, parseObjectKey, readPackHeader, seal, sealIndex, sealSnapshot, snapshotKey, toHex,
   type BlobType, type FinishedPackParts, type IndexedPack, type PackEntry, type ParsedConfig, type RepoKeys, type Snapshot,
 } from '@shelter/format';
 import type { Backend } from './backend/types.ts';
 import { mapLimit } from './limit.ts';
-import { createSealPool, type SealPool } from './sealpool.ts';
+import { createSealPool, SEAL_LEVEL, type SealPool } from './sealpool.ts';
 
 export class RepositoryError extends Error {
   readonly code: 'NotInitialised' | 'WrongKey' | 'Corrupt' | 'Missing' | 'Exists';
@@ -250,6 +250,12 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     if (hasBlob(id)) return { id, added: false };
     pending.add(id.toString('hex'));
     stats.blobsAdded++;
+    // a tree while no worker runs (an incremental backup that changed little: a few directories'
+    // trees, perhaps no data at all): sealed here rather than start the workers for it
+    if (type === 'tree' && !pool) {
+      store(type, id, seal(keys, plaintext, id, { level: SEAL_LEVEL }), plaintext.length);
+      return { id, added: true };
+    }
     track(plaintext.length, sealPool().submit(id, plaintext).then((sealed) => store(type, id, sealed, plaintext.length)));
     await room();
     return { id, added: true };

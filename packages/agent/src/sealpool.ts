@@ -9,6 +9,9 @@ import { Worker } from 'node:worker_threads';
 import type { ChunkerParams, PackEntry, RepoKeys } from '@shelter/format';
 import type { FileMeta } from './filewrite.ts';
 
+/** the zstd level of every blob sealed (3: zstd's default, restic's "auto") */
+export const SEAL_LEVEL = 3;
+
 /**
  * Restore: what the worker that opens a range writes into one file. `whole`: every chunk of the
  * file is in this range, so the worker creates (truncates) it, writes the chunks, gives it its
@@ -100,7 +103,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   const n = Math.max(1, opts.workers ?? availableParallelism());
   const plainKeys = { ...keys };
   const workers = Array.from({ length: n }, () => {
-    const w = new Worker(new URL('./sealworker.ts', import.meta.url), { workerData: { keys: plainKeys, level: opts.level ?? 3 } });
+    const w = new Worker(new URL('./sealworker.ts', import.meta.url), { workerData: { keys: plainKeys, level: opts.level ?? SEAL_LEVEL } });
     w.unref();
     return { w, busy: 0, dead: null as Error | null };
   });

@@ -25,8 +25,13 @@ const OPEN_HERE = 8;
 
 interface Slot { plain: Promise<Buffer>; resolve: (b: Buffer) => void; reject: (e: Error) => void; requested: boolean }
 
-/** Starts loading every tree reachable from `roots` in the background. */
-export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { release?: boolean } = {}): TreeLoader {
+/**
+ * Starts loading every tree reachable from `roots` in the background. `follow: false`: nothing in
+ * the background, each tree is loaded when asked for (a backup with a directory cache needs only
+ * the trees of the directories that changed).
+ */
+export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { release?: boolean; follow?: boolean } = {}): TreeLoader {
+  const follow = opts.follow ?? true;
   const slots = new Map<string, Slot>();
   /** trees taken and forgotten (`release`): not loaded again when named again */
   const released = new Set<string>();
@@ -95,7 +100,8 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
           let plain: Buffer, nodes: TreeNode[];
           try {
             plain = openBlob(repo.keys, e.id, bytes.subarray(e.offset, e.offset + e.length), MAX_BLOB_BYTES, e.rawLength);
-            nodes = decodeTree(plain);
+            // (decoded here only to find its subtrees; else when asked for)
+            nodes = follow ? decodeTree(plain) : [];
           } catch (err) { throw new RepositoryError('Corrupt', `tree pack ${packKey(repo.index.packId(pack))}: blob ${toHex(e.id)} does not decrypt: ${(err as Error).message}`, { cause: err }); }
           received(e.id, plain, nodes.flatMap((n) => (n.subtree ? [n.subtree] : [])));
         }
@@ -122,6 +128,7 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
   /** (called for a batch's trees in reverse order: the first one's subtrees end on top) */
   const received = (id: Buffer, plain: Buffer, subtrees: Buffer[]) => {
     slotOf(toHex(id)).resolve(plain);
+    if (!follow) return;
     for (let k = subtrees.length - 1; k >= 0; k--) {
       const sub = subtrees[k]!;
       const hex = toHex(sub);
@@ -150,7 +157,7 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
     if (!failure && inFlight === 0 && !urgent.length && !later.length) finish();
   };
 
-  for (const r of (Array.isArray(roots) ? roots : [roots]).toReversed()) if (!slots.has(toHex(r))) { slotOf(toHex(r)); later.push(r); }
+  if (follow) for (const r of (Array.isArray(roots) ? roots : [roots]).toReversed()) if (!slots.has(toHex(r))) { slotOf(toHex(r)); later.push(r); }
   pump();
   /** a tree's plaintext, asked for first if the background load has not come to it */
   const take1 = async (id: Buffer): Promise<Buffer> => {

@@ -8,6 +8,7 @@
 // every directory to descend into, in the order its entries appear in its parent's group. The
 // archiver consumes groups in exactly that order (it descends into the entries marked Descend).
 // Backpressure: the walker stays at most MAX_AHEAD entries ahead of what was consumed.
+import { createHash } from 'node:crypto';
 import { lstatSync, readdirSync, readlinkSync, statSync, type BigIntStats } from 'node:fs';
 import { matchesGlob } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -47,7 +48,11 @@ export interface WalkEntry {
   error?: string;
 }
 
-export interface Group { dir: Buffer; entries: WalkEntry[]; error?: string }
+export interface Group {
+  dir: Buffer; entries: WalkEntry[]; error?: string;
+  /** listingDigest of the entries: equal digests, equal listings (the archiver's directory cache) */
+  digest: Buffer;
+}
 
 export interface WalkOptions {
   followSymlinks?: boolean; oneFileSystem?: boolean; include?: string[]; exclude?: string[];
@@ -56,15 +61,23 @@ export interface WalkOptions {
 }
 
 const TYPES: NodeType[] = ['file', 'dir', 'symlink', 'chardev', 'blockdev', 'fifo', 'socket'];
-export function nodeType(st: BigIntStats): NodeType | undefined {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isCharacterDevice()) return 'chardev';
-  if (st.isBlockDevice()) return 'blockdev';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isSocket()) return 'socket';
-  return undefined;
+
+/** bytes of a group's listing digest */
+export const DIGEST_BYTES = 32;
+const LISTING_DIGEST_VERSION = 'shelter listing digest v1\n';
+
+/** st_mode's file type bits, to the type codes of TYPES (-1: unsupported) */
+function typeCode(mode: number): number {
+  switch (mode & 0o170000) {
+    case 0o100000: return 0;
+    case 0o040000: return 1;
+    case 0o120000: return 2;
+    case 0o020000: return 3;
+    case 0o060000: return 4;
+    case 0o010000: return 5;
+    case 0o140000: return 6;
+    default: return -1;
+  }
 }
 
 export function fileStat(st: BigIntStats, type: NodeType): FileStat {
@@ -76,40 +89,104 @@ export function fileStat(st: BigIntStats, type: NodeType): FileStat {
 
 // ---- the worker's side: walking, and packing groups into transferable batches ----------------
 
-/** per entry: name start, name length, kind, type, mode, uid, gid, nlink, size, target start, target length, error index */
-const NUMS = 12;
+/**
+ * per entry, what it is (the listing digest covers these): kind, type, mode, uid, gid, nlink, size,
+ * name length, target length (-1: none), 1 if it has an error
+ */
+const NUMS = 10;
+/** per entry, where its bytes are in the batch: name start, target start, error index */
+const REFS = 3;
 /** per entry: mtime, atime, ctime, ino, dev, rdev (ino, dev, rdev read back unsigned) */
 const BIGS = 6;
-/** per group: dir start, dir length, entry count, error index */
-const GNUMS = 4;
+/** per group: dir start, dir length, entry count, error index, digest start */
+const GNUMS = 5;
 
-export interface Batch { bytes: Uint8Array<ArrayBuffer>; nums: Float64Array<ArrayBuffer>; bigs: BigInt64Array<ArrayBuffer>; groups: Float64Array<ArrayBuffer>; errors: string[] }
+export interface Batch {
+  bytes: Uint8Array<ArrayBuffer>; nums: Float64Array<ArrayBuffer>; refs: Float64Array<ArrayBuffer>; bigs: BigInt64Array<ArrayBuffer>;
+  groups: Float64Array<ArrayBuffer>; errors: string[];
+}
 
+/**
+ * Groups written straight into typed arrays (reused batch to batch), each group's entries
+ * contiguous, so that its listing digest is one hash over three ranges: the entries' numbers,
+ * their times and ids, and their names and targets. Equal digests, equal listings: every field a
+ * tree node is made of (name, type, mode, owner, size, times, inode, device, links, rdev, target)
+ * is in them, and the names' and targets' lengths delimit the bytes. An incremental backup reuses
+ * the tree of a directory whose digest it recorded (dircache.ts) without reading that tree.
+ */
 class BatchWriter {
-  bytes: Buffer[] = []; byteLen = 0; nums: number[] = []; bigs: bigint[] = []; groups: number[] = []; errors: string[] = []; entries = 0;
-  private put(b: Buffer): number { const at = this.byteLen; this.bytes.push(b); this.byteLen += b.length; return at; }
-  private err(e: string | undefined): number { if (e === undefined) return -1; this.errors.push(e); return this.errors.length - 1; }
-  group(dir: Buffer, entries: WalkEntry[], error?: string): void {
-    this.groups.push(this.put(dir), dir.length, entries.length, this.err(error));
-    for (const e of entries) {
-      const st = e.st;
-      const nameAt = this.put(e.name);
-      const targetAt = e.target ? this.put(e.target) : -1;
-      this.nums.push(nameAt, e.name.length, e.kind, st ? TYPES.indexOf(st.type) : -1,
-        st?.mode ?? 0, st?.uid ?? 0, st?.gid ?? 0, st?.nlink ?? 0, st?.size ?? 0,
-        targetAt, e.target?.length ?? 0, this.err(e.error));
-      if (st) this.bigs.push(st.mtimeNs, st.atimeNs, st.ctimeNs, BigInt.asIntN(64, st.ino), BigInt.asIntN(64, st.dev), BigInt.asIntN(64, st.rdev));
-      else this.bigs.push(0n, 0n, 0n, 0n, 0n, 0n);
+  private bytes = new Uint8Array(1 << 18); private byteLen = 0;
+  private nums = new Float64Array(NUMS * 4096); private refs = new Float64Array(REFS * 4096); private bigs = new BigInt64Array(BIGS * 4096);
+  /** entries in the batch */
+  private n = 0;
+  private groups: number[] = []; private errors: string[] = [];
+  /** the open group: its index in `groups`, its first entry, where its names begin */
+  private g = -1; private g0 = 0; private b0 = 0;
+  /** entries and groups in the batch (the walker's count of what it produced) */
+  entries = 0;
+  private put(b: Uint8Array): number {
+    if (this.byteLen + b.length > this.bytes.length) {
+      const grown = new Uint8Array(Math.max(2 * this.bytes.length, this.byteLen + b.length));
+      grown.set(this.bytes.subarray(0, this.byteLen));
+      this.bytes = grown;
     }
-    this.entries += entries.length + 1;
+    const at = this.byteLen;
+    this.bytes.set(b, at);
+    this.byteLen += b.length;
+    return at;
+  }
+  private err(e: string | undefined): number { if (e === undefined) return -1; this.errors.push(e); return this.errors.length - 1; }
+  beginGroup(dir: Buffer, error?: string): void {
+    this.g = this.groups.length;
+    this.groups.push(this.put(dir), dir.length, 0, this.err(error), 0);
+    this.g0 = this.n;
+    this.b0 = this.byteLen;
+  }
+  /** an entry of the open group; `st` and `type` (TYPES index) for stat'ed entries */
+  entry(name: Buffer, kind: Kind, st?: BigIntStats, type = -1, target?: Buffer, error?: string): void {
+    if ((this.n + 1) * NUMS > this.nums.length) {
+      const grow = <T extends Float64Array | BigInt64Array>(a: T, make: (n: number) => T) => { const b = make(a.length * 2); b.set(a as never); return b; };
+      this.nums = grow(this.nums, (k) => new Float64Array(k));
+      this.refs = grow(this.refs, (k) => new Float64Array(k));
+      this.bigs = grow(this.bigs, (k) => new BigInt64Array(k));
+    }
+    const o = this.n * NUMS, r = this.n * REFS, x = this.n * BIGS;
+    const nums = this.nums;
+    nums[o] = kind; nums[o + 1] = type;
+    nums[o + 7] = name.length; nums[o + 8] = target ? target.length : -1; nums[o + 9] = error === undefined ? 0 : 1;
+    this.refs[r] = this.put(name);
+    this.refs[r + 1] = target ? this.put(target) : -1;
+    this.refs[r + 2] = this.err(error);
+    const bigs = this.bigs;
+    if (st) {
+      nums[o + 2] = Number(st.mode & 0o7777n); nums[o + 3] = Number(st.uid); nums[o + 4] = Number(st.gid);
+      nums[o + 5] = Number(st.nlink); nums[o + 6] = Number(st.size);
+      // (a BigInt64Array stores ino, dev, rdev modulo 2^64: read back unsigned)
+      bigs[x] = st.mtimeNs; bigs[x + 1] = st.atimeNs; bigs[x + 2] = st.ctimeNs; bigs[x + 3] = st.ino; bigs[x + 4] = st.dev; bigs[x + 5] = st.rdev;
+    } else {
+      nums[o + 2] = 0; nums[o + 3] = 0; nums[o + 4] = 0; nums[o + 5] = 0; nums[o + 6] = 0;
+      bigs.fill(0n, x, x + BIGS);
+    }
+    this.n++;
+  }
+  endGroup(): void {
+    const count = this.n - this.g0;
+    const digest = createHash('sha256').update(LISTING_DIGEST_VERSION)
+      .update(new Uint8Array(this.nums.buffer, this.g0 * NUMS * 8, count * NUMS * 8))
+      .update(new Uint8Array(this.bigs.buffer, this.g0 * BIGS * 8, count * BIGS * 8))
+      .update(this.bytes.subarray(this.b0, this.byteLen))
+      .digest();
+    this.groups[this.g + 2] = count;
+    this.groups[this.g + 4] = this.put(digest);
+    this.entries += count + 1;
   }
   take(): Batch {
-    // its own memory (never a pooled Buffer's): it is transferred
-    const bytes = new Uint8Array(this.byteLen);
-    let at = 0;
-    for (const x of this.bytes) { bytes.set(x, at); at += x.length; }
-    const b: Batch = { bytes, nums: Float64Array.from(this.nums), bigs: BigInt64Array.from(this.bigs), groups: Float64Array.from(this.groups), errors: this.errors };
-    this.bytes = []; this.byteLen = 0; this.nums = []; this.bigs = []; this.groups = []; this.errors = []; this.entries = 0;
+    // copies of their own (transferred); the writer's arrays are reused
+    const b: Batch = {
+      bytes: this.bytes.slice(0, this.byteLen), nums: this.nums.slice(0, this.n * NUMS), refs: this.refs.slice(0, this.n * REFS),
+      bigs: this.bigs.slice(0, this.n * BIGS), groups: Float64Array.from(this.groups), errors: this.errors,
+    };
+    this.byteLen = 0; this.n = 0; this.groups = []; this.errors = []; this.entries = 0;
     return b;
   }
 }
@@ -152,44 +229,56 @@ export function runWalker(opts: WalkOptions, control: Int32Array, post: (b: Batc
       Atomics.wait(control, CONSUMED, consumed, 1000);
     }
   };
-  /** a directory's identity on the path being walked (loops) */
-  const dirKey = (st: FileStat) => `${st.dev}:${st.ino}`;
-  const entryFor = (path: Buffer, name: Buffer, rootDev: bigint | undefined): WalkEntry => {
-    let big: BigIntStats;
-    try { big = statOf(path); } catch (e) { return { name, kind: Kind.StatFailed, error: `cannot stat: ${(e as Error).message}` }; }
-    const type = nodeType(big);
-    if (!type) return { name, kind: Kind.Unsupported };
-    if (excluded(path.toString(), type === 'dir')) return { name, kind: Kind.Excluded };
-    const st = fileStat(big, type);
-    if (type === 'dir') {
-      const kind = onPath.has(dirKey(st)) ? Kind.Loop : opts.oneFileSystem && rootDev !== undefined && st.dev !== rootDev ? Kind.OtherFs : Kind.Descend;
-      return { name, kind, st };
+  /** directories on the path being walked, by device and inode (loops) */
+  const dirKey = (dev: bigint, ino: bigint) => `${dev}:${ino}`;
+  /** stats `path` and writes its entry; a directory to walk into: its [dev, ino] */
+  const entry = (path: Buffer, name: Buffer, rootDev: bigint | undefined): [bigint, bigint] | undefined => {
+    let st: BigIntStats;
+    try { st = statOf(path); } catch (e) { out.entry(name, Kind.StatFailed, undefined, -1, undefined, `cannot stat: ${(e as Error).message}`); return undefined; }
+    const type = typeCode(Number(st.mode));
+    if (type < 0) { out.entry(name, Kind.Unsupported); return undefined; }
+    if (excluded(path.toString(), type === 1)) { out.entry(name, Kind.Excluded); return undefined; }
+    if (type === 1) {
+      const kind = onPath.has(dirKey(st.dev, st.ino)) ? Kind.Loop : opts.oneFileSystem && rootDev !== undefined && st.dev !== rootDev ? Kind.OtherFs : Kind.Descend;
+      out.entry(name, kind, st, type);
+      return kind === Kind.Descend ? [st.dev, st.ino] : undefined;
     }
-    if (type === 'symlink') {
-      try { return { name, kind: Kind.Ok, st, target: readlinkSync(path, { encoding: 'buffer' }) }; }
-      catch (e) { return { name, kind: Kind.StatFailed, error: `cannot read the link: ${(e as Error).message}` }; }
+    if (type === 2) {
+      let target: Buffer;
+      try { target = readlinkSync(path, { encoding: 'buffer' }); }
+      catch (e) { out.entry(name, Kind.StatFailed, undefined, -1, undefined, `cannot read the link: ${(e as Error).message}`); return undefined; }
+      out.entry(name, Kind.Ok, st, type, target);
+      return undefined;
     }
-    return { name, kind: Kind.Ok, st };
+    out.entry(name, Kind.Ok, st, type);
+    return undefined;
   };
-  const walkDir = (path: Buffer, st: FileStat, rootDev: bigint) => {
-    const key = dirKey(st);
+  const walkDir = (path: Buffer, dev: bigint, ino: bigint, rootDev: bigint) => {
+    const key = dirKey(dev, ino);
     onPath.add(key);
     let names: Buffer[] = [];
     let error: string | undefined;
     try { names = readdirSync(path, { encoding: 'buffer' }); } catch (e) { error = (e as Error).message; }
     // in the order of the trees' names: the parent's trees are loaded in this order (trees.ts)
     names.sort(Buffer.compare);
-    const entries = names.map((n) => entryFor(joinPath(path, n), n, rootDev));
-    out.group(path, entries, error);
+    const into: Array<[Buffer, bigint, bigint]> = [];
+    out.beginGroup(path, error);
+    for (const n of names) {
+      const full = joinPath(path, n);
+      const d = entry(full, n, rootDev);
+      if (d) into.push([full, d[0], d[1]]);
+    }
+    out.endGroup();
     maybeFlush();
-    for (const e of entries) if (e.kind === Kind.Descend) walkDir(joinPath(path, e.name), e.st!, rootDev);
+    for (const [full, d, i] of into) walkDir(full, d, i, rootDev);
     onPath.delete(key);
   };
   return (root) => {
     const slash = root.lastIndexOf(0x2f);
-    const e = entryFor(root, root.subarray(slash + 1), undefined);
-    out.group(root, [e]);
-    if (e.kind === Kind.Descend) walkDir(root, e.st!, e.st!.dev);
+    out.beginGroup(root);
+    const d = entry(root, root.subarray(slash + 1), undefined);
+    out.endGroup();
+    if (d) walkDir(root, d[0], d[1], d[0]);
     flush();
   };
 }
@@ -234,20 +323,22 @@ export function startWalker(opts: WalkOptions): Walker {
     const count = b.groups[g + 2]!;
     const entries: WalkEntry[] = new Array(count);
     for (let k = 0; k < count; k++) {
-      const n = (cur.entry + k) * NUMS, x = (cur.entry + k) * BIGS;
-      const entry: WalkEntry = { name: bytes.subarray(b.nums[n]!, b.nums[n]! + b.nums[n + 1]!), kind: b.nums[n + 2]! as Kind };
-      const type = b.nums[n + 3]!;
+      const n = (cur.entry + k) * NUMS, r = (cur.entry + k) * REFS, x = (cur.entry + k) * BIGS;
+      const nameAt = b.refs[r]!;
+      const entry: WalkEntry = { name: bytes.subarray(nameAt, nameAt + b.nums[n + 7]!), kind: b.nums[n]! as Kind };
+      const type = b.nums[n + 1]!;
       if (type >= 0) {
         entry.st = {
-          type: TYPES[type]!, mode: b.nums[n + 4]!, uid: b.nums[n + 5]!, gid: b.nums[n + 6]!, nlink: b.nums[n + 7]!, size: b.nums[n + 8]!,
+          type: TYPES[type]!, mode: b.nums[n + 2]!, uid: b.nums[n + 3]!, gid: b.nums[n + 4]!, nlink: b.nums[n + 5]!, size: b.nums[n + 6]!,
           mtimeNs: b.bigs[x]!, atimeNs: b.bigs[x + 1]!, ctimeNs: b.bigs[x + 2]!, ino: ub[x + 3]!, dev: ub[x + 4]!, rdev: ub[x + 5]!,
         };
       }
-      if (b.nums[n + 9]! >= 0) entry.target = bytes.subarray(b.nums[n + 9]!, b.nums[n + 9]! + b.nums[n + 10]!);
-      if (b.nums[n + 11]! >= 0) entry.error = b.errors[b.nums[n + 11]!];
+      const targetAt = b.refs[r + 1]!;
+      if (targetAt >= 0) entry.target = bytes.subarray(targetAt, targetAt + b.nums[n + 8]!);
+      if (b.refs[r + 2]! >= 0) entry.error = b.errors[b.refs[r + 2]!];
       entries[k] = entry;
     }
-    const group: Group = { dir: bytes.subarray(b.groups[g]!, b.groups[g]! + b.groups[g + 1]!), entries };
+    const group: Group = { dir: bytes.subarray(b.groups[g]!, b.groups[g]! + b.groups[g + 1]!), entries, digest: bytes.subarray(b.groups[g + 4]!, b.groups[g + 4]! + DIGEST_BYTES) };
     if (b.groups[g + 3]! >= 0) group.error = b.errors[b.groups[g + 3]!];
     cur.group += GNUMS;
     cur.entry += count;

@@ -3,7 +3,7 @@
 // exclusion, loops and file systems, and it never runs further ahead than allowed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, lstatSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync, lstatSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kind, startWalker, type Group, type WalkOptions } from '../src/walk.ts';
@@ -67,4 +67,26 @@ test('walk: with --follow-symlinks a loop is named, not followed; a missing root
   assert.equal(missing.length, 1);
   assert.equal(missing[0]!.entries[0]!.kind, Kind.StatFailed);
   assert.match(missing[0]!.entries[0]!.error!, /cannot stat: .*ENOENT/);
+});
+
+test('walk: a listing digest is the same for the same listing wherever its batch cut, and changes with any entry\'s stat', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'shelter-walk-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  for (let d = 0; d < 30; d++) {
+    mkdirSync(join(root, `d${d}`));
+    for (let f = 0; f < 5; f++) writeFileSync(join(root, `d${d}`, `f${f}`), 'x'.repeat(f));
+  }
+  const digests = async (maxAhead?: number) => new Map((await consume(root, { maxAhead })).map((g) => [g.dir.toString(), g.digest.toString('hex')]));
+  await digests(); // (the first listing of each new directory sets its atime: relatime)
+  const before = await digests();
+  assert.deepEqual(await digests(3), before, 'batches cut elsewhere, the same digests');
+  assert.equal(new Set(before.values()).size, before.size, 'different listings, different digests');
+  // one file's mtime: its directory's digest only
+  const t0 = new Date('2020-01-01T00:00:00Z');
+  utimesSync(join(root, 'd7', 'f2'), t0, t0);
+  const after = await digests();
+  for (const [dir, digest] of before) {
+    if (dir === join(root, 'd7')) assert.notEqual(after.get(dir), digest, 'the touched file\'s directory changed');
+    else assert.equal(after.get(dir), digest, `${dir} unchanged`);
+  }
 });

@@ -20,12 +20,14 @@ export interface RepoKeys {
   readonly chunker: Buffer;
   /** HMAC-SHA256 key of the `config` MAC. */
   readonly config: Buffer;
+  /** HMAC-SHA256 key of the agent's local caches (never used for anything in the repository). */
+  readonly cache: Buffer;
   /** Public: 32 hex digits identifying (master key, repository). */
   readonly fingerprint: string;
   readonly fingerprintBytes: Buffer;
 }
 
-export type KeyPurpose = 'data' | 'id' | 'chunker' | 'config' | 'fingerprint';
+export type KeyPurpose = 'data' | 'id' | 'chunker' | 'config' | 'fingerprint' | 'cache';
 
 /** HKDF-SHA256(ikm = master, salt = repository id, info = "shelter/v1 " + purpose, L = 32). */
 export function subkey(master: Uint8Array, repositoryId: Uint8Array, purpose: KeyPurpose): Buffer {
@@ -45,6 +47,7 @@ export function deriveKeys(master: Uint8Array, repositoryId: Uint8Array): RepoKe
     id: subkey(master, repositoryId, 'id'),
     chunker: subkey(master, repositoryId, 'chunker'),
     config: subkey(master, repositoryId, 'config'),
+    cache: subkey(master, repositoryId, 'cache'),
     fingerprint: toHex(fingerprintBytes),
     fingerprintBytes: Buffer.from(fingerprintBytes),
   };

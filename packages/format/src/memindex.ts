@@ -161,6 +161,9 @@ export class BlobIndex {
     return id;
   }
 
+  /** Number of a pack id already known, else undefined. */
+  packNumber(id: Uint8Array): number | undefined { return this.packNumbers.get(toHex(id)); }
+
   get packCount(): number { return this.packIds.length; }
   get size(): number { return this.n + this.m; }
 

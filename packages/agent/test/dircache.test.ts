@@ -1,0 +1,179 @@
+// The local directory cache (dircache.ts): a backup that reuses the trees of directories whose
+// listing is as recorded must make exactly the snapshot a backup without the cache makes (same
+// tree ids for the backed-up tree, a manifest listing exactly the packs its blobs are in), and a
+// cache that is damaged, for another snapshot or other options, must be ignored.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRepository, manifestKey, packKey, parseManifest, toHex, type TreeNode } from '@shelter/format';
+import { backupFiles, type BackupOptions } from '../src/archiver.ts';
+import { cacheRoot, dirCacheWriter, loadDirCache, parseDirCache, walkKey } from '../src/dircache.ts';
+import { readAccounts } from '../src/fsnode.ts';
+import { initRepository, openRepo, type Repository, type SnapshotEntry } from '../src/repository.ts';
+import type { Backend } from '../src/backend/types.ts';
+import { loadAllTrees } from '../src/trees.ts';
+
+/** a bucket in memory, with the Backend contract (no overwrite, keys listed in order) */
+function memoryBackend(): Backend {
+  const objects = new Map<string, Buffer>();
+  return {
+    location: 'memory',
+    async get(key, range) { const b = objects.get(key); return b && range ? b.subarray(range.start, range.end + 1) : b; },
+    async head(key) { return objects.get(key)?.length; },
+    async putNew(key, body) {
+      if (objects.has(key)) return 'exists';
+      objects.set(key, Buffer.concat(Array.isArray(body) ? body : [body as Buffer]));
+      return 'created';
+    },
+    async *list(prefix) { for (const k of [...objects.keys()].filter((k) => k.startsWith(prefix)).sort()) yield { key: k, size: objects.get(k)!.length }; },
+  };
+}
+
+/**
+ * Access times of directories and symlinks set ahead of now: one listed or read by a backup would
+ * otherwise get a new atime (relatime), and the next backup of another name would see another listing.
+ */
+function freezeAtimes(dir: string): void {
+  const later = Date.now() / 1000 + 3600;
+  const visit = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) visit(join(d, e.name));
+      else if (e.isSymbolicLink()) lutimesSync(join(d, e.name), later, lstatSync(join(d, e.name)).mtime);
+    }
+    utimesSync(d, later, statSync(d).mtime);
+  };
+  visit(dir);
+}
+
+/** the tree id of `path` in a snapshot (its absolute path's names, from the snapshot's root) */
+async function treeOf(repo: Repository, s: SnapshotEntry, path: string): Promise<Buffer> {
+  const trees = await loadAllTrees(repo, s.snapshot.tree);
+  let id = s.snapshot.tree;
+  for (const name of path.split('/').filter(Boolean)) {
+    const n = trees.get(toHex(id))!.find((x) => x.name.toString() === name);
+    assert.ok(n?.subtree, `${name} of ${path} is in the snapshot`);
+    id = n.subtree;
+  }
+  return id;
+}
+
+/** the packs a snapshot's blobs are in, by the index: what its manifest must list */
+async function packsNeeded(repo: Repository, s: SnapshotEntry): Promise<string[]> {
+  const trees = await loadAllTrees(repo, s.snapshot.tree);
+  const packs = new Set<string>();
+  const add = (id: Buffer) => packs.add(packKey(repo.index.packId(repo.index.lookup(id)!.pack)));
+  for (const [hex, nodes] of trees) {
+    add(Buffer.from(hex, 'hex'));
+    for (const n of nodes as TreeNode[]) for (const id of n.content ?? []) add(id);
+  }
+  return [...packs].sort();
+}
+
+test('directory cache: the snapshot is the one a backup without it makes; unchanged directories are not loaded; a bad cache is ignored', async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'shelter-dircache-'));
+  const cacheDir = join(work, 'cache');
+  t.after(() => rmSync(work, { recursive: true, force: true }));
+  const src = join(work, 'src');
+  for (const d of ['a/b/c', 'a/e', 'x/y', 'x/gone/deeper', 'empty']) mkdirSync(join(src, d), { recursive: true });
+  for (const [f, n] of [['a/b/c/same-size.txt', 5000], ['a/b/c/other.txt', 300], ['a/h.sh', 40], ['x/y/appended.log', 7000], ['x/gone/deeper/f', 10], ['top.txt', 1], ['a/e/big.bin', 3 << 20]] as const) {
+    writeFileSync(join(src, f), randomBytes(n));
+  }
+  symlinkSync('a/h.sh', join(src, 'link'));
+  freezeAtimes(src);
+
+  const backend = memoryBackend();
+  const { master, configBytes } = createRepository();
+  await initRepository(backend, configBytes);
+  const repo = await openRepo(backend, master, { sealWorkers: 2 });
+  t.after(() => repo.close());
+  const key = walkKey({}, readAccounts());
+  const latest = async (name: string) => (await repo.listSnapshots()).filter((s) => s.snapshot.name === name).pop();
+  /** a backup of `src` under `name`, against its last snapshot, with or without the cache */
+  const backup = async (name: string, cached: boolean) => {
+    const parent = await latest(name);
+    const o: BackupOptions = { name, paths: [src], parent };
+    if (cached) {
+      if (parent) o.dirCache = loadDirCache(repo, parent.id, key, cacheDir);
+      o.recordDirs = dirCacheWriter(repo, key, cacheDir);
+    }
+    const r = await backupFiles(repo, o);
+    o.recordDirs?.write(r.snapshotId, parent?.id);
+    assert.equal(r.warnings, 0);
+    return { ...r, snapshot: (await latest(name))!, usedCache: !!o.dirCache };
+  };
+  const manifestPacks = async (id: string) => parseManifest((await backend.get(manifestKey(id)))!).packs;
+
+  const c1 = await backup('cached', true);
+  const p1 = await backup('plain', false);
+  assert.deepEqual(await treeOf(repo, c1.snapshot, src), await treeOf(repo, p1.snapshot, src), 'same tree, with and without recording');
+  assert.ok(readdirSync(join(cacheDir, toHex(repo.config.id), 'dirs')).includes(c1.snapshotId), 'the cache of the first snapshot is written');
+
+  // changes at every depth: a rewrite of the same size (new mtime), an append, a new directory, a
+  // removed one, a chmod, a symlink pointing elsewhere
+  writeFileSync(join(src, 'a/b/c/same-size.txt'), randomBytes(5000));
+  writeFileSync(join(src, 'x/y/appended.log'), randomBytes(100), { flag: 'a' });
+  mkdirSync(join(src, 'new/sub'), { recursive: true });
+  writeFileSync(join(src, 'new/sub/file'), randomBytes(2000));
+  rmSync(join(src, 'x/gone'), { recursive: true });
+  chmodSync(join(src, 'a/h.sh'), 0o755);
+  unlinkSync(join(src, 'link'));
+  symlinkSync('top.txt', join(src, 'link'));
+  freezeAtimes(src);
+
+  const c2 = await backup('cached', true);
+  const p2 = await backup('plain', false);
+  assert.ok(c2.usedCache, 'the second backup found the first one\'s cache');
+  assert.equal(c2.summary.dirs, p2.summary.dirs);
+  // unchanged listings: a/e and empty (freezeAtimes gave every directory a new ctime, so every
+  // listing holding a directory changed too)
+  assert.ok(c2.summary.cachedDirs! >= 2 && c2.summary.cachedDirs! < c2.summary.dirs!, `some directories came from the cache (${c2.summary.cachedDirs} of ${c2.summary.dirs})`);
+  assert.deepEqual(await treeOf(repo, c2.snapshot, src), await treeOf(repo, p2.snapshot, src), 'the same tree as a backup that compares every directory');
+  assert.deepEqual({ ...c2.summary, cachedDirs: 0, durationMs: 0, packs: 0, storedBytes: 0, newBlobs: 0, newBytes: 0 }, { ...p2.summary, cachedDirs: 0, durationMs: 0, packs: 0, storedBytes: 0, newBlobs: 0, newBytes: 0 }, 'the same counts of files and bytes');
+  assert.deepEqual(await manifestPacks(c2.snapshotId), await packsNeeded(repo, c2.snapshot), 'the manifest lists exactly the packs the snapshot needs');
+  assert.ok(!readdirSync(join(cacheDir, toHex(repo.config.id), 'dirs')).includes(c1.snapshotId), 'the parent\'s cache is removed');
+
+  // nothing changed: every directory from the cache, nothing loaded
+  const c3 = await backup('cached', true);
+  assert.equal(c3.summary.cachedDirs, c3.summary.dirs, 'every directory came from the cache');
+  assert.deepEqual(await treeOf(repo, c3.snapshot, src), await treeOf(repo, c2.snapshot, src));
+  assert.deepEqual(await manifestPacks(c3.snapshotId), await packsNeeded(repo, c3.snapshot));
+  assert.equal(c3.summary.unchangedFiles, c3.summary.files);
+
+  // a file deep down rewritten (no directory's own stat changes): its directory is read again, its
+  // ancestors' listings are as recorded, so their trees are the parent's with the new subtree ids
+  await backup('plain', false);
+  writeFileSync(join(src, 'a/b/c/other.txt'), randomBytes(300));
+  const c5 = await backup('cached', true);
+  const p5 = await backup('plain', false);
+  assert.equal(c5.summary.cachedDirs, c5.summary.dirs! - 1, 'every directory but a/b/c came from the cache');
+  assert.equal(c5.summary.changedFiles, 1);
+  assert.deepEqual(await treeOf(repo, c5.snapshot, src), await treeOf(repo, p5.snapshot, src), 'ancestors rebuilt with the new subtree ids');
+  assert.notDeepEqual(await treeOf(repo, c5.snapshot, src), await treeOf(repo, c3.snapshot, src));
+  assert.deepEqual(await manifestPacks(c5.snapshotId), await packsNeeded(repo, c5.snapshot));
+
+  // a damaged cache, another snapshot's, other options: ignored, each for its reason
+  const file = join(cacheDir, toHex(repo.config.id), 'dirs', c5.snapshotId);
+  const bytes = readFileSync(file);
+  const flipped = Buffer.from(bytes);
+  flipped[flipped.length >> 1]! ^= 1;
+  assert.throws(() => parseDirCache(repo, flipped, c5.snapshotId, key), /authentication failed/);
+  assert.throws(() => parseDirCache(repo, bytes.subarray(0, bytes.length - 1), c5.snapshotId, key), /authentication failed|not a directory cache/);
+  assert.throws(() => parseDirCache(repo, bytes, c3.snapshotId, key), /another snapshot/);
+  assert.throws(() => parseDirCache(repo, bytes, c5.snapshotId, walkKey({ exclude: ['*.log'] }, readAccounts())), /other walk options/);
+  const why: string[] = [];
+  writeFileSync(file, flipped);
+  assert.equal(loadDirCache(repo, c5.snapshotId, key, cacheDir, (w) => why.push(w)), undefined);
+  assert.match(why[0]!, /authentication failed/);
+  // and the backup without it is still right (it loads the parent's trees)
+  writeFileSync(join(src, 'top.txt'), randomBytes(2));
+  freezeAtimes(src);
+  const c4 = await backup('cached', true);
+  assert.equal(c4.usedCache, false);
+  const p4 = await backup('plain', false);
+  assert.deepEqual(await treeOf(repo, c4.snapshot, src), await treeOf(repo, p4.snapshot, src));
+  assert.equal(cacheRoot({ SHELTER_CACHE_DIR: '/x' }), '/x');
+  assert.equal(cacheRoot({ XDG_CACHE_HOME: '/y' }), '/y/shelter');
+});
