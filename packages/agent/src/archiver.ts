@@ -130,6 +130,28 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   // order) while the walk goes on; each directory's listing is decoded when the walk reaches it
   const dirCache = opts.parent ? opts.dirCache : undefined;
   const parentTrees = opts.parent ? treeLoader(repo, opts.parent.snapshot.tree, { release: true, follow: !dirCache }) : undefined;
+  if (dirCache && parentTrees) {
+    // Trees are loaded only for directories that changed: as the walker lists one whose digest is
+    // not the recorded one, its parent tree is fetched ahead (grouped requests, opened by the
+    // workers), with its ancestors' (rebuilt with its new tree id once it is saved)
+    const wanted = new Set<string>();
+    walker.onGroup((dir, digest) => {
+      const rec = dirCache.get(dir);
+      if (rec?.digest.equals(digest)) return;
+      const ids: Buffer[] = [];
+      for (let p = dir; ;) {
+        const k = p.toString('latin1');
+        if (wanted.has(k)) break;
+        wanted.add(k);
+        const r = dirCache.get(p);
+        if (r) ids.push(r.tree);
+        const slash = p.lastIndexOf(0x2f);
+        if (slash <= 0) break;
+        p = p.subarray(0, slash);
+      }
+      if (ids.length) parentTrees.prefetch(ids);
+    });
+  }
   let parentFailed = false;
   /** a directory's nodes at the parent snapshot, by name (latin1: every byte string is a distinct key) */
   const parentChildren = async (subtree: Buffer | undefined): Promise<Map<string, TreeNode>> => {

@@ -244,6 +244,8 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     if (failure) throw failure;
   };
 
+  /** a tree this small is sealed here unless a batch for the workers is pending anyway */
+  const SEAL_HERE_BYTES = 64 * 1024;
   const saveBlob = async (type: BlobType, plaintext: Buffer) => {
     if (failure) throw failure;
     const id = blobId(keys, plaintext);
@@ -251,8 +253,10 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     pending.add(id.toString('hex'));
     stats.blobsAdded++;
     // a tree while no worker runs (an incremental backup that changed little: a few directories'
-    // trees, perhaps no data at all): sealed here rather than start the workers for it
-    if (type === 'tree' && !pool) {
+    // trees, perhaps no data at all), or while no batch of chunks is on its way to one: sealed
+    // here, rather than start the workers or wake one up for a few KiB (a message to a sleeping
+    // worker costs the sender more than sealing a tree)
+    if (type === 'tree' && (!pool || (plaintext.length <= SEAL_HERE_BYTES && !pool.batchPending()))) {
       store(type, id, seal(keys, plaintext, id, { level: SEAL_LEVEL }), plaintext.length);
       return { id, added: true };
     }

@@ -70,6 +70,8 @@ export interface SealPool {
    * rejects naming the first blob that does not open.
    */
   openTrees(blobs: ReadonlyArray<{ id: Buffer; sealed: Uint8Array; rawLength: number }>): Promise<OpenedTree[]>;
+  /** whether chunks are waiting to be sent in a batch (one will be sent in this event-loop turn) */
+  batchPending(): boolean;
   /**
    * Backup of a changed file: how many of its chunks at the parent snapshot (`ids`, plaintext
    * `lengths`, laid end to end from offset 0) the file still holds, each read and hashed by a
@@ -160,10 +162,17 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   interface Sealed { id: Buffer; sealed: Buffer; raw: number; error?: string }
   let batch: Batch | null = null;
   let streamIds = 0;
+  /**
+   * Bytes of the next batch's buffer: twice what the last one held, within [64 KiB, 2 x
+   * BATCH_BYTES]. A backup that changed little sends a few KiB per event-loop turn: a 2 MiB buffer
+   * for each cost more in allocation and garbage collection than the sealing itself.
+   */
+  let dataBytes = 2 * BATCH_BYTES;
   const flushBatch = () => {
     const b = batch;
     if (!b) return;
     batch = null;
+    if (b.data) dataBytes = Math.min(2 * BATCH_BYTES, Math.max(64 * 1024, 2 ** Math.ceil(Math.log2(Math.max(1, 2 * b.bytes)))));
     const ids = new Uint8Array(32 * b.ids.length);
     let hash: Uint8Array | undefined; // 1: the worker computes that chunk's id
     b.ids.forEach((id, i) => { if (id) ids.set(id, 32 * i); else (hash ??= new Uint8Array(b.ids.length))[i] = 1; });
@@ -192,7 +201,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     if (plaintext) {
       // not zero-filled: only the bytes copied in are sent (zeroing 2 MiB per batch cost the main
       // thread as much as the copies themselves)
-      batch.data ??= new Uint8Array(Buffer.allocUnsafeSlow(Math.max(2 * BATCH_BYTES, n)).buffer);
+      batch.data ??= new Uint8Array(Buffer.allocUnsafeSlow(Math.max(dataBytes, n)).buffer);
       batch.data.set(plaintext, batch.bytes);
     }
     batch.ids.push(id);
@@ -207,6 +216,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
 
   return {
     submit: (id, plaintext) => enqueue(id, plaintext).then((r) => r.sealed),
+    batchPending: () => batch !== null,
     submitUnhashed: (plaintext) => enqueue(undefined, plaintext),
     streamFile(path, params) {
       const wk = pick();

@@ -15,6 +15,11 @@ export interface TreeLoader {
   nodes(id: Buffer): Promise<TreeNode[]>;
   /** every tree reachable from the roots has been opened; rejects with the first failure */
   readonly done: Promise<void>;
+  /**
+   * Trees that will be asked for (`follow: false`): loaded in the background, in grouped requests,
+   * in the order given, after what is asked for meanwhile.
+   */
+  prefetch(ids: readonly Buffer[]): void;
 }
 
 /** trees opened per request to the workers: small enough that a tree asked for waits little */
@@ -58,6 +63,16 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
    */
   const urgent: Buffer[] = [];
   const later: Buffer[] = [];
+  /** prefetched ids, in order (`later` is a stack: they are pushed on it reversed, a few at a time) */
+  const ahead: Buffer[] = [];
+  let aheadAt = 0;
+  const refill = () => {
+    if (later.length || aheadAt >= ahead.length) return;
+    const next = ahead.slice(aheadAt, aheadAt + BATCH * BATCHES_IN_FLIGHT);
+    aheadAt += next.length;
+    if (aheadAt >= ahead.length) { ahead.length = 0; aheadAt = 0; }
+    for (let k = next.length - 1; k >= 0; k--) later.push(next[k]!);
+  };
   let inFlight = 0;
   let failure: Error | undefined;
   let finish!: () => void;
@@ -139,7 +154,12 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
     const batch: Buffer[] = [];
     const add = (id: Buffer) => { const s = slotOf(toHex(id)); if (!s.requested) { s.requested = true; batch.push(id); } };
     while (urgent.length && batch.length < BATCH) add(urgent.shift()!);
-    while (later.length && batch.length < BATCH) add(later.pop()!);
+    for (;;) {
+      while (later.length && batch.length < BATCH) add(later.pop()!);
+      if (batch.length >= BATCH || !ahead.length) break;
+      refill();
+      if (!later.length) break;
+    }
     return batch;
   };
   // two batches in flight (a seal pool has a worker per core), each finished one starts the next
@@ -174,6 +194,16 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
   };
   return {
     done,
+    prefetch(ids) {
+      for (const id of ids) {
+        const hex = toHex(id);
+        if (slots.has(hex) || released.has(hex)) continue;
+        slotOf(hex);
+        ahead.push(id);
+      }
+      refill();
+      pump();
+    },
     async nodes(id) {
       return decodeTree(await take1(id));
     },

@@ -290,6 +290,11 @@ export interface Walker {
   walk(root: Buffer): void;
   /** the next group (see the order above) */
   next(): Promise<Group>;
+  /**
+   * `fn` sees each group's directory and listing digest as soon as the walker has sent it (those
+   * already waiting first), before the archiver takes it: what will be needed can be fetched ahead.
+   */
+  onGroup(fn: (dir: Buffer, digest: Buffer) => void): void;
   close(): Promise<void>;
 }
 
@@ -300,8 +305,16 @@ export function startWalker(opts: WalkOptions): Walker {
   const batches: Array<{ b: Batch; bytes: Buffer; ub: BigUint64Array; group: number; entry: number }> = [];
   let waiter: { resolve: (g: Group) => void; reject: (e: Error) => void } | undefined;
   let failed: Error | undefined;
+  let watcher: ((dir: Buffer, digest: Buffer) => void) | undefined;
+  const announce = (b: Batch, bytes: Buffer, fromGroup: number) => {
+    for (let g = fromGroup; g < b.groups.length; g += GNUMS) {
+      watcher!(bytes.subarray(b.groups[g]!, b.groups[g]! + b.groups[g + 1]!), bytes.subarray(b.groups[g + 4]!, b.groups[g + 4]! + DIGEST_BYTES));
+    }
+  };
   worker.on('message', (b: Batch) => {
-    batches.push({ b, bytes: Buffer.from(b.bytes.buffer, b.bytes.byteOffset, b.bytes.byteLength), ub: new BigUint64Array(b.bigs.buffer, b.bigs.byteOffset, b.bigs.length), group: 0, entry: 0 });
+    const bytes = Buffer.from(b.bytes.buffer, b.bytes.byteOffset, b.bytes.byteLength);
+    batches.push({ b, bytes, ub: new BigUint64Array(b.bigs.buffer, b.bigs.byteOffset, b.bigs.length), group: 0, entry: 0 });
+    if (watcher) announce(b, bytes, 0);
     wake();
   });
   const fail = (e: Error) => { failed ??= e; wake(); };
@@ -349,6 +362,10 @@ export function startWalker(opts: WalkOptions): Walker {
   };
   return {
     walk(root) { worker.postMessage(new Uint8Array(root)); },
+    onGroup(fn) {
+      watcher = fn;
+      for (const q of batches) announce(q.b, q.bytes, q.group);
+    },
     next() {
       if (batches.length) return Promise.resolve(take());
       if (failed) return Promise.reject(failed);
