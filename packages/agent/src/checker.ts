@@ -1,7 +1,7 @@
 // `shelter check [--read-data]`: proves the repository is complete (every snapshot's trees and
 // chunks are indexed, every pack they need exists with the indexed size) and, with --read-data,
 // that every pack is intact (its SHA-256 is its name) and every blob in it decrypts.
-import { FormatError, decodeTree, extractBlob, packKey, parseObjectKey, readPackHeader, toHex, type PackEntry, type TreeNode } from '@shelter/format';
+import { FormatError, decodeTree, extractBlob, manifestKey, openIndex, packKey, parseManifest, parseObjectKey, readPackHeader, toHex, type PackEntry, type TreeNode } from '@shelter/format';
 import { loadAllTrees } from './trees.ts';
 import { createHash } from 'node:crypto';
 import type { Repository } from './repository.ts';
@@ -73,6 +73,7 @@ export async function checkRepository(repo: Repository, opts: { readData?: boole
     const id = toHex(repo.index.packId(n));
     if (!packSizes.has(id)) problem(`pack ${packKey(id)} is missing from the bucket`);
   }
+  for (const s of snapshots) await checkManifest(repo, s.id, s.snapshot.tree, preloaded, problem);
 
   let packsRead = 0;
   if (opts.readData) {
@@ -101,4 +102,72 @@ export async function checkRepository(repo: Repository, opts: { readData?: boole
     }
   }
   return { ok: problems.length === 0, problems, snapshots: snapshots.length, blobs, packs: packSizes.size, packsRead };
+}
+
+/**
+ * A snapshot's manifest must list every pack holding a blob the snapshot needs: the gateway
+ * deletes by manifests, so a pack missing from one may be deleted while the snapshot needs it.
+ * A blob whose indexed pack is not listed is still fine if one of the manifest's own index
+ * objects places it in a listed pack (a blob stored twice, by concurrent backups).
+ */
+async function checkManifest(repo: Repository, snapshotId: string, root: Buffer, trees: Map<string, TreeNode[]>, problem: (m: string) => void): Promise<void> {
+  const where = `snapshot ${snapshotId.slice(0, 12)}`;
+  let listed: Set<string>;
+  let indexes: string[];
+  try {
+    const bytes = await repo.backend.get(manifestKey(snapshotId));
+    if (!bytes) { problem(`${where}: its manifest is missing`); return; }
+    const m = parseManifest(bytes);
+    listed = new Set(m.packs);
+    indexes = m.indexes;
+  } catch (e) {
+    if (unreachable(e)) throw e;
+    problem(`${where}: its manifest is unreadable: ${(e as Error).message}`);
+    return;
+  }
+  /** blob ids (hex) the manifest's index objects place in its listed packs, loaded if needed */
+  let placed: Set<string> | undefined;
+  const placedByManifest = async () => {
+    if (placed) return placed;
+    placed = new Set();
+    for (const key of indexes) {
+      const bytes = await repo.backend.get(key);
+      if (!bytes) continue;
+      for (const p of openIndex(repo.keys, bytes, Buffer.from(parseObjectKey(key)!.id!, 'hex'))) {
+        if (listed.has(packKey(p.id))) for (const e of p.entries) placed.add(toHex(e.id));
+      }
+    }
+    return placed;
+  };
+  // the blobs whose indexed pack the manifest does not list, by pack
+  const unlisted = new Map<string, Buffer[]>();
+  const need = (id: Buffer) => {
+    const loc = repo.index.lookup(id);
+    if (!loc) return; // reported by the walk
+    const pack = packKey(repo.index.packId(loc.pack));
+    if (listed.has(pack)) return;
+    let l = unlisted.get(pack);
+    if (!l) unlisted.set(pack, (l = []));
+    l.push(id);
+  };
+  const seen = new Set<string>();
+  const pending = [root];
+  while (pending.length) {
+    const id = pending.pop()!;
+    const hex = toHex(id);
+    if (seen.has(hex)) continue;
+    seen.add(hex);
+    need(id);
+    for (const n of trees.get(hex) ?? []) {
+      if (n.subtree) pending.push(n.subtree);
+      for (const c of n.content ?? []) need(c);
+    }
+  }
+  for (const [pack, ids] of unlisted) {
+    let inListed: Set<string>;
+    try { inListed = await placedByManifest(); }
+    catch (e) { if (unreachable(e)) throw e; inListed = new Set(); }
+    const id = ids.find((x) => !inListed.has(toHex(x)));
+    if (id) problem(`${where}: its manifest does not list ${pack}, which holds blob ${toHex(id)} it needs (the gateway could delete that pack)`);
+  }
 }

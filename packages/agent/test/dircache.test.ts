@@ -8,7 +8,8 @@ import { chmodSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readdirSync,
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRepository, manifestKey, packKey, parseManifest, toHex, type TreeNode } from '@shelter/format';
+import { createRepository, encodeManifest, manifestKey, packKey, parseManifest, toHex, type TreeNode } from '@shelter/format';
+import { checkRepository } from '../src/checker.ts';
 import { backupFiles, type BackupOptions } from '../src/archiver.ts';
 import { cacheRoot, dirCacheWriter, loadDirCache, parseDirCache, walkKey } from '../src/dircache.ts';
 import { readAccounts } from '../src/fsnode.ts';
@@ -17,9 +18,10 @@ import type { Backend } from '../src/backend/types.ts';
 import { loadAllTrees } from '../src/trees.ts';
 
 /** a bucket in memory, with the Backend contract (no overwrite, keys listed in order) */
-function memoryBackend(): Backend {
+function memoryBackend(): Backend & { objects: Map<string, Buffer> } {
   const objects = new Map<string, Buffer>();
   return {
+    objects,
     location: 'memory',
     async get(key, range) { const b = objects.get(key); return b && range ? b.subarray(range.start, range.end + 1) : b; },
     async head(key) { return objects.get(key)?.length; },
@@ -153,6 +155,18 @@ test('directory cache: the snapshot is the one a backup without it makes; unchan
   assert.deepEqual(await treeOf(repo, c5.snapshot, src), await treeOf(repo, p5.snapshot, src), 'ancestors rebuilt with the new subtree ids');
   assert.notDeepEqual(await treeOf(repo, c5.snapshot, src), await treeOf(repo, c3.snapshot, src));
   assert.deepEqual(await manifestPacks(c5.snapshotId), await packsNeeded(repo, c5.snapshot));
+
+  // `check` proves every manifest complete (the gateway deletes by them); a manifest that lost a
+  // pack is reported
+  const checked = await checkRepository(repo);
+  assert.deepEqual(checked.problems, []);
+  const m = parseManifest(backend.objects.get(manifestKey(c5.snapshotId))!);
+  assert.ok(m.packs.length > 1);
+  const dropped = m.packs[0]!;
+  backend.objects.set(manifestKey(c5.snapshotId), encodeManifest({ ...m, packs: m.packs.filter((p) => p !== dropped) }));
+  const bad = await checkRepository(repo);
+  assert.ok(bad.problems.some((p) => p.includes(`its manifest does not list ${dropped}`)), bad.problems.join('\n'));
+  backend.objects.set(manifestKey(c5.snapshotId), encodeManifest(m));
 
   // a damaged cache, another snapshot's, other options: ignored, each for its reason
   const file = join(cacheDir, toHex(repo.config.id), 'dirs', c5.snapshotId);
