@@ -240,7 +240,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
    * The chunk ids of a file: known now, or (unhashed mode) once the seal workers have hashed them.
    * `prefix`: its leading chunks, verified unchanged (prefixToVerify); reading starts after them.
    */
-  async function saveContent(path: Buffer, size: number, prefix?: Prefix, walked?: FileStat): Promise<{ ids: Buffer[] | Promise<Buffer[]>; bytes: number }> {
+  async function saveContent(path: Buffer, size: number, prefix?: Prefix, walked?: FileStat, hashHere = !unhashed): Promise<{ ids: Buffer[] | Promise<Buffer[]>; bytes: number }> {
     const fd = openForBackup(path);
     if (prefix && walked) {
       // the prefix was verified earlier: a file changed since the walk (another inode, or written
@@ -258,7 +258,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       progress.bytesRead += position;
     }
     const emit = async (chunk: Buffer) => {
-      if (unhashed) {
+      if (!hashHere) {
         const { queued, result } = repo.saveBlobUnhashed('data', chunk);
         const length = chunk.length;
         later.push(result.then((r) => counted(r, length)));
@@ -295,7 +295,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       closeSync(fd);
     }
     sizeRead(path, size, position);
-    return { ids: unhashed ? Promise.all(later) : ids, bytes: position };
+    return { ids: hashHere ? ids : Promise.all(later), bytes: position };
   }
 
   /**
@@ -478,20 +478,25 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
         } else {
           const wasFile = prev?.type === 'file';
           if (wasFile) summary.changedFiles++; else summary.newFiles++;
+          // a file new since the parent (or no parent): its chunks are most likely new, so the seal
+          // workers hash them (and read it, if small or large) rather than this thread. (A file
+          // moved or copied is then compressed for nothing before dedup drops it: worker time, in
+          // parallel, against this thread's, which an incremental backup is bound by.)
+          const byWorkers = unhashed || !wasFile;
           const cannotRead = (e: unknown) => warn(path, `cannot read: ${(e as Error).message}`);
           /** content read later (a worker, or after a verification): a file that cannot be read is left out */
           const later = (work: Promise<{ ids: Buffer[]; bytes: number }>) => {
             waits.push(work.then((r) => { node.size = r.bytes; node.content = r.ids; }, (e) => { cannotRead(e); unreadable.add(node); }));
             return node;
           };
-          if (unhashed && st.size > 0 && st.size < smallFileMax) {
+          if (byWorkers && st.size > 0 && st.size < smallFileMax) {
             // read, hashed and sealed by a seal worker: this thread neither opens nor reads it
             const { queued, result } = repo.saveSmallFileUnhashed(path, st.size);
             waits.push(result.then(async (r) => {
               if ('error' in r) { cannotRead(new Error(r.error)); unreadable.add(node); return; }
               if ('large' in r) { // grown to a chunk or more since the walk: read and chunk here
                 try {
-                  const saved = await exclusive(() => saveContent(path, st.size));
+                  const saved = await exclusive(() => saveContent(path, st.size, undefined, undefined, false));
                   node.size = saved.bytes;
                   node.content = await saved.ids;
                 } catch (e) { cannotRead(e); unreadable.add(node); }
@@ -505,7 +510,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
             await queued;
             return node;
           }
-          if (unhashed && st.size >= STREAM_MIN_BYTES) {
+          if (byWorkers && st.size >= STREAM_MIN_BYTES) {
             while (streaming >= MAX_FILE_STREAMS) await new Promise<void>((res) => { streamSlots.push(res); });
             streaming++;
             return later(repo.saveFileStream(path).finally(() => { streaming--; streamSlots.shift()?.(); }).then((r) => {
@@ -520,7 +525,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
           // at once: there is a parent)
           if (verified) return later(verified.then((prefix) => exclusive(() => saveContent(path, st.size, prefix, st))) as Promise<{ ids: Buffer[]; bytes: number }>);
           try {
-            const saved = await exclusive(() => saveContent(path, st.size));
+            const saved = await exclusive(() => saveContent(path, st.size, undefined, undefined, !byWorkers));
             node.size = saved.bytes;
             if (Array.isArray(saved.ids)) node.content = saved.ids;
             else waits.push(saved.ids.then((ids) => { node.content = ids; }));
