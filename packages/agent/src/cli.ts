@@ -10,9 +10,7 @@ import { backupFiles, beginWalk } from './archiver.ts';
 import { dirCacheWriter, loadDirCache, walkKey } from './dircache.ts';
 import { readAccounts } from './fsnode.ts';
 import { BackendError } from './backend/types.ts';
-import { openS3Backend } from './backend/s3.ts';
 import { checkRepository } from './checker.ts';
-import { fileDeletionRequest, listDeletionRequests } from './forget.ts';
 import { ConfigError, configPath, loadConfig, requireConfig, saveConfig, type AgentConfig } from './config.ts';
 import { ExportError, exportToFile } from './exporter.ts';
 import { KeyError, addKeySlot, loadMasterKey, readBucketSlots, runKeyCommand, slotKind, wrappingKeyFile, writeKeyFile, type LoadedKey } from './keys.ts';
@@ -57,7 +55,9 @@ function print(json: boolean, value: unknown, text: () => string): void {
 }
 
 // ---- opening the repository from the configuration
-function backendOf(cfg: AgentConfig) {
+// (the AWS SDK is loaded when a command first needs storage: ~80 ms a backup's walk need not wait for)
+async function backendOf(cfg: AgentConfig) {
+  const { openS3Backend } = await import('./backend/s3.ts');
   return openS3Backend({
     endpoint: cfg.endpoint, bucket: cfg.bucket, region: cfg.region, accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey,
     caFile: cfg.caCert, insecureHttp: cfg.insecureHttp, legacyChecksums: cfg.legacyChecksums,
@@ -71,7 +71,7 @@ let loadedKey: LoadedKey | undefined;
 /** `workers`: the command will seal or open blobs (backup, restore, check): start the seal workers at once */
 async function open(opts: { workers?: boolean } = {}): Promise<Repository> {
   const cfg = requireConfig(loadConfig());
-  const backend = backendOf(cfg);
+  const backend = await backendOf(cfg);
   loadedKey = await loadMasterKey(cfg.key, backend);
   const repo = await openRepo(backend, loadedKey.master, { startWorkers: opts.workers });
   opened.push(repo);
@@ -126,7 +126,7 @@ program.command('init')
     };
     requireConfig(cfg);
     if (!cfg.key.file && !process.env.SHELTER_KEY) throw new ConfigError('init needs --key-file FILE (created if absent) or SHELTER_KEY');
-    const backend = backendOf(cfg);
+    const backend = await backendOf(cfg);
     const existing = await backend.head('config');
     let master: Buffer | undefined;
     if (process.env.SHELTER_KEY) master = parseKeyFile(process.env.SHELTER_KEY);
@@ -333,11 +333,13 @@ program.command('forget <snapshot>')
     const cfg = requireConfig(loadConfig());
     const repo = await open();
     const snap = await pickSnapshot(repo, ref, o.name);
+    const { fileDeletionRequest } = await import('./forget.ts');
     const { request, created } = await fileDeletionRequest(cfg, snap.id, o.reason);
     print(!!o.json, { ...request, created }, () => `${created ? 'deletion requested' : 'already requested'}: snapshot ${snap.id.slice(0, 12)} (${snap.snapshot.name}, ${snap.snapshot.time})\nrequest ${request.id}, due ${request.dueAt}; it can be cancelled until then on the gateway`);
   });
 program.command('deletions').description('list the deletion requests of this server\'s bucket (shelterd only)').option('--json', 'JSON output')
   .action(async (o: { json?: boolean }) => {
+    const { listDeletionRequests } = await import('./forget.ts');
     const all = await listDeletionRequests(requireConfig(loadConfig()));
     print(!!o.json, all, () => all.map((r) => `${r.id}\t${r.status}\t${r.kind} ${r.target ?? ''}\tdue ${r.dueAt}\t${r.reason}`).join('\n') || '(no deletion requests)');
   });

@@ -9,7 +9,7 @@ import { request as httpsRequest } from 'node:https';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AgentConfig } from './config.ts';
 import { BackendError } from './backend/types.ts';
-import { caBundle, checkEndpoint } from './backend/s3.ts';
+import { caBundle, checkEndpoint } from './backend/endpoint.ts';
 
 export interface DeletionRequestInfo {
   id: string; status: string; kind: string; target: string | null; reason: string;

@@ -1,13 +1,13 @@
 // The agent's S3 backend: AWS SDK for JavaScript v3 (SigV4, retries with exponential backoff and
 // jitter on 5xx, throttling, timeouts and connection resets). HTTPS only unless the user opts in.
-import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { Agent as HttpsAgent } from 'node:https';
 import { Agent as HttpAgent } from 'node:http';
-import { createSecureContext, rootCertificates } from 'node:tls';
+import { createSecureContext } from 'node:tls';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { BackendError, type Backend, type ObjectInfo } from './types.ts';
+import { caBundle, checkEndpoint } from './endpoint.ts';
 
 export interface S3BackendOptions {
   endpoint: string;
@@ -47,22 +47,6 @@ function* coalesce(parts: readonly Buffer[], piece = 1024 * 1024): Generator<Buf
     if (bytes >= piece) { yield Buffer.concat(group, bytes); group = []; bytes = 0; }
   }
   if (group.length) yield Buffer.concat(group, bytes);
-}
-
-/** The endpoint as a URL: https://, or http:// only with the explicit insecure flag (G1). Every request the agent sends goes through here. */
-export function checkEndpoint(endpoint: string, insecureHttp: boolean | undefined): URL {
-  let url: URL;
-  try { url = new URL(endpoint); } catch { throw new BackendError('Config', `endpoint ${endpoint} is not a URL`); }
-  if (url.protocol === 'http:' && !insecureHttp) {
-    throw new BackendError('Config', `endpoint ${endpoint} is plain HTTP: use https://, or pass --insecure-http if you really mean it`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new BackendError('Config', `endpoint ${endpoint}: only https:// (or http:// with --insecure-http)`);
-  return url;
-}
-
-/** The system's CAs plus the user's (e.g. the gateway's ca.pem), or undefined for the defaults. */
-export function caBundle(caFile: string | undefined): string[] | undefined {
-  return caFile ? [...rootCertificates, readFileSync(caFile, 'utf8')] : undefined;
 }
 
 /**
