@@ -11,7 +11,8 @@
 import { createHash } from 'node:crypto';
 import { lstatSync, readdirSync, readlinkSync, statSync, type BigIntStats } from 'node:fs';
 import { matchesGlob } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { MessageChannel, Worker } from 'node:worker_threads';
 import type { NodeType } from '@shelter/format';
 import { joinPath } from './fsnode.ts';
 
@@ -98,8 +99,11 @@ const NUMS = 10;
 const REFS = 3;
 /** per entry: mtime, atime, ctime, ino, dev, rdev (ino, dev, rdev read back unsigned) */
 const BIGS = 6;
-/** per group: dir start, dir length, entry count, error index, digest start */
-const GNUMS = 5;
+/** per group: dir start, dir length, entry count, error index, digest start, task (-1: a root's own groups), GroupKind */
+const GNUMS = 7;
+/** what a group is in the stream of the walker that sent it */
+const GroupKind = { Dir: 0, TaskEnd: 1, RootAlone: 2, RootListing: 3 } as const;
+type GroupKind = (typeof GroupKind)[keyof typeof GroupKind];
 
 export interface Batch {
   bytes: Uint8Array<ArrayBuffer>; nums: Float64Array<ArrayBuffer>; refs: Float64Array<ArrayBuffer>; bigs: BigInt64Array<ArrayBuffer>;
@@ -136,9 +140,11 @@ class BatchWriter {
     return at;
   }
   private err(e: string | undefined): number { if (e === undefined) return -1; this.errors.push(e); return this.errors.length - 1; }
-  beginGroup(dir: Buffer, error?: string): void {
+  /** the task the groups written now belong to (-1: a root's own) */
+  task = -1;
+  beginGroup(dir: Buffer, error?: string, kind: GroupKind = GroupKind.Dir): void {
     this.g = this.groups.length;
-    this.groups.push(this.put(dir), dir.length, 0, this.err(error), 0);
+    this.groups.push(this.put(dir), dir.length, 0, this.err(error), 0, this.task, kind);
     this.g0 = this.n;
     this.b0 = this.byteLen;
   }
@@ -180,6 +186,11 @@ class BatchWriter {
     this.groups[this.g + 4] = this.put(digest);
     this.entries += count + 1;
   }
+  /** the end of the current task's groups (the archiver's next group comes from the next task) */
+  taskEnd(): void {
+    this.groups.push(0, 0, 0, -1, 0, this.task, GroupKind.TaskEnd);
+    this.entries++;
+  }
   take(): Batch {
     // copies of their own (transferred); the writer's arrays are reused
     const b: Batch = {
@@ -198,8 +209,23 @@ const MAX_AHEAD = 100_000;
 /** a batch leaves once it holds this many entries (the first ones sooner: the archiver is waiting) */
 const BATCH_ENTRIES = 2048;
 
-/** The walker thread's loop: walks each root asked for, posting batches (walkworker.ts). */
-export function runWalker(opts: WalkOptions, control: Int32Array, post: (b: Batch) => void): (root: Buffer) => void {
+/**
+ * A root's subdirectories, published by the leading walker to every walker: each claims the next
+ * one not yet taken (task numbers count on from root to root) and walks it whole.
+ */
+export interface TaskList { base: number; paths: Uint8Array[]; devs: bigint[]; inos: bigint[]; rootKey: string; rootDev: bigint }
+
+/** what a walker thread shares: [entries produced, entries consumed] with the archiver, [next task] with the other walkers */
+export interface WalkerShared { control: Int32Array; claim: Int32Array }
+
+/**
+ * A walker thread's work (walkworker.ts). The leader walks each root asked for: the root alone,
+ * its listing, then publishes its subdirectories as tasks; every walker, the leader too, claims
+ * tasks and walks them, so two threads stat a large tree in parallel. Each task's groups end with
+ * a TaskEnd marker; the archiver's side puts the streams back in the walk's order.
+ */
+export function runWalker(opts: WalkOptions, shared: WalkerShared, post: (b: Batch) => void, publish: (t: TaskList) => void): { walkRoot(root: Buffer): void; takeTasks(t: TaskList): void } {
+  const { control, claim } = shared;
   const exclude = opts.exclude ?? [];
   const include = opts.include ?? [];
   const excluded = (path: string, isDir: boolean) => {
@@ -273,14 +299,55 @@ export function runWalker(opts: WalkOptions, control: Int32Array, post: (b: Batc
     for (const [full, d, i] of into) walkDir(full, d, i, rootDev);
     onPath.delete(key);
   };
-  return (root) => {
-    const slash = root.lastIndexOf(0x2f);
-    out.beginGroup(root);
-    const d = entry(root, root.subarray(slash + 1), undefined);
-    out.endGroup();
-    if (d) walkDir(root, d[0], d[1], d[0]);
+  const takeTasks = (t: TaskList) => {
+    const end = t.base + t.paths.length;
+    onPath.add(t.rootKey);
+    for (;;) {
+      const k = Atomics.load(claim, 0);
+      if (k >= end) break;
+      if (Atomics.compareExchange(claim, 0, k, k + 1) !== k) continue; // another walker took it
+      const i = k - t.base;
+      out.task = k;
+      walkDir(Buffer.from(t.paths[i]!), t.devs[i]!, t.inos[i]!, t.rootDev);
+      out.taskEnd();
+      out.task = -1;
+      maybeFlush();
+    }
+    onPath.delete(t.rootKey);
     flush();
   };
+  let published = 0;
+  const walkRoot = (root: Buffer) => {
+    const slash = root.lastIndexOf(0x2f);
+    out.beginGroup(root, undefined, GroupKind.RootAlone);
+    const d = entry(root, root.subarray(slash + 1), undefined);
+    out.endGroup();
+    if (d) {
+      const [dev, ino] = d;
+      const key = dirKey(dev, ino);
+      onPath.add(key);
+      let names: Buffer[] = [];
+      let error: string | undefined;
+      try { names = readdirSync(root, { encoding: 'buffer' }); } catch (e) { error = (e as Error).message; }
+      names.sort(Buffer.compare);
+      const into: Array<[Buffer, bigint, bigint]> = [];
+      out.beginGroup(root, error, GroupKind.RootListing);
+      for (const n of names) {
+        const full = joinPath(root, n);
+        const sub = entry(full, n, dev);
+        if (sub) into.push([full, sub[0], sub[1]]);
+      }
+      out.endGroup();
+      onPath.delete(key);
+      const tasks: TaskList = { base: published, paths: into.map((x) => new Uint8Array(x[0])), devs: into.map((x) => x[1]), inos: into.map((x) => x[2]), rootKey: key, rootDev: dev };
+      published += into.length;
+      flush();
+      publish(tasks);
+      takeTasks(tasks);
+    }
+    flush();
+  };
+  return { walkRoot, takeTasks };
 }
 
 // ---- the archiver's side ----------------------------------------------------------------------
@@ -298,39 +365,92 @@ export interface Walker {
   close(): Promise<void>;
 }
 
-export function startWalker(opts: WalkOptions): Walker {
-  const control = new Int32Array(new SharedArrayBuffer(8));
-  const worker = new Worker(new URL('./walkworker.ts', import.meta.url), { workerData: { opts, control } });
-  // batches are decoded a group at a time, as the archiver asks (the walker may be far ahead)
-  const batches: Array<{ b: Batch; bytes: Buffer; ub: BigUint64Array; group: number; entry: number }> = [];
+/**
+ * Walker threads: two from four cores on. With two cores a second walker only competes with the
+ * archiver, which is busy while the walk runs (opening the repository, the parent's trees): a
+ * linux-tree backup with nothing changed took 1.25 s instead of 1.12 s.
+ */
+const defaultWalkers = () => (availableParallelism() >= 4 ? 2 : 1);
+
+export function startWalker(opts: WalkOptions & { threads?: number }): Walker {
+  const threads = Math.max(1, opts.threads ?? defaultWalkers());
+  const claim = new Int32Array(new SharedArrayBuffer(4));
+  const channels = Array.from({ length: threads - 1 }, () => new MessageChannel());
+  /** one per walker thread: its worker, control words and batches not yet consumed */
+  const walkers = Array.from({ length: threads }, (_, i) => {
+    const control = new Int32Array(new SharedArrayBuffer(8));
+    const ports = i === 0 ? channels.map((c) => c.port1) : [channels[i - 1]!.port2];
+    const worker = new Worker(new URL('./walkworker.ts', import.meta.url), { workerData: { opts, control, claim, leader: i === 0, ports }, transferList: ports });
+    return { worker, control, batches: [] as Array<{ b: Batch; bytes: Buffer; ub: BigUint64Array; group: number; entry: number }> };
+  });
+  // batches are decoded a group at a time, as the archiver asks (the walkers may be far ahead)
   let waiter: { resolve: (g: Group) => void; reject: (e: Error) => void } | undefined;
   let failed: Error | undefined;
   let watcher: ((dir: Buffer, digest: Buffer) => void) | undefined;
   const announce = (b: Batch, bytes: Buffer, fromGroup: number) => {
     for (let g = fromGroup; g < b.groups.length; g += GNUMS) {
+      if (b.groups[g + 6] === GroupKind.TaskEnd) continue;
       watcher!(bytes.subarray(b.groups[g]!, b.groups[g]! + b.groups[g + 1]!), bytes.subarray(b.groups[g + 4]!, b.groups[g + 4]! + DIGEST_BYTES));
     }
   };
-  worker.on('message', (b: Batch) => {
-    const bytes = Buffer.from(b.bytes.buffer, b.bytes.byteOffset, b.bytes.byteLength);
-    batches.push({ b, bytes, ub: new BigUint64Array(b.bigs.buffer, b.bigs.byteOffset, b.bigs.length), group: 0, entry: 0 });
-    if (watcher) announce(b, bytes, 0);
-    wake();
-  });
   const fail = (e: Error) => { failed ??= e; wake(); };
-  worker.on('error', fail);
-  worker.on('exit', (code) => fail(new Error(`the file-system walker exited (${code})`)));
-  // keeps the process alive only while the archiver waits for it (an error elsewhere never hangs on
-  // it). After the listeners: adding a 'message' listener refs the worker again
-  worker.unref();
-  const wake = () => {
-    if (!waiter) return;
-    const w = waiter;
-    if (batches.length) { waiter = undefined; worker.unref(); w.resolve(take()); }
-    else if (failed) { waiter = undefined; worker.unref(); w.reject(failed); }
+  for (const w of walkers) {
+    w.worker.on('message', (b: Batch) => {
+      const bytes = Buffer.from(b.bytes.buffer, b.bytes.byteOffset, b.bytes.byteLength);
+      w.batches.push({ b, bytes, ub: new BigUint64Array(b.bigs.buffer, b.bigs.byteOffset, b.bigs.length), group: 0, entry: 0 });
+      if (watcher) announce(b, bytes, 0);
+      wake();
+    });
+    w.worker.on('error', fail);
+    w.worker.on('exit', (code) => fail(new Error(`the file-system walker exited (${code})`)));
+    // keeps the process alive only while the archiver waits for it (an error elsewhere never hangs
+    // on it). After the listeners: adding a 'message' listener refs the worker again
+    w.worker.unref();
+  }
+
+  // The order the archiver consumes: a root's own groups (the leader's), then each of its tasks in
+  // number order (from whichever walker claimed it, up to its TaskEnd), then the next root's.
+  /** the walker whose stream the current task is read from */
+  let current: (typeof walkers)[number] | undefined;
+  /** tasks still to be read of the current root */
+  let nextTask = 0, tasksEnd = 0;
+  type Head = { w: (typeof walkers)[number]; g: number; task: number; kind: GroupKind };
+  const head = (w: (typeof walkers)[number]): Head | undefined => {
+    const cur = w.batches[0];
+    if (!cur) return undefined;
+    const g = cur.group;
+    return { w, g, task: cur.b.groups[g + 5]!, kind: cur.b.groups[g + 6]! as GroupKind };
   };
-  const take = (): Group => {
-    const cur = batches[0]!;
+  /** the next group to hand out, or undefined if it has not arrived yet */
+  const ready = (): Head | undefined => {
+    for (;;) {
+      if (current) {
+        const h = head(current);
+        if (!h) return undefined;
+        if (h.kind !== GroupKind.TaskEnd) return h;
+        skip(h);
+        current = undefined;
+        continue;
+      }
+      if (nextTask < tasksEnd) {
+        for (const w of walkers) {
+          const h = head(w);
+          if (h?.task === nextTask) { current = w; nextTask++; return h; }
+        }
+        return undefined;
+      }
+      return head(walkers[0]!);
+    }
+  };
+  const skip = (h: Head) => {
+    const cur = h.w.batches[0]!;
+    cur.group += GNUMS;
+    if (cur.group >= cur.b.groups.length) h.w.batches.shift();
+    Atomics.add(h.w.control, CONSUMED, 1);
+    Atomics.notify(h.w.control, CONSUMED);
+  };
+  const take = (h: Head): Group => {
+    const cur = h.w.batches[0]!;
     const { b, bytes, ub } = cur;
     const g = cur.group;
     const count = b.groups[g + 2]!;
@@ -355,23 +475,37 @@ export function startWalker(opts: WalkOptions): Walker {
     if (b.groups[g + 3]! >= 0) group.error = b.errors[b.groups[g + 3]!];
     cur.group += GNUMS;
     cur.entry += count;
-    if (cur.group >= b.groups.length) batches.shift();
-    Atomics.add(control, CONSUMED, count + 1);
-    Atomics.notify(control, CONSUMED);
+    if (cur.group >= b.groups.length) h.w.batches.shift();
+    Atomics.add(h.w.control, CONSUMED, count + 1);
+    Atomics.notify(h.w.control, CONSUMED);
+    if (h.kind === GroupKind.RootListing) {
+      // its subdirectories are the tasks that follow
+      nextTask = tasksEnd;
+      for (const e of entries) if (e.kind === Kind.Descend) tasksEnd++;
+    }
     return group;
   };
+  const refs = (on: boolean) => { for (const w of walkers) if (on) w.worker.ref(); else w.worker.unref(); };
+  const wake = () => {
+    if (!waiter) return;
+    const w = waiter;
+    const h = ready();
+    if (h) { waiter = undefined; refs(false); w.resolve(take(h)); }
+    else if (failed) { waiter = undefined; refs(false); w.reject(failed); }
+  };
   return {
-    walk(root) { worker.postMessage(new Uint8Array(root)); },
+    walk(root) { walkers[0]!.worker.postMessage(new Uint8Array(root)); },
     onGroup(fn) {
       watcher = fn;
-      for (const q of batches) announce(q.b, q.bytes, q.group);
+      for (const w of walkers) for (const q of w.batches) announce(q.b, q.bytes, q.group);
     },
     next() {
-      if (batches.length) return Promise.resolve(take());
+      const h = ready();
+      if (h) return Promise.resolve(take(h));
       if (failed) return Promise.reject(failed);
-      worker.ref();
+      refs(true);
       return new Promise((resolve, reject) => { waiter = { resolve, reject }; });
     },
-    async close() { failed ??= new Error('walker closed'); await worker.terminate(); },
+    async close() { failed ??= new Error('walker closed'); await Promise.all(walkers.map((w) => w.worker.terminate())); },
   };
 }

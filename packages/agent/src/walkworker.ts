@@ -1,7 +1,12 @@
-// Worker thread: the backup's file-system walk (walk.ts). Each message is a root to walk.
-import { parentPort, workerData } from 'node:worker_threads';
-import { runWalker, type WalkOptions } from './walk.ts';
+// Worker thread: one of the backup's file-system walkers (walk.ts). The leader is asked for roots
+// and publishes each root's subdirectories to the others through its ports; every walker claims
+// and walks them.
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { runWalker, type TaskList, type WalkOptions } from './walk.ts';
 
-const { opts, control } = workerData as { opts: WalkOptions; control: Int32Array };
-const walk = runWalker(opts, control, (b) => parentPort!.postMessage(b, [b.bytes.buffer, b.nums.buffer, b.refs.buffer, b.bigs.buffer, b.groups.buffer]));
-parentPort!.on('message', (root: Uint8Array) => walk(Buffer.from(root.buffer, root.byteOffset, root.byteLength)));
+const { opts, control, claim, leader, ports } = workerData as { opts: WalkOptions; control: Int32Array; claim: Int32Array; leader: boolean; ports: MessagePort[] };
+const walker = runWalker(opts, { control, claim },
+  (b) => parentPort!.postMessage(b, [b.bytes.buffer, b.nums.buffer, b.refs.buffer, b.bigs.buffer, b.groups.buffer]),
+  (t) => { for (const p of ports) p.postMessage(t); });
+if (leader) parentPort!.on('message', (root: Uint8Array) => walker.walkRoot(Buffer.from(root.buffer, root.byteOffset, root.byteLength)));
+else ports[0]!.on('message', (t: TaskList) => walker.takeTasks(t));

@@ -90,3 +90,43 @@ test('walk: a listing digest is the same for the same listing wherever its batch
     else assert.equal(after.get(dir), digest, `${dir} unchanged`);
   }
 });
+
+test('walk: two walker threads (subdirectories of each root claimed by either) give the groups of one, in the same order', async (t) => {
+  const base = mkdtempSync(join(tmpdir(), 'shelter-walk-'));
+  t.after(() => rmSync(base, { recursive: true, force: true }));
+  const roots = [join(base, 'r1'), join(base, 'r2'), join(base, 'r3')];
+  for (const r of roots.slice(0, 2)) {
+    for (let d = 0; d < 12; d++) {
+      mkdirSync(join(r, `d${d}`, 'x', 'y'), { recursive: true });
+      for (let f = 0; f < (d % 3) * 7; f++) writeFileSync(join(r, `d${d}`, 'x', `f${f}`), 'z');
+      writeFileSync(join(r, `d${d}`, 'x', 'y', 'leaf'), 'l');
+    }
+  }
+  writeFileSync(roots[2]!, 'a file as a root');
+  const walkAll = async (threads: number, maxAhead?: number) => {
+    const w = startWalker({ threads, maxAhead });
+    const seen: string[] = [];
+    try {
+      for (const r of roots) w.walk(Buffer.from(r));
+      const visit = async (dir: string): Promise<void> => {
+        const g = await w.next();
+        assert.equal(g.dir.toString(), dir);
+        seen.push(`${g.dir} ${g.entries.map((e) => e.name.toString()).join(',')} ${g.digest.toString('hex').slice(0, 8)}`);
+        for (const e of g.entries) if (e.kind === Kind.Descend) await visit(join(dir, e.name.toString()));
+      };
+      for (const r of roots) {
+        const top = await w.next();
+        assert.equal(top.dir.toString(), r);
+        if (top.entries[0]!.kind === Kind.Descend) await visit(r);
+      }
+    } finally {
+      await w.close();
+    }
+    return seen;
+  };
+  await walkAll(1); // (the first listing of each new directory sets its atime)
+  const one = await walkAll(1);
+  assert.equal(one.length, 2 * (1 + 12 * 3));
+  assert.deepEqual(await walkAll(2), one);
+  assert.deepEqual(await walkAll(2, 4), one, 'with a tiny window too');
+});
