@@ -228,6 +228,7 @@ export function runWalker(opts: WalkOptions, shared: WalkerShared, post: (b: Bat
   const { control, claim } = shared;
   const exclude = opts.exclude ?? [];
   const include = opts.include ?? [];
+  const filtering = exclude.length > 0 || include.length > 0;
   const excluded = (path: string, isDir: boolean) => {
     const base = path.slice(path.lastIndexOf('/') + 1);
     if (exclude.some((g) => matchesGlob(path, g) || matchesGlob(base, g))) return true;
@@ -263,7 +264,7 @@ export function runWalker(opts: WalkOptions, shared: WalkerShared, post: (b: Bat
     try { st = statOf(path); } catch (e) { out.entry(name, Kind.StatFailed, undefined, -1, undefined, `cannot stat: ${(e as Error).message}`); return undefined; }
     const type = typeCode(Number(st.mode));
     if (type < 0) { out.entry(name, Kind.Unsupported); return undefined; }
-    if (excluded(path.toString(), type === 1)) { out.entry(name, Kind.Excluded); return undefined; }
+    if (filtering && excluded(path.toString(), type === 1)) { out.entry(name, Kind.Excluded); return undefined; }
     if (type === 1) {
       const kind = onPath.has(dirKey(st.dev, st.ino)) ? Kind.Loop : opts.oneFileSystem && rootDev !== undefined && st.dev !== rootDev ? Kind.OtherFs : Kind.Descend;
       out.entry(name, kind, st, type);
@@ -358,7 +359,7 @@ export interface Walker {
   /** the next group (see the order above) */
   next(): Promise<Group>;
   /**
-   * `fn` sees each group's directory and listing digest as soon as the walker has sent it (those
+   * `fn` sees each directory listing's path and digest as soon as a walker has sent it (those
    * already waiting first), before the archiver takes it: what will be needed can be fetched ahead.
    */
   onGroup(fn: (dir: Buffer, digest: Buffer) => void): void;
@@ -389,7 +390,8 @@ export function startWalker(opts: WalkOptions & { threads?: number }): Walker {
   let watcher: ((dir: Buffer, digest: Buffer) => void) | undefined;
   const announce = (b: Batch, bytes: Buffer, fromGroup: number) => {
     for (let g = fromGroup; g < b.groups.length; g += GNUMS) {
-      if (b.groups[g + 6] === GroupKind.TaskEnd) continue;
+      // (a root alone is no listing: the watcher sees listings only)
+      if (b.groups[g + 6] === GroupKind.TaskEnd || b.groups[g + 6] === GroupKind.RootAlone) continue;
       watcher!(bytes.subarray(b.groups[g]!, b.groups[g]! + b.groups[g + 1]!), bytes.subarray(b.groups[g + 4]!, b.groups[g + 4]! + DIGEST_BYTES));
     }
   };
