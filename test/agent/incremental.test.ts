@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgentFixture, type AgentFixture } from '../lib/fixture.ts';
 import { MiB, assertExit, type BackupSummary } from '../lib/agent.ts';
@@ -62,5 +62,45 @@ describe('incremental backup of changed large files (shelterd over HTTPS)', () =
       assert.ok(readFileSync(join(target, src, f)).equals(readFileSync(join(src, f))), `${f} restored byte for byte`);
     }
     assertExit(await fx.agent.run(['check', '--read-data']), 0, 'check --read-data');
+  });
+
+  it('the local directory cache: written per snapshot, used by the next backup, --no-cache does without it, a damaged one is ignored', async () => {
+    const tree = join(fx.work, 'cached');
+    for (const d of ['a/b', 'c']) mkdirSync(join(tree, d), { recursive: true });
+    for (const f of ['a/b/x', 'a/y', 'c/z', 'top']) writeFileSync(join(tree, f), randomBytes(5000));
+    const run = async (...extra: string[]) => {
+      const r = await fx.agent.run(['backup', 'files', tree, '--name', 'cached', '--json', ...extra]);
+      assertExit(r, 0, `backup ${extra.join(' ')}`);
+      return JSON.parse(r.stdout) as BackupSummary & { cachedDirs: number };
+    };
+    const cacheDir = join(fx.agent.home, '.cache', 'shelter');
+    const cachesOf = (id: string) => readdirSync(cacheDir, { recursive: true }).map(String).filter((f) => f.endsWith(id));
+    // (the first backup's listings set the new directories' atimes, relatime: the second records a steady state)
+    await run();
+    await run();
+    const second = await run();
+    assert.equal(second.cachedDirs, second.dirs, 'nothing changed: every directory from the cache');
+    assert.equal(cachesOf(second.snapshotId).length, 1, `the cache of ${second.snapshotId} is under ${cacheDir}`);
+    writeFileSync(join(tree, 'a/b/x'), randomBytes(5000));
+    const third = await run('--no-cache');
+    assert.equal(third.cachedDirs, 0, '--no-cache compares against the parent\'s trees');
+    assert.equal(third.changedFiles, 1);
+    assert.equal(cachesOf(third.snapshotId).length, 0, '--no-cache writes none either');
+    const fourth = await run(); // no cache for its parent: compares, and writes one
+    assert.equal(fourth.cachedDirs, 0);
+    const [file] = cachesOf(fourth.snapshotId);
+    const bytes = readFileSync(join(cacheDir, file!));
+    bytes[bytes.length - 40]! ^= 1;
+    writeFileSync(join(cacheDir, file!), bytes);
+    writeFileSync(join(tree, 'c/z'), randomBytes(10));
+    const fifth = await run();
+    assert.equal(fifth.cachedDirs, 0, 'a damaged cache is not used');
+    assert.equal(fifth.changedFiles, 1);
+    assert.equal(fifth.warnings, 0);
+    const logs = readdirSync(join(fx.agent.home, 'state', 'shelter', 'logs')).sort();
+    assert.match(readFileSync(join(fx.agent.home, 'state', 'shelter', 'logs', logs[logs.length - 1]!), 'utf8'), /directory cache ignored.*authentication failed/);
+    const target = join(fx.work, 'restore-cached');
+    assertExit(await fx.agent.run(['restore', 'latest', '--name', 'cached', '--target', target]), 0, 'restore');
+    for (const f of ['a/b/x', 'a/y', 'c/z', 'top']) assert.ok(readFileSync(join(target, tree, f)).equals(readFileSync(join(tree, f))), `${f} restored`);
   });
 });
