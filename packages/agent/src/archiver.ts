@@ -156,6 +156,11 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     });
   }
   let parentFailed = false;
+  /** the parent's trees cannot be read: said once; its files are read again from here on */
+  const parentUnreadable = (e: unknown) => {
+    if (!parentFailed) warn('(parent snapshot)', `cannot read the parent snapshot, every file from here on is read again: ${(e as Error).message}`);
+    parentFailed = true;
+  };
   /** a directory's nodes at the parent snapshot, by name (latin1: every byte string is a distinct key) */
   const parentChildren = async (subtree: Buffer | undefined): Promise<Map<string, TreeNode>> => {
     const m = new Map<string, TreeNode>();
@@ -163,8 +168,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     let nodes: TreeNode[];
     try { nodes = await parentTrees.nodes(subtree); }
     catch (e) {
-      parentFailed = true;
-      warn('(parent snapshot)', `cannot read the parent snapshot, every file from here on is read again: ${(e as Error).message}`);
+      parentUnreadable(e);
       return m;
     }
     for (const n of nodes) m.set(n.name.toString('latin1'), n);
@@ -396,31 +400,23 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
    */
   async function reuseDir(path: Buffer, group: Group, rec: DirRecord): Promise<PendingTree> {
     const subs: Array<{ name: Buffer; was: Buffer | undefined; id: Promise<Buffer> }> = [];
-    // the parent's tree of this directory, loaded only if needed
-    let parentNodes: Promise<TreeNode[]> | undefined;
-    const loadParent = () => (parentNodes ??= parentTrees!.nodes(rec.tree));
+    // the parent's tree of this directory, loaded only if needed; unreadable: undefined (warned)
+    let parentNodes: Promise<TreeNode[] | undefined> | undefined;
+    const loadParent = () => (parentNodes ??= parentTrees!.nodes(rec.tree).catch((e: unknown) => { parentUnreadable(e); return undefined; }));
     try {
       for (const e of group.entries) {
-        if (e.kind === Kind.Descend) {
-          const sub = joinPath(path, e.name);
-          // a subdirectory not recorded (its files were not all saved as walked): its parent tree
-          // is found in this directory's
-          const was = dirCache!.get(sub)?.tree ?? (await loadParent()).find((n) => n.type === 'dir' && n.name.equals(e.name))?.subtree;
-          subs.push({ name: e.name, was, id: (await saveDir(sub, was)).id });
-        } else if (e.kind === Kind.Excluded || e.kind === Kind.OtherFs) {
-          summary.skipped++;
-        } else if (e.st!.type === 'file') {
-          const size = e.st!.size;
-          summary.files++; progress.files++; summary.unchangedFiles++;
-          summary.bytes += size; progress.bytesTotal += size; progress.bytesRead += size;
-        }
+        if (e.kind !== Kind.Descend) continue;
+        const sub = joinPath(path, e.name);
+        // a subdirectory not recorded (its files were not all saved as walked): its parent tree
+        // is found in this directory's
+        const was = dirCache!.get(sub)?.tree ?? (await loadParent())?.find((n) => n.type === 'dir' && n.name.equals(e.name))?.subtree;
+        subs.push({ name: e.name, was, id: (await saveDir(sub, was)).id });
       }
     } catch (e) {
       abandon(subs.map((s) => s.id));
       throw e;
     }
     summary.dirs++;
-    summary.cachedDirs++;
     progress.dirs++;
     currentPath = path;
     opts.onProgress?.(progress);
@@ -431,6 +427,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       if (changed.size) {
         // a subdirectory changed: the parent's listing with its new tree id
         const nodes = await loadParent();
+        if (!nodes) return fromListing(path, group, subs.map((s, k) => ids[k]!));
         for (const n of nodes) {
           const sub = n.type === 'dir' ? changed.get(n.name.toString('latin1')) : undefined;
           if (sub) { n.subtree = sub; changed.delete(n.name.toString('latin1')); }
@@ -440,12 +437,54 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       } else {
         reference(tree);
       }
+      // what the parent's listing holds besides subdirectories' trees: its files' contents (the
+      // recorded packs), and the empty tree of a directory on another file system
       for (const n of rec.packs) referencedPacks.add(n);
+      for (const e of group.entries) {
+        if (e.kind === Kind.OtherFs) { summary.skipped++; await saveTree([]); }
+        else if (e.kind === Kind.Excluded) summary.skipped++;
+        else if (e.kind === Kind.Ok && e.st!.type === 'file') {
+          const size = e.st!.size;
+          summary.files++; progress.files++; summary.unchangedFiles++;
+          summary.bytes += size; progress.bytesTotal += size; progress.bytesRead += size;
+        }
+      }
+      summary.cachedDirs++;
       opts.recordDirs?.add(path, group.digest, tree, rec.packs);
       return tree;
     });
     id.catch(() => { /* awaited by the parent directory; not unhandled if the walk stops first */ });
     return { id };
+  }
+
+  /**
+   * A directory whose parent tree could not be read after all (reuseDir): its tree is made from
+   * its listing, every file read again, as a backup without parent would.
+   */
+  async function fromListing(path: Buffer, group: Group, subIds: Buffer[]): Promise<Buffer> {
+    const nodes: TreeNode[] = [];
+    const waits: Array<Promise<void>> = [];
+    let k = 0;
+    try {
+      for (const e of group.entries) {
+        if (e.kind === Kind.Descend) {
+          const n = statNode(e.name, e.st!, accounts);
+          n.subtree = subIds[k++]!;
+          nodes.push(n);
+          continue;
+        }
+        const n = await saveEntry(joinPath(path, e.name), e, undefined, waits);
+        if (n) nodes.push(n);
+      }
+    } catch (e) {
+      abandon(waits);
+      throw e;
+    }
+    await Promise.all(waits);
+    const kept = nodes.filter((n) => !unreadable.has(n));
+    const tree = await saveTree(kept);
+    if (opts.recordDirs && savedAsWalked(group, kept)) recordDir(path, group.digest, tree, kept);
+    return tree;
   }
 
   async function saveTree(nodes: TreeNode[]): Promise<Buffer> {

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRepository, encodeManifest, manifestKey, packKey, parseManifest, toHex, type TreeNode } from '@shelter/format';
@@ -190,4 +191,44 @@ test('directory cache: the snapshot is the one a backup without it makes; unchan
   assert.deepEqual(await treeOf(repo, c4.snapshot, src), await treeOf(repo, p4.snapshot, src));
   assert.equal(cacheRoot({ SHELTER_CACHE_DIR: '/x' }), '/x');
   assert.equal(cacheRoot({ XDG_CACHE_HOME: '/y' }), '/y/shelter');
+});
+
+test('directory cache: a reused directory keeps the empty tree of a directory on another file system in its manifest', async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'shelter-dircache-fs-'));
+  const mnt = join(work, 'src', 'mnt');
+  let mounted = false;
+  t.after(() => { if (mounted) execFileSync('umount', [mnt]); rmSync(work, { recursive: true, force: true }); });
+  const src = join(work, 'src');
+  mkdirSync(mnt, { recursive: true });
+  writeFileSync(join(src, 'a.txt'), randomBytes(100));
+  try { execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'shelter-test', mnt], { stdio: 'pipe' }); }
+  catch (e) { t.skip(`cannot mount a tmpfs here: ${(e as Error).message.split('\n')[0]}`); return; }
+  mounted = true;
+  writeFileSync(join(mnt, 'elsewhere'), 'x');
+  // the empty tree first stored by another backup (an empty directory): its pack is needed by the
+  // cached backups only through the mount point's node
+  const other = join(work, 'other');
+  mkdirSync(join(other, 'empty'), { recursive: true });
+
+  const backend = memoryBackend();
+  const { master, configBytes } = createRepository();
+  await initRepository(backend, configBytes);
+  const repo = await openRepo(backend, master, { sealWorkers: 1 });
+  t.after(() => repo.close());
+  const cacheDir = join(work, 'cache');
+  const key = walkKey({ oneFileSystem: true }, readAccounts());
+  await backupFiles(repo, { name: 'other', paths: [other] });
+  const backup = async () => {
+    const parent = (await repo.listSnapshots()).filter((s) => s.snapshot.name === 'src').pop();
+    const o: BackupOptions = { name: 'src', paths: [src], oneFileSystem: true, parent, recordDirs: dirCacheWriter(repo, key, cacheDir) };
+    if (parent) o.dirCache = loadDirCache(repo, parent.id, key, cacheDir);
+    const r = await backupFiles(repo, o);
+    o.recordDirs!.write(r.snapshotId, parent?.id);
+    return { ...r, snapshot: (await repo.listSnapshots()).find((s) => s.id === r.snapshotId)! };
+  };
+  await backup();
+  const again = await backup();
+  assert.equal(again.summary.cachedDirs, 1, 'src came from the cache');
+  assert.equal(again.summary.skipped, 1, 'the mount point was skipped');
+  assert.deepEqual(parseManifest(backend.objects.get(manifestKey(again.snapshotId))!).packs, await packsNeeded(repo, again.snapshot));
 });
