@@ -172,7 +172,8 @@ backup.command('files <paths...>')
     // failure before backupFiles does not wait for it)
     const walk = beginWalk({ paths, include: o.include, exclude: o.exclude, followSymlinks: o.followSymlinks, oneFileSystem: o.oneFileSystem });
     const repo = await open();
-    const parent = (await repo.listSnapshots()).filter((s) => s.snapshot.name === o.name).pop();
+    const snapshots = await repo.listSnapshots();
+    const parent = snapshots.filter((s) => s.snapshot.name === o.name).pop();
     // the local directory cache: the parent's, if this machine made it with the same options
     const cacheKey = walkKey(o, readAccounts());
     const dirCache = parent && o.cache ? loadDirCache(repo, parent.id, cacheKey, undefined, (why) => log({ msg: 'directory cache ignored', why })) : undefined;
@@ -193,7 +194,9 @@ backup.command('files <paths...>')
     });
     clearProgress();
     // a cache that cannot be written costs the next backup time, not this one its snapshot
-    try { recordDirs?.write(result.snapshotId, parent?.id); }
+    // (the caches kept: this one, and the latest of every other name)
+    const latestOfOthers = new Map(snapshots.filter((s) => s.snapshot.name !== o.name).map((s) => [s.snapshot.name, s.id]));
+    try { recordDirs?.write(result.snapshotId, new Set(latestOfOthers.values())); }
     catch (e) { log({ msg: 'directory cache not written', error: (e as Error).message }); }
     log({ msg: 'backup done', snapshot: result.snapshotId, ...result.summary, warnings: result.warnings });
     const s = result.summary;

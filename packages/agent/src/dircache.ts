@@ -11,8 +11,8 @@
 // snapshot, made with other options, damaged or tampered with is ignored (the backup loads the
 // parent's trees as it would without one); it never changes what a snapshot holds, only how fast
 // the unchanged part is found. Its packs must all be in the index, else it is ignored too.
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { toHex } from '@shelter/format';
@@ -47,7 +47,26 @@ export function cacheRoot(env = process.env): string {
   return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'shelter');
 }
 
-const cacheFile = (root: string, repo: Repository, snapshotId: string) => join(root, toHex(repo.config.id), 'dirs', snapshotId);
+const dirsOf = (root: string, repo: Repository) => join(root, toHex(repo.config.id), 'dirs');
+const cacheFile = (root: string, repo: Repository, snapshotId: string) => join(dirsOf(root, repo), snapshotId);
+
+/**
+ * The cache's directories, created 0700 if missing; refused unless each is a directory of this
+ * user that nobody else can write to (sudo may keep another user's HOME or XDG_CACHE_HOME: root
+ * must not use a cache that user can replace).
+ */
+function ownDirs(root: string, repo: Repository, create: boolean): string | undefined {
+  const chain = [root, join(root, toHex(repo.config.id)), dirsOf(root, repo)];
+  for (const d of chain) {
+    if (create) mkdirSync(d, { recursive: true, mode: 0o700 });
+    let st;
+    try { st = lstatSync(d); } catch { return undefined; }
+    if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0) {
+      throw new Error(`${d} is not a directory of this user that only it can write to`);
+    }
+  }
+  return chain[2];
+}
 
 /**
  * What else a snapshot's trees depend on besides the listings: the walk's options (which entries
@@ -69,14 +88,37 @@ const mac = (repo: Repository, body: Uint8Array) => createHmac('sha256', repo.ke
  */
 export function loadDirCache(repo: Repository, snapshotId: string, key: Buffer, root = cacheRoot(), onIgnored?: (why: string) => void): DirCache | undefined {
   const file = cacheFile(root, repo, snapshotId);
-  let bytes: Buffer;
-  try { bytes = readFileSync(file); } catch { return undefined; }
   try {
-    return parseDirCache(repo, bytes, snapshotId, key);
+    if (!ownDirs(root, repo, false)) return undefined;
+    const bytes = readOwnFile(file);
+    return bytes && parseDirCache(repo, bytes, snapshotId, key);
   } catch (e) {
     onIgnored?.(`${file}: ${(e as Error).message}`);
     return undefined;
   }
+}
+
+/**
+ * A regular file of this user, read without following a symlink or blocking on a fifo, and no
+ * larger than MAX_CACHE_BYTES; undefined if there is none.
+ */
+function readOwnFile(file: string): Buffer | undefined {
+  let fd: number;
+  try { fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK); }
+  catch (e) { if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined; throw e; }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.uid !== process.getuid?.()) throw new Error('not a regular file of this user');
+    if (st.size > MAX_CACHE_BYTES) throw new Error('too large');
+    const bytes = Buffer.allocUnsafe(st.size);
+    let at = 0;
+    while (at < bytes.length) {
+      const n = readSync(fd, bytes, at, bytes.length - at, at);
+      if (n === 0) throw new Error('shorter than its size');
+      at += n;
+    }
+    return bytes;
+  } finally { closeSync(fd); }
 }
 
 /** throws why the bytes are not a usable cache of this snapshot */
@@ -117,7 +159,7 @@ export function parseDirCache(repo: Repository, bytes: Buffer, snapshotId: strin
   return { get: (path) => dirs.get(path.toString('latin1')), size: dirs.size };
 }
 
-interface Pending { path: Buffer; digest: Buffer; tree: Buffer; packs: Set<number>; unresolved: Buffer[] }
+interface Pending { path: Buffer; digest: Buffer; tree: Buffer; packs: Set<number>; unresolved: readonly Buffer[] }
 
 /** The cache of the snapshot being made: a record per directory, written once the snapshot is saved. */
 export interface DirCacheWriter {
@@ -126,8 +168,11 @@ export interface DirCacheWriter {
    * blob ids whose packs are not known yet (queued for sealing), looked up when written.
    */
   add(path: Buffer, digest: Buffer, tree: Buffer, packs: Iterable<number>, unresolved?: Buffer[]): void;
-  /** after the snapshot is saved (every blob indexed): writes its cache, and removes the parent's */
-  write(snapshotId: string, parentId?: string): void;
+  /**
+   * After the snapshot is saved (every blob indexed): writes its cache, and removes every other
+   * cache file of this repository but those of the snapshots in `keep` (the latest of each name).
+   */
+  write(snapshotId: string, keep: ReadonlySet<string>): void;
 }
 
 export function dirCacheWriter(repo: Repository, key: Buffer, root = cacheRoot()): DirCacheWriter {
@@ -136,35 +181,48 @@ export function dirCacheWriter(repo: Repository, key: Buffer, root = cacheRoot()
     add(path, digest, tree, packs, unresolved = []) {
       dirs.push({ path: Buffer.from(path), digest: Buffer.from(digest), tree, packs: new Set(packs), unresolved });
     },
-    write(snapshotId, parentId) {
+    write(snapshotId, keep) {
+      // one buffer of the exact size (a million directories are a few hundred MB of small writes otherwise)
       const table = new Map<number, number>();
-      const slot = (n: number) => { let s = table.get(n); if (s === undefined) table.set(n, (s = table.size)); return s; };
-      const parts: Buffer[] = [];
-      const u32 = (n: number) => { const b = Buffer.allocUnsafe(4); b.writeUInt32LE(n); parts.push(b); };
-      u32(dirs.length);
+      const slot = (n: number) => { let x = table.get(n); if (x === undefined) table.set(n, (x = table.size)); return x; };
+      let size = MAGIC.length + 2 * ID_BYTES + 4 + 4 + MAC_BYTES;
       for (const d of dirs) {
         for (const id of d.unresolved) {
           const loc = repo.index.lookup(id);
           if (!loc) throw new Error(`internal: blob ${toHex(id)} is in no index after the snapshot was saved`);
           d.packs.add(loc.pack);
         }
-        u32(d.path.length); parts.push(d.path, d.digest, d.tree);
-        u32(d.packs.size);
-        for (const n of d.packs) u32(slot(n));
+        d.unresolved = [];
+        for (const n of d.packs) slot(n);
+        size += 4 + d.path.length + DIGEST_BYTES + ID_BYTES + 4 + 4 * d.packs.size;
       }
-      const head = [MAGIC, Buffer.from(snapshotId, 'hex'), key];
-      const count = Buffer.allocUnsafe(4); count.writeUInt32LE(table.size);
-      head.push(count, ...[...table.keys()].map((n) => repo.index.packId(n)));
-      const body = Buffer.concat([...head, ...parts]);
-      const dir = join(root, toHex(repo.config.id), 'dirs');
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const file = cacheFile(root, repo, snapshotId);
-      const tmp = `${file}.partial-${process.pid}`;
+      size += ID_BYTES * table.size;
+      const out = Buffer.allocUnsafe(size);
+      let at = MAGIC.copy(out, 0);
+      at += Buffer.from(snapshotId, 'hex').copy(out, at);
+      at += key.copy(out, at);
+      at = out.writeUInt32LE(table.size, at);
+      for (const n of table.keys()) at += repo.index.packId(n).copy(out, at);
+      at = out.writeUInt32LE(dirs.length, at);
+      for (const d of dirs) {
+        at = out.writeUInt32LE(d.path.length, at);
+        at += d.path.copy(out, at);
+        at += d.digest.copy(out, at);
+        at += d.tree.copy(out, at);
+        at = out.writeUInt32LE(d.packs.size, at);
+        for (const n of d.packs) at = out.writeUInt32LE(table.get(n)!, at);
+      }
+      mac(repo, out.subarray(0, at)).copy(out, at);
+      const dir = ownDirs(root, repo, true)!;
+      // a new name (O_EXCL: never a planted file or symlink), renamed over the cache's
+      const tmp = join(dir, `.partial-${randomBytes(8).toString('hex')}`);
       try {
-        writeFileSync(tmp, Buffer.concat([body, mac(repo, body)]), { mode: 0o600 });
-        renameSync(tmp, file);
+        const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        try { for (let w = 0; w < out.length;) w += writeSync(fd, out, w, out.length - w); } finally { closeSync(fd); }
+        renameSync(tmp, join(dir, snapshotId));
       } finally { rmSync(tmp, { force: true }); }
-      if (parentId && parentId !== snapshotId) rmSync(cacheFile(root, repo, parentId), { force: true });
+      // the caches no next backup will use (parents, snapshots forgotten, unfinished writes)
+      for (const f of readdirSync(dir)) if (f !== snapshotId && !keep.has(f)) rmSync(join(dir, f), { force: true });
     },
   };
 }

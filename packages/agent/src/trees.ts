@@ -155,7 +155,8 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
     const add = (id: Buffer) => { const s = slotOf(toHex(id)); if (!s.requested) { s.requested = true; batch.push(id); } };
     while (urgent.length && batch.length < BATCH) add(urgent.shift()!);
     for (;;) {
-      while (later.length && batch.length < BATCH) add(later.pop()!);
+      // (a tree taken and forgotten meanwhile, asked for before its turn came: not loaded again)
+      while (later.length && batch.length < BATCH) { const id = later.pop()!; if (!released.has(toHex(id))) add(id); }
       if (batch.length >= BATCH || !ahead.length) break;
       refill();
       if (!later.length) break;

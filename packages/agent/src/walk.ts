@@ -315,6 +315,8 @@ export function runWalker(opts: WalkOptions, shared: WalkerShared, post: (b: Bat
       walkDir(Buffer.from(t.paths[i]!), t.devs[i]!, t.inos[i]!, t.rootDev);
       out.taskEnd();
       out.task = -1;
+      // sent now: the archiver may be waiting for this task's end to read the next task elsewhere
+      flush();
       maybeFlush();
     }
     onPath.delete(t.rootKey);

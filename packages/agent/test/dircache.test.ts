@@ -103,7 +103,7 @@ test('directory cache: the snapshot is the one a backup without it makes; unchan
       o.recordDirs = dirCacheWriter(repo, key, cacheDir);
     }
     const r = await backupFiles(repo, o);
-    o.recordDirs?.write(r.snapshotId, parent?.id);
+    o.recordDirs?.write(r.snapshotId, new Set());
     assert.equal(r.warnings, 0);
     return { ...r, snapshot: (await latest(name))!, usedCache: !!o.dirCache };
   };
@@ -182,6 +182,26 @@ test('directory cache: the snapshot is the one a backup without it makes; unchan
   writeFileSync(file, flipped);
   assert.equal(loadDirCache(repo, c5.snapshotId, key, cacheDir, (w) => why.push(w)), undefined);
   assert.match(why[0]!, /authentication failed/);
+  // planted in its place: a symlink (to the genuine bytes) is not followed, a fifo is not waited on
+  const elsewhere = join(work, 'genuine');
+  writeFileSync(elsewhere, bytes);
+  rmSync(file);
+  symlinkSync(elsewhere, file);
+  assert.equal(loadDirCache(repo, c5.snapshotId, key, cacheDir, (w) => why.push(w)), undefined);
+  assert.match(why.at(-1)!, /ELOOP|symbolic link/);
+  rmSync(file);
+  execFileSync('mkfifo', [file]);
+  assert.equal(loadDirCache(repo, c5.snapshotId, key, cacheDir, (w) => why.push(w)), undefined);
+  assert.match(why.at(-1)!, /not a regular file/);
+  rmSync(file);
+  writeFileSync(file, bytes);
+  assert.ok(loadDirCache(repo, c5.snapshotId, key, cacheDir), 'the genuine bytes in place: used');
+  // a cache directory others can write to is refused
+  chmodSync(join(cacheDir, toHex(repo.config.id)), 0o777);
+  assert.equal(loadDirCache(repo, c5.snapshotId, key, cacheDir, (w) => why.push(w)), undefined);
+  assert.match(why.at(-1)!, /only it can write to/);
+  chmodSync(join(cacheDir, toHex(repo.config.id)), 0o700);
+  writeFileSync(file, flipped);
   // and the backup without it is still right (it loads the parent's trees)
   writeFileSync(join(src, 'top.txt'), randomBytes(2));
   freezeAtimes(src);
@@ -223,7 +243,7 @@ test('directory cache: a reused directory keeps the empty tree of a directory on
     const o: BackupOptions = { name: 'src', paths: [src], oneFileSystem: true, parent, recordDirs: dirCacheWriter(repo, key, cacheDir) };
     if (parent) o.dirCache = loadDirCache(repo, parent.id, key, cacheDir);
     const r = await backupFiles(repo, o);
-    o.recordDirs!.write(r.snapshotId, parent?.id);
+    o.recordDirs!.write(r.snapshotId, new Set());
     return { ...r, snapshot: (await repo.listSnapshots()).find((s) => s.id === r.snapshotId)! };
   };
   await backup();
