@@ -9,8 +9,9 @@
 // snapshot it describes, the walk's options and the account names it was made with, and
 // authenticated with the repository's `cache` subkey. A cache that is missing, for another
 // snapshot, made with other options, damaged or tampered with is ignored (the backup loads the
-// parent's trees as it would without one); it never changes what a snapshot holds, only how fast
-// the unchanged part is found. Its packs must all be in the index, else it is ignored too.
+// parent's trees as it would without one); the snapshot made with it is the one made without it
+// (packages/agent/test/dircache.test.ts compares them), only found faster. Its packs must all be
+// in the index, else it is ignored too. Rules and file layout: docs/FORMAT.md, "Local directory cache".
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
