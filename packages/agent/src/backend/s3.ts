@@ -30,14 +30,16 @@ export interface S3BackendOptions {
 }
 
 /**
- * The parts regrouped into pieces of about 1 MiB: a pack's parts are its blobs (a few KiB each
- * for source files), and one socket write per blob cost more than this one copy.
+ * The small parts regrouped into pieces of about 1 MiB: a pack's parts are its blobs (a few KiB
+ * each for source files), and one socket write per blob cost more than this one copy. A part of
+ * `direct` bytes or more goes as it is: copying the large chunks of big files (a pack's worth every
+ * 16 MiB) cost the main thread more in copies and garbage collection than their writes.
  */
-function* coalesce(parts: readonly Buffer[], piece = 1024 * 1024): Generator<Buffer> {
+function* coalesce(parts: readonly Buffer[], piece = 1024 * 1024, direct = 64 * 1024): Generator<Buffer> {
   let group: Buffer[] = [];
   let bytes = 0;
   for (const p of parts) {
-    if (p.length >= piece) { // a large part goes as it is, never copied
+    if (p.length >= direct) { // a large part goes as it is, never copied
       if (group.length) { yield Buffer.concat(group, bytes); group = []; bytes = 0; }
       yield p;
       continue;
