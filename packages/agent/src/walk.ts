@@ -283,22 +283,27 @@ export function runWalker(opts: WalkOptions, shared: WalkerShared, post: (b: Bat
     out.entry(name, Kind.Ok, st, type);
     return undefined;
   };
-  const walkDir = (path: Buffer, dev: bigint, ino: bigint, rootDev: bigint) => {
-    const key = dirKey(dev, ino);
-    onPath.add(key);
+  /** lists a directory as one group (entries in name order); its subdirectories to walk into, with [dev, ino] */
+  const listDir = (path: Buffer, rootDev: bigint, kind: GroupKind): Array<[Buffer, bigint, bigint]> => {
     let names: Buffer[] = [];
     let error: string | undefined;
     try { names = readdirSync(path, { encoding: 'buffer' }); } catch (e) { error = (e as Error).message; }
     // in the order of the trees' names: the parent's trees are loaded in this order (trees.ts)
     names.sort(Buffer.compare);
     const into: Array<[Buffer, bigint, bigint]> = [];
-    out.beginGroup(path, error);
+    out.beginGroup(path, error, kind);
     for (const n of names) {
       const full = joinPath(path, n);
       const d = entry(full, n, rootDev);
       if (d) into.push([full, d[0], d[1]]);
     }
     out.endGroup();
+    return into;
+  };
+  const walkDir = (path: Buffer, dev: bigint, ino: bigint, rootDev: bigint) => {
+    const key = dirKey(dev, ino);
+    onPath.add(key);
+    const into = listDir(path, rootDev, GroupKind.Dir);
     maybeFlush();
     for (const [full, d, i] of into) walkDir(full, d, i, rootDev);
     onPath.delete(key);
@@ -332,18 +337,7 @@ export function runWalker(opts: WalkOptions, shared: WalkerShared, post: (b: Bat
       const [dev, ino] = d;
       const key = dirKey(dev, ino);
       onPath.add(key);
-      let names: Buffer[] = [];
-      let error: string | undefined;
-      try { names = readdirSync(root, { encoding: 'buffer' }); } catch (e) { error = (e as Error).message; }
-      names.sort(Buffer.compare);
-      const into: Array<[Buffer, bigint, bigint]> = [];
-      out.beginGroup(root, error, GroupKind.RootListing);
-      for (const n of names) {
-        const full = joinPath(root, n);
-        const sub = entry(full, n, dev);
-        if (sub) into.push([full, sub[0], sub[1]]);
-      }
-      out.endGroup();
+      const into = listDir(root, dev, GroupKind.RootListing);
       onPath.delete(key);
       const tasks: TaskList = { base: published, paths: into.map((x) => new Uint8Array(x[0])), devs: into.map((x) => x[1]), inos: into.map((x) => x[2]), rootKey: key, rootDev: dev };
       published += into.length;
