@@ -11,7 +11,7 @@ import { resolve } from 'node:path';
 import { Chunker, encodeTree, sameNode, type TreeNode } from '@shelter/format';
 import { treeLoader } from './trees.ts';
 import type { DirCache, DirCacheWriter, DirRecord } from './dircache.ts';
-import { joinPath, openForBackup, readAccounts, statNode } from './fsnode.ts';
+import { joinPath, openForBackup, readAccounts, statNode, type Accounts } from './fsnode.ts';
 import { fileStat, Kind, startWalker, type FileStat, type Group, type Walker, type WalkEntry } from './walk.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 
@@ -35,6 +35,11 @@ export interface BackupOptions {
   dirCache?: DirCache;
   /** records this snapshot's directories for the next backup's cache */
   recordDirs?: DirCacheWriter;
+  /**
+   * The uid/gid name tables nodes are made with (default: read now); the cache's walk key must be
+   * made from the same ones (cli.ts reads them once for both)
+   */
+  accounts?: Accounts;
 }
 
 /**
@@ -96,7 +101,7 @@ const PROGRAM = 'shelter 0.1.0';
 
 export async function backupFiles(repo: Repository, opts: BackupOptions): Promise<BackupResult> {
   const started = new Date();
-  const accounts = readAccounts();
+  const accounts = opts.accounts ?? readAccounts();
   const summary = { files: 0, dirs: 0, bytes: 0, newFiles: 0, changedFiles: 0, unchangedFiles: 0, newBlobs: 0, newBytes: 0, storedBytes: 0, skipped: 0, cachedDirs: 0 };
   let warnings = 0;
   let currentPath: Buffer = Buffer.alloc(0);

@@ -175,7 +175,8 @@ backup.command('files <paths...>')
     const snapshots = await repo.listSnapshots();
     const parent = snapshots.filter((s) => s.snapshot.name === o.name).pop();
     // the local directory cache: the parent's, if this machine made it with the same options
-    const cacheKey = walkKey(o, readAccounts());
+    const accounts = readAccounts();
+    const cacheKey = walkKey(o, accounts);
     const dirCache = parent && o.cache ? loadDirCache(repo, parent.id, cacheKey, undefined, (why) => log({ msg: 'directory cache ignored', why })) : undefined;
     // the seal workers start now, while the parent's trees load, unless the parent is small or
     // cached: such an incremental backup may need none (its few trees open on this thread)
@@ -185,7 +186,7 @@ backup.command('files <paths...>')
     log({ msg: 'backup started', name: o.name, paths, parent: parent?.id });
     const result = await backupFiles(repo, {
       name: o.name, paths, include: o.include, exclude: o.exclude, followSymlinks: o.followSymlinks, oneFileSystem: o.oneFileSystem,
-      tags: o.tag, parent, walk, dirCache, recordDirs,
+      tags: o.tag, parent, walk, dirCache, recordDirs, accounts,
       onProgress: (p) => drawProgress(() => {
         const secs = (Date.now() - t0) / 1000;
         return `${p.files} files, ${mib(p.bytesRead)} read, ${mib(p.newBytes)} new, ${(p.bytesRead / 1048576 / Math.max(secs, 0.001)).toFixed(0)} MiB/s  ${p.currentPath}`;
