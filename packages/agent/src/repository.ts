@@ -93,6 +93,14 @@ export async function initRepository(backend: Backend, configBytes: Buffer): Pro
 /** `startWorkers`: start the seal workers now (a command that will need them: they boot while the index loads) */
 export type SmallFileSaved = { id: Buffer; added: boolean; length: number } | { length: 0 } | { large: true } | { error: string };
 
+/** an index object's packs and entries, read and authenticated (its name is its SHA-256) */
+export async function readIndexObject(backend: Backend, keys: RepoKeys, key: string): Promise<IndexedPack[]> {
+  const bytes = await backend.get(key);
+  if (!bytes) throw new RepositoryError('Missing', `index object ${key} is missing`);
+  try { return openIndex(keys, bytes, Buffer.from(parseObjectKey(key)!.id!, 'hex')); }
+  catch (e) { throw new RepositoryError('Corrupt', `index object ${key} does not decrypt: ${(e as Error).message}`, { cause: e }); }
+}
+
 export async function openRepo(backend: Backend, master: Buffer, opts: { uploads?: number; sealWorkers?: number; startWorkers?: boolean } = {}): Promise<Repository> {
   const configBytes = await backend.get(CONFIG_KEY);
   if (!configBytes) throw new RepositoryError('NotInitialised', `no repository at ${backend.location} (run \`shelter init\`)`);
@@ -116,12 +124,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
   const packSizes = new Map<string, number>();
   for await (const o of backend.list('index/')) if (parseObjectKey(o.key)?.type === 'index') indexKeys.push(o.key);
   for await (const o of backend.list('data/')) { const p = parseObjectKey(o.key); if (p?.type === 'pack') packSizes.set(p.id!, o.size); }
-  const lists = await mapLimit(indexKeys, 8, async (key) => {
-    const bytes = await backend.get(key);
-    if (!bytes) throw new RepositoryError('Missing', `index object ${key} disappeared while reading`);
-    try { return { key, packs: openIndex(keys, bytes, Buffer.from(parseObjectKey(key)!.id!, 'hex')) }; }
-    catch (e) { throw new RepositoryError('Corrupt', `index object ${key} does not decrypt: ${(e as Error).message}`, { cause: e }); }
-  });
+  const lists = await mapLimit(indexKeys, 8, async (key) => ({ key, packs: await readIndexObject(backend, keys, key) }));
   // An index object may list packs the gateway has deleted since (a deleted snapshot's packs that
   // share an index object with a retained one): those blobs are gone, so dedup must not find them.
   // They are kept apart (lostIndex) only to name the missing pack in error messages.
