@@ -230,6 +230,12 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
    */
   const abandon = (...lists: Array<ReadonlyArray<Promise<unknown>>>) => { for (const l of lists) for (const p of l) p.catch(() => { /* the error thrown is the one reported */ }); };
 
+  /** a file met by the walk; `same`: unchanged since the parent (not read: counted as read) */
+  const countFile = (size: number, same: boolean) => {
+    summary.files++; progress.files++; summary.bytes += size; progress.bytesTotal += size;
+    if (same) { summary.unchangedFiles++; progress.bytesRead += size; }
+  };
+
   /** a file that did not hold, when read, the bytes it had at the walk's stat */
   const sizeRead = (path: Buffer, size: number, read: number) => { if (read !== size) warn(path, `changed while being read (${size} bytes at stat, ${read} read)`); };
 
@@ -448,11 +454,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       for (const e of group.entries) {
         if (e.kind === Kind.OtherFs) { summary.skipped++; await saveTree([]); }
         else if (e.kind === Kind.Excluded) summary.skipped++;
-        else if (e.kind === Kind.Ok && e.st!.type === 'file') {
-          const size = e.st!.size;
-          summary.files++; progress.files++; summary.unchangedFiles++;
-          summary.bytes += size; progress.bytesTotal += size; progress.bytesRead += size;
-        }
+        else if (e.kind === Kind.Ok && e.st!.type === 'file') countFile(e.st!.size, true);
       }
       summary.cachedDirs++;
       opts.recordDirs?.add(path, group.digest, tree, rec.packs);
@@ -513,15 +515,11 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     opts.onProgress?.(progress);
     switch (st.type) {
       case 'file': {
-        summary.files++;
-        progress.files++;
-        summary.bytes += st.size;
-        progress.bytesTotal += st.size;
-        if (unchanged(prev, st)) {
-          summary.unchangedFiles++;
+        const same = unchanged(prev, st);
+        countFile(st.size, same);
+        if (same) {
           node.content = prev!.content!;
           for (const id of node.content) reference(id);
-          progress.bytesRead += st.size;
         } else {
           const wasFile = prev?.type === 'file';
           if (wasFile) summary.changedFiles++; else summary.newFiles++;

@@ -10,6 +10,9 @@ import type { Backend } from './backend/types.ts';
 import { mapLimit } from './limit.ts';
 import { createSealPool, SEAL_LEVEL, type SealPool } from './sealpool.ts';
 
+/** a tree this small is sealed on the main thread unless a batch for the workers is pending anyway (saveBlob) */
+const SEAL_HERE_BYTES = 64 * 1024;
+
 export class RepositoryError extends Error {
   readonly code: 'NotInitialised' | 'WrongKey' | 'Corrupt' | 'Missing' | 'Exists';
   constructor(code: RepositoryError['code'], message: string, options?: { cause?: unknown }) { super(message, options); this.code = code; }
@@ -247,8 +250,6 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     if (failure) throw failure;
   };
 
-  /** a tree this small is sealed here unless a batch for the workers is pending anyway */
-  const SEAL_HERE_BYTES = 64 * 1024;
   const saveBlob = async (type: BlobType, plaintext: Buffer) => {
     if (failure) throw failure;
     const id = blobId(keys, plaintext);
