@@ -48,6 +48,8 @@ function drawProgress(line: () => string, force = false): void {
 const clearProgress = () => { if (tty) process.stderr.write('\r\x1b[K'); };
 /** a file that could not be saved or restored: on stderr (above the progress line) and in the run's log */
 const warnFile = (path: string, message: string) => { clearProgress(); process.stderr.write(`warning: ${path}: ${message}\n`); log({ level: 'warn', path, message }); };
+/** something the user should know that changes nothing saved (stderr and the run's log) */
+const notice = (message: string) => { clearProgress(); process.stderr.write(`note: ${message}\n`); log({ level: 'notice', message }); };
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
 
 function print(json: boolean, value: unknown, text: () => string): void {
@@ -73,7 +75,7 @@ async function open(opts: { workers?: boolean } = {}): Promise<Repository> {
   const cfg = requireConfig(loadConfig());
   const backend = await backendOf(cfg);
   loadedKey = await loadMasterKey(cfg.key, backend);
-  const repo = await openRepo(backend, loadedKey.master, { startWorkers: opts.workers });
+  const repo = await openRepo(backend, loadedKey.master, { startWorkers: opts.workers, onNotice: notice });
   opened.push(repo);
   if (cfg.repository && cfg.repository.fingerprint !== repo.config.fingerprint) {
     throw new RepositoryError('WrongKey', `the bucket holds repository ${toHex(repo.config.id)}, this configuration was made for ${cfg.repository.id}: refusing to mix them`);

@@ -6,8 +6,10 @@ import {
   openRepository, openSnapshot, packKey, parseObjectKey, readPackHeader, seal, sealIndex, sealSnapshot, snapshotKey, toHex,
   type BlobType, type FinishedPackParts, type IndexedPack, type PackEntry, type ParsedConfig, type RepoKeys, type Snapshot,
 } from '@shelter/format';
+import { tmpdir } from 'node:os';
 import type { Backend } from './backend/types.ts';
 import { mapLimit } from './limit.ts';
+import { openPackSpool, type PackSpool } from './packspool.ts';
 import { createSealPool, SEAL_LEVEL, type SealPool } from './sealpool.ts';
 
 /** a tree this small is sealed on the main thread unless a batch for the workers is pending anyway (saveBlob) */
@@ -104,7 +106,17 @@ export async function readIndexObject(backend: Backend, keys: RepoKeys, key: str
   catch (e) { throw new RepositoryError('Corrupt', `index object ${key} does not decrypt: ${(e as Error).message}`, { cause: e }); }
 }
 
-export async function openRepo(backend: Backend, master: Buffer, opts: { uploads?: number; sealWorkers?: number; startWorkers?: boolean } = {}): Promise<Repository> {
+export interface OpenRepoOptions {
+  uploads?: number;
+  sealWorkers?: number;
+  startWorkers?: boolean;
+  /** where packs wait for their upload (packspool.ts): default the system's temporary directory (TMPDIR); false: in memory */
+  spoolDir?: string | false;
+  /** told when packs are kept in memory because no spool file could be created */
+  onNotice?: (message: string) => void;
+}
+
+export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoOptions = {}): Promise<Repository> {
   const configBytes = await backend.get(CONFIG_KEY);
   if (!configBytes) throw new RepositoryError('NotInitialised', `no repository at ${backend.location} (run \`shelter init\`)`);
   let keys: RepoKeys;
@@ -145,7 +157,26 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
   const inFlight = new Set<Promise<void>>();
   // tree blobs get packs of their own: loading a snapshot's trees (incremental backups, restore,
   // check) then reads a few small tree packs instead of ranges of every data pack
-  const writers: Record<BlobType, PackWriter> = { data: new PackWriter(keys), tree: new PackWriter(keys) };
+  // Each writer's pack being filled goes to its spool file (a new one per pack); the first pack
+  // decides: if no spool file can be created there, packs are kept in memory, with a notice.
+  const spools: Partial<Record<BlobType, PackSpool>> = {};
+  let writers: Record<BlobType, PackWriter> | undefined;
+  const writerOf = (type: BlobType): PackWriter => {
+    if (!writers) {
+      let dir = opts.spoolDir === undefined ? tmpdir() : opts.spoolDir;
+      if (dir !== false) {
+        try { spools.data = openPackSpool(dir); }
+        catch (e) {
+          opts.onNotice?.(`${(e as Error).message}; packs wait for their upload in memory instead (set TMPDIR to a writable directory)`);
+          dir = false;
+        }
+      }
+      const at = dir;
+      const spill = (t: BlobType) => at === false ? undefined : (bytes: Buffer) => (spools[t] ??= openPackSpool(at)).append(bytes);
+      writers = { data: new PackWriter(keys, { spill: spill('data') }), tree: new PackWriter(keys, { spill: spill('tree') }) };
+    }
+    return writers[type];
+  };
   let unindexed: IndexedPack[] = [];
   const stats = { packsUploaded: 0, bytesUploaded: 0, blobsAdded: 0, sealedBytes: 0 };
   let failure: unknown;
@@ -183,9 +214,11 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     for (const p of packs) packIndexKey.set(index.addPack(p.id), key);
   };
 
-  const uploadPack = async (pack: FinishedPackParts) => {
+  const uploadPack = async ({ pack, spool }: QueuedPack) => {
     const key = packKey(pack.id);
-    await backend.putNew(key, pack.parts);
+    try {
+      await backend.putNew(key, spool ? await spool.body(pack.spilled, pack.parts) : pack.parts);
+    } finally { spool?.close(); }
     stats.packsUploaded++;
     stats.bytesUploaded += pack.size;
     // only now is the blob durable: add it to the index (dedup of later blobs may rely on it)
@@ -200,7 +233,8 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
   // Finished packs wait here for an upload slot. A full writer is finished at once (no copy: the
   // parts are streamed), and new blobs wait in saveBlob while a pack waits here, so memory stays
   // bounded when uploads are the bottleneck (before, the full writer went on growing meanwhile).
-  const queued: FinishedPackParts[] = [];
+  type QueuedPack = { pack: FinishedPackParts; spool: PackSpool | undefined };
+  const queued: QueuedPack[] = [];
   const pump = () => {
     while (inFlight.size < uploads && queued.length) {
       const pack = queued.shift()!;
@@ -208,9 +242,11 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
       inFlight.add(tracked);
     }
   };
-  const takePack = (writer: PackWriter) => {
-    if (writer.count === 0) return;
-    queued.push(writer.finishParts());
+  const takePack = (type: BlobType) => {
+    const writer = writers?.[type];
+    if (!writer || writer.count === 0) return;
+    queued.push({ pack: writer.finishParts(), spool: spools[type] });
+    spools[type] = undefined;
     pump();
   };
 
@@ -223,12 +259,12 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
   const wake = () => { if (spaceWaiters.length) { const ws = spaceWaiters; spaceWaiters = []; for (const w of ws) w(); } };
   /** a sealed blob into its type's pack writer (a full pack goes to the upload queue) */
   const store = (type: BlobType, id: Buffer, sealed: Buffer, raw: number) => {
-    const writer = writers[type];
-    // a sealed blob is a slice of its batch's buffer: tree packs fill slowly, so their blobs
-    // get buffers of their own rather than keep whole batches alive
+    const writer = writerOf(type);
+    // a sealed blob is a slice of its batch's buffer: tree packs fill slowly (and so do their
+    // spool files' write runs), so their blobs get buffers of their own rather than keep whole batches alive
     writer.add(type, id, type === 'tree' ? Buffer.from(sealed) : sealed, raw);
     stats.sealedBytes += sealed.length;
-    if (writer.full) takePack(writer);
+    if (writer.full) takePack(type);
   };
   /** counts `raw` bytes as being sealed until `work` settles; its failure becomes the repository's */
   const track = (raw: number, work: Promise<unknown>) => {
@@ -339,7 +375,8 @@ export async function openRepo(backend: Backend, master: Buffer, opts: { uploads
     async flush() {
       while (sealing.size) await Promise.all(sealing);
       if (failure) throw failure;
-      for (const writer of Object.values(writers)) takePack(writer);
+      takePack('data');
+      takePack('tree');
       while (inFlight.size) await Promise.all(inFlight);
       if (failure) throw failure;
       await writeIndex();

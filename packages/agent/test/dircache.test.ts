@@ -15,25 +15,8 @@ import { backupFiles, type BackupOptions } from '../src/archiver.ts';
 import { cacheRoot, dirCacheWriter, loadDirCache, parseDirCache, walkKey } from '../src/dircache.ts';
 import { readAccounts } from '../src/fsnode.ts';
 import { initRepository, openRepo, type Repository, type SnapshotEntry } from '../src/repository.ts';
-import type { Backend } from '../src/backend/types.ts';
+import { memoryBackend } from './lib/memory-backend.ts';
 import { loadAllTrees } from '../src/trees.ts';
-
-/** a bucket in memory, with the Backend contract (no overwrite, keys listed in order) */
-function memoryBackend(): Backend & { objects: Map<string, Buffer> } {
-  const objects = new Map<string, Buffer>();
-  return {
-    objects,
-    location: 'memory',
-    async get(key, range) { const b = objects.get(key); return b && range ? b.subarray(range.start, range.end + 1) : b; },
-    async head(key) { return objects.get(key)?.length; },
-    async putNew(key, body) {
-      if (objects.has(key)) return 'exists';
-      objects.set(key, Buffer.concat(Array.isArray(body) ? body : [body as Buffer]));
-      return 'created';
-    },
-    async *list(prefix) { for (const k of [...objects.keys()].filter((k) => k.startsWith(prefix)).sort()) yield { key: k, size: objects.get(k)!.length }; },
-  };
-}
 
 /**
  * Access times of directories and symlinks set ahead of now: one listed or read by a backup would

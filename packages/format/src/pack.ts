@@ -94,12 +94,18 @@ export interface FinishedPack {
   entries: PackEntry[];
 }
 
-/** A finished pack as the pieces it is made of, in order: stored as their concatenation. */
+/**
+ * A finished pack as the pieces it is made of, in order: stored as their concatenation. With a
+ * `spill` writer, `parts` are only the header and its length: the pack is the `spilled` bytes
+ * the writer gave away, then `parts`.
+ */
 export interface FinishedPackParts {
-  /** SHA-256 of the concatenation of `parts`. */
+  /** SHA-256 of the whole pack. */
   id: Buffer;
   parts: Buffer[];
-  /** total bytes of `parts` */
+  /** bytes of the pack's blobs given to `spill` (0 without it): they come before `parts` */
+  spilled: number;
+  /** total bytes of the pack */
   size: number;
   entries: PackEntry[];
 }
@@ -108,6 +114,12 @@ export interface PackWriterOptions {
   /** Size at which `full` turns true (default 16 MiB). A pack may exceed it by one blob. */
   targetSize?: number;
   rng?: Rng;
+  /**
+   * Each added blob's envelope is handed to this function instead of being kept (it is hashed
+   * first): the caller stores them in the order given (a file), so that a pack waiting for its
+   * upload does not stay in memory. `finishParts` then returns only what follows them.
+   */
+  spill?: (sealed: Buffer) => void;
 }
 
 /**
@@ -118,13 +130,17 @@ export class PackWriter {
   private readonly keys: RepoKeys;
   private readonly rng: Rng | undefined;
   readonly targetSize: number;
+  private readonly spill: ((sealed: Buffer) => void) | undefined;
   private parts: Buffer[] = [];
   private entries: PackEntry[] = [];
   private bytes = 0;
+  /** the pack's bytes so far (hashed as they come: a spilled blob is not kept) */
+  private hash = createHash('sha256');
 
   constructor(keys: RepoKeys, opts: PackWriterOptions = {}) {
     this.keys = keys;
     this.rng = opts.rng;
+    this.spill = opts.spill;
     this.targetSize = opts.targetSize ?? DEFAULT_PACK_TARGET;
     if (!Number.isSafeInteger(this.targetSize) || this.targetSize < 1 || this.targetSize > MAX_PACK_BYTES / 2) {
       throw new FormatError('Invalid', 'pack target size must be between 1 byte and 2 GiB');
@@ -143,13 +159,17 @@ export class PackWriter {
     if (this.bytes + sealed.length > MAX_PACK_BYTES - (1 << 26)) throw new FormatError('TooLarge', 'pack would exceed 4 GiB: finish it first');
     const entry: PackEntry = { type, id: Buffer.from(id), offset: this.bytes, length: sealed.length, rawLength };
     this.entries.push(entry);
-    this.parts.push(asBuffer(sealed));
+    const bytes = asBuffer(sealed);
+    this.hash.update(bytes);
+    if (this.spill) this.spill(bytes);
+    else this.parts.push(bytes);
     this.bytes += sealed.length;
     return entry;
   }
 
   /** Seals the header, returns the pack and resets the writer for the next one. */
   finish(): FinishedPack {
+    if (this.spill) throw new FormatError('Invalid', 'a spilling writer has given its blobs away: use finishParts');
     const { id, parts, entries } = this.finishParts();
     return { id, bytes: Buffer.concat(parts), entries };
   }
@@ -163,13 +183,15 @@ export class PackWriter {
     const header = sealObject(this.keys, 'pack header', encodeEntries(this.entries), this.rng ? { rng: this.rng } : {});
     const len = Buffer.allocUnsafe(4);
     len.writeUInt32LE(header.length, 0);
-    const parts = [...this.parts, header, len];
-    const hash = createHash('sha256');
-    for (const p of parts) hash.update(p);
-    const result: FinishedPackParts = { id: hash.digest(), parts, size: this.bytes + header.length + 4, entries: this.entries };
+    this.hash.update(header).update(len);
+    const result: FinishedPackParts = {
+      id: this.hash.digest(), parts: [...this.parts, header, len], spilled: this.spill ? this.bytes : 0,
+      size: this.bytes + header.length + 4, entries: this.entries,
+    };
     this.parts = [];
     this.entries = [];
     this.bytes = 0;
+    this.hash = createHash('sha256');
     return result;
   }
 }

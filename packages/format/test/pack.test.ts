@@ -128,3 +128,30 @@ test('finishParts: the same pack as its parts (what the agent streams), named by
   assert.ok(whole.bytes.equals(bytes));
   assert.ok(whole.id.equals(p.id));
 });
+
+test('spill: blobs handed out in order, then only the header and its length; same pack, same id; the next pack starts afresh', () => {
+  const rng = detRng('spill');
+  const sealed = Array.from({ length: 5 }, (_, i) => sealBlob(KEYS, rng(2000 + i * 111)));
+  const spilled: Buffer[] = [];
+  const w = new PackWriter(KEYS, { rng: detRng('spill header'), spill: (b) => spilled.push(Buffer.from(b)) });
+  for (const s of sealed) w.add('data', s.id, s.sealed, s.rawLength);
+  assert.throws(() => w.finish(), /finishParts/);
+  const p = w.finishParts();
+  assert.equal(p.parts.length, 2);
+  assert.equal(p.spilled, sealed.reduce((n, s) => n + s.sealed.length, 0));
+  const bytes = Buffer.concat([...spilled, ...p.parts]);
+  assert.equal(p.size, bytes.length);
+  assert.ok(p.id.equals(sha256(bytes)));
+  assert.deepEqual(readPackHeader(KEYS, bytes, bytes.length), p.entries);
+  // the same pack as a writer that keeps its blobs makes
+  const w2 = new PackWriter(KEYS, { rng: detRng('spill header') });
+  for (const s of sealed) w2.add('data', s.id, s.sealed, s.rawLength);
+  assert.ok(w2.finish().bytes.equals(bytes));
+  // a second pack from the same writer: its own hash, offsets from 0
+  spilled.length = 0;
+  w.add('data', sealed[0]!.id, sealed[0]!.sealed, sealed[0]!.rawLength);
+  const q = w.finishParts();
+  const qb = Buffer.concat([...spilled, ...q.parts]);
+  assert.ok(q.id.equals(sha256(qb)));
+  assert.equal(q.entries[0]!.offset, 0);
+});

@@ -6,7 +6,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { createSecureContext } from 'node:tls';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { BackendError, type Backend, type ObjectInfo } from './types.ts';
+import { BackendError, type Backend, type ObjectInfo, type StreamBody } from './types.ts';
 import { caBundle, checkEndpoint } from './endpoint.ts';
 
 export interface S3BackendOptions {
@@ -180,10 +180,11 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       }
       // Parts, streamed: TLS encrypts them as the socket drains. A single buffer would be encrypted
       // whole into the socket's queue (a second copy of every pack in flight).
-      const length = body.reduce((n, b) => n + b.length, 0);
+      const length = Array.isArray(body) ? body.reduce((n, b) => n + b.length, 0) : (body as StreamBody).length;
+      const stream = () => (Array.isArray(body) ? Readable.from(coalesce(body)) : Readable.from((body as StreamBody).chunks()));
       for (let attempt = 1; ; attempt++) {
         try {
-          await singleShot.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Readable.from(coalesce(body)), IfNoneMatch: '*', ContentLength: length }));
+          await singleShot.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: stream(), IfNoneMatch: '*', ContentLength: length }));
           return 'created';
         } catch (e) {
           if (exists(e)) return 'exists';

@@ -4,6 +4,12 @@
 // through this code.
 export interface ObjectInfo { key: string; size: number }
 
+/** A body read from elsewhere (a pack spooled to a file): each call of `chunks` starts again at its first byte (a retry). */
+export interface StreamBody {
+  length: number;
+  chunks(): AsyncIterable<Buffer>;
+}
+
 export interface Backend {
   /** the whole object, or a byte range [start, end] inclusive; undefined when absent */
   get(key: string, range?: { start: number; end: number }): Promise<Buffer | undefined>;
@@ -14,7 +20,7 @@ export interface Backend {
    * already holds that name (content-addressed names make that harmless). A body given as parts
    * is stored as their concatenation and sent as a stream (a pack never needs a second copy).
    */
-  putNew(key: string, body: Buffer | readonly Buffer[]): Promise<'created' | 'exists'>;
+  putNew(key: string, body: Buffer | readonly Buffer[] | StreamBody): Promise<'created' | 'exists'>;
   /** every object under a prefix, in key order */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** a description for messages (endpoint and bucket; never a secret) */
