@@ -2,9 +2,9 @@
 // the pack being filled, uploads (bounded concurrency), index objects, snapshots and manifests.
 // Everything it writes is new and named after its content: no delete, no overwrite.
 import {
-  BlobIndex, CONFIG_KEY, blobId, FormatError, PackWriter, encodeManifest, extractBlob, indexKey, manifestKey, openIndex,
+  BlobIndex, CONFIG_KEY, INDEX_TARGET_BLOBS, blobId, FormatError, PackWriter, encodeManifest, extractBlob, indexKey, manifestKey, openIndex,
   openRepository, openSnapshot, packKey, parseObjectKey, readPackHeader, seal, sealIndex, sealSnapshot, snapshotKey, toHex,
-  type BlobType, type FinishedPackParts, type IndexedPack, type PackEntry, type ParsedConfig, type RepoKeys, type Snapshot,
+  type BlobType, type EncodedIndexedPack, type FinishedPackParts, type IndexedPack, type PackEntry, type ParsedConfig, type RepoKeys, type Snapshot,
 } from '@shelter/format';
 import { tmpdir } from 'node:os';
 import type { Backend } from './backend/types.ts';
@@ -24,7 +24,7 @@ export class RepositoryError extends Error {
  * 250 MB of peak RSS on the linux tree for no speed: the main thread, not sealing, is the limit). */
 const MAX_SEALING_BYTES = 16 * 1024 * 1024;
 
-/** Write a new index object after this many packs, so an interrupted backup loses little. */
+/** Write a new index object after this many packs (or INDEX_TARGET_BLOBS blobs), so an interrupted backup loses little. */
 const PACKS_PER_INDEX = 32;
 
 export interface SnapshotEntry { id: string; snapshot: Snapshot }
@@ -177,7 +177,9 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
     }
     return writers[type];
   };
-  let unindexed: IndexedPack[] = [];
+  // packs uploaded (or found) since the last index object, and their blob count
+  let unindexed: Array<IndexedPack | EncodedIndexedPack> = [];
+  let unindexedBlobs = 0;
   const stats = { packsUploaded: 0, bytesUploaded: 0, blobsAdded: 0, sealedBytes: 0 };
   let failure: unknown;
 
@@ -198,6 +200,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
       noteTreePack(index.addPack(ip.id), entries);
       index.addPackEntries(ip);
       unindexed.push(ip);
+      unindexedBlobs += entries.length;
     } catch { /* unreadable leftover (e.g. another key's): ignored here, reported by check */ }
   }
 
@@ -208,6 +211,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
     if (unindexed.length === 0) return;
     const packs = unindexed;
     unindexed = [];
+    unindexedBlobs = 0;
     const sealed = sealIndex(keys, packs);
     const key = indexKey(sealed.id);
     await backend.putNew(key, sealed.bytes);
@@ -226,8 +230,10 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
     noteTreePack(index.addPack(pack.id), pack.entries);
     index.addPackEntries(ip);
     for (const e of pack.entries) pending.delete(e.id.toString('hex'));
-    unindexed.push(ip);
-    if (unindexed.length >= PACKS_PER_INDEX) await writeIndex();
+    // kept encoded until the index object is written (the entry objects are ~4x larger)
+    unindexed.push({ id: pack.id, size: pack.size, encodedEntries: pack.encodedEntries });
+    unindexedBlobs += pack.entries.length;
+    if (unindexed.length >= PACKS_PER_INDEX || unindexedBlobs >= INDEX_TARGET_BLOBS) await writeIndex();
   };
 
   // Finished packs wait here for an upload slot. A full writer is finished at once (no copy: the

@@ -108,6 +108,8 @@ export interface FinishedPackParts {
   /** total bytes of the pack */
   size: number;
   entries: PackEntry[];
+  /** `entries` encoded (encodeEntries: 45 bytes each), as in the header and in index objects */
+  encodedEntries: Buffer;
 }
 
 export interface PackWriterOptions {
@@ -180,13 +182,14 @@ export class PackWriter {
    */
   finishParts(): FinishedPackParts {
     if (this.entries.length === 0) throw new FormatError('Invalid', 'an empty pack cannot be finished');
-    const header = sealObject(this.keys, 'pack header', encodeEntries(this.entries), this.rng ? { rng: this.rng } : {});
+    const encodedEntries = encodeEntries(this.entries);
+    const header = sealObject(this.keys, 'pack header', encodedEntries, this.rng ? { rng: this.rng } : {});
     const len = Buffer.allocUnsafe(4);
     len.writeUInt32LE(header.length, 0);
     this.hash.update(header).update(len);
     const result: FinishedPackParts = {
       id: this.hash.digest(), parts: [...this.parts, header, len], spilled: this.spill ? this.bytes : 0,
-      size: this.bytes + header.length + 4, entries: this.entries,
+      size: this.bytes + header.length + 4, entries: this.entries, encodedEntries,
     };
     this.parts = [];
     this.entries = [];

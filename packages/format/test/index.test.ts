@@ -4,7 +4,7 @@ import { KEYS, OTHER_KEYS, detRng, flip, streamBytes, throwsCode } from './helpe
 import { sealIndex, openIndex, encodeIndex, decodeIndex, type IndexedPack } from '../src/indexfile.ts';
 import { BlobIndex, INDEX_BYTES_PER_BLOB } from '../src/memindex.ts';
 import { ENVELOPE_OVERHEAD } from '../src/envelope.ts';
-import type { PackEntry } from '../src/pack.ts';
+import { encodeEntries, type PackEntry } from '../src/pack.ts';
 
 /** Fake packs with random ids and contiguous entries (no real pack needed for the index). */
 function fakePacks(nPacks: number, perPack: number, seed: string): IndexedPack[] {
@@ -32,6 +32,16 @@ test('index objects round trip and are named by their SHA-256', () => {
   throwsCode(() => openIndex(KEYS, s.bytes, Buffer.alloc(32)), 'Authentication');
   throwsCode(() => openIndex(OTHER_KEYS, s.bytes), 'WrongKey');
   assert.deepEqual(decodeIndex(encodeIndex([])), []);
+});
+
+test('a pack given with its entries encoded (what a writer keeps until the index is written) is encoded the same', () => {
+  const packs = fakePacks(3, 25, 'enc');
+  const encoded = packs.map((p) => ({ id: p.id, size: p.size, encodedEntries: encodeEntries(p.entries) }));
+  assert.ok(encodeIndex(encoded).equals(encodeIndex(packs)));
+  assert.ok(encodeIndex([packs[0]!, encoded[1]!, packs[2]!]).equals(encodeIndex(packs)), 'both forms in one object');
+  assert.deepEqual(decodeIndex(encodeIndex(encoded)), packs);
+  throwsCode(() => encodeIndex([{ ...encoded[0]!, encodedEntries: encoded[0]!.encodedEntries.subarray(1) }]), 'Invalid');
+  throwsCode(() => encodeIndex([{ ...encoded[0]!, encodedEntries: Buffer.alloc(0) }]), 'Invalid');
 });
 
 test('a flipped byte anywhere in an index object fails with a typed error', () => {
