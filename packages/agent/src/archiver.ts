@@ -74,6 +74,7 @@ export function beginWalk(opts: Pick<BackupOptions, 'paths' | 'include' | 'exclu
   const walker = startWalker({ followSymlinks: opts.followSymlinks, oneFileSystem: opts.oneFileSystem, include: opts.include, exclude: opts.exclude });
   const wholeFs = roots.includes('/');
   for (const r of wholeFs ? ['/'] : walkOrder('/')) walker.walk(Buffer.from(r));
+  walker.end();
   return { walker, roots, childrenOf, under, wholeFs };
 }
 

@@ -362,6 +362,10 @@ export interface Walker {
    * already waiting first), before the archiver takes it: what will be needed can be fetched ahead.
    */
   onGroup(fn: (dir: Buffer, digest: Buffer) => void): void;
+  /** no more roots: a walker thread whose work is all sent may end (its memory freed) */
+  end(): void;
+  /** walker threads not ended yet */
+  running(): number;
   close(): Promise<void>;
 }
 
@@ -381,7 +385,7 @@ export function startWalker(opts: WalkOptions & { threads?: number }): Walker {
     const control = new Int32Array(new SharedArrayBuffer(8));
     const ports = i === 0 ? channels.map((c) => c.port1) : [channels[i - 1]!.port2];
     const worker = new Worker(new URL('./walkworker.ts', import.meta.url), { workerData: { opts, control, claim, leader: i === 0, ports }, transferList: ports });
-    return { worker, control, batches: [] as Array<{ b: Batch; bytes: Buffer; ub: BigUint64Array; group: number; entry: number }> };
+    return { worker, control, retired: false, batches: [] as Array<{ b: Batch; bytes: Buffer; ub: BigUint64Array; group: number; entry: number }> };
   });
   // batches are decoded a group at a time, as the archiver asks (the walkers may be far ahead)
   let waiter: { resolve: (g: Group) => void; reject: (e: Error) => void } | undefined;
@@ -396,14 +400,16 @@ export function startWalker(opts: WalkOptions & { threads?: number }): Walker {
   };
   const fail = (e: Error) => { failed ??= e; wake(); };
   for (const w of walkers) {
-    w.worker.on('message', (b: Batch) => {
+    w.worker.on('message', (b: Batch | 'done') => {
+      // everything it will ever send has arrived (messages keep their order)
+      if (b === 'done') { w.retired = true; void w.worker.terminate(); return; }
       const bytes = Buffer.from(b.bytes.buffer, b.bytes.byteOffset, b.bytes.byteLength);
       w.batches.push({ b, bytes, ub: new BigUint64Array(b.bigs.buffer, b.bigs.byteOffset, b.bigs.length), group: 0, entry: 0 });
       if (watcher) announce(b, bytes, 0);
       wake();
     });
     w.worker.on('error', fail);
-    w.worker.on('exit', (code) => fail(new Error(`the file-system walker exited (${code})`)));
+    w.worker.on('exit', (code) => { if (!w.retired) fail(new Error(`the file-system walker exited (${code})`)); });
     // keeps the process alive only while the archiver waits for it (an error elsewhere never hangs
     // on it). After the listeners: adding a 'message' listener refs the worker again
     w.worker.unref();
@@ -496,6 +502,8 @@ export function startWalker(opts: WalkOptions & { threads?: number }): Walker {
   };
   return {
     walk(root) { walkers[0]!.worker.postMessage(new Uint8Array(root)); },
+    end() { walkers[0]!.worker.postMessage('end'); },
+    running: () => walkers.filter((w) => !w.retired).length,
     onGroup(fn) {
       watcher = fn;
       for (const w of walkers) for (const q of w.batches) announce(q.b, q.bytes, q.group);

@@ -6,14 +6,15 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync, lstatSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Kind, startWalker, type Group, type WalkOptions } from '../src/walk.ts';
+import { Kind, startWalker, type Group, type Walker, type WalkOptions } from '../src/walk.ts';
 
 /** every group of one root, consumed as the archiver does (descending into Descend entries) */
-async function consume(root: string, opts: WalkOptions): Promise<Group[]> {
+async function consume(root: string, opts: WalkOptions & { threads?: number; maxAhead?: number }, end?: (w: Walker) => Promise<void>): Promise<Group[]> {
   const w = startWalker(opts);
   const seen: Group[] = [];
   try {
     w.walk(Buffer.from(root));
+    if (end) await end(w);
     const visit = async (expected: Buffer): Promise<void> => {
       const g = await w.next();
       assert.equal(g.dir.toString(), expected.toString(), 'groups come in the order consumed');
@@ -129,4 +130,28 @@ test('walk: two walker threads (subdirectories of each root claimed by either) g
   assert.equal(one.length, 2 * (1 + 12 * 3));
   assert.deepEqual(await walkAll(2), one);
   assert.deepEqual(await walkAll(2, 4), one, 'with a tiny window too');
+});
+
+test('walk: after end(), a lone walker thread ends once it has sent everything, and no group is lost', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'shelter-walk-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  for (let d = 0; d < 30; d++) {
+    mkdirSync(join(root, `d${d}`, 'a', 'b'), { recursive: true });
+    for (let f = 0; f < 20; f++) writeFileSync(join(root, `d${d}`, 'a', `f${f}`), 'x');
+  }
+  const all = await consume(root, {});
+  const names = (gs: Group[]) => gs.map((g) => `${g.dir}:${g.entries.map((e) => e.name).join(',')}`);
+  // a window far smaller than the tree: the walker waits for the archiver; it must not end early
+  const throttled = await consume(root, { threads: 1, maxAhead: 4 }, async (w) => { w.end(); });
+  assert.deepEqual(names(throttled), names(all));
+  // the default window holds this whole tree: the thread ends before anything is consumed, and
+  // every group is still there
+  const early = await consume(root, { threads: 1 }, async (w) => {
+    assert.equal(w.running(), 1);
+    w.end();
+    const until = Date.now() + 10_000;
+    while (w.running() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(w.running(), 0, 'the walker thread ended');
+  });
+  assert.deepEqual(names(early), names(all));
 });
