@@ -49,6 +49,8 @@ interface PlannedFile {
   empty: boolean;
   /** ranges whose part of the contents is not written yet */
   rangesLeft: number;
+  /** all its chunks are in one range: that range's worker creates, writes and finishes it */
+  whole: boolean;
   done: boolean;
 }
 
@@ -101,7 +103,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
             if (first) { links.push({ path, first }); break; }
             // created when its first chunk arrives (one open per file, not one per chunk)
             const content = n.content ?? [];
-            const f: PlannedFile = { path, meta: fileMeta(n), content, empty: content.length === 0, failed: false, rangesLeft: 0, done: false };
+            const f: PlannedFile = { path, meta: fileMeta(n), content, empty: content.length === 0, failed: false, rangesLeft: 0, whole: false, done: false };
             files.push(f);
             if (linkKey) hardlinks.set(linkKey, f);
             break;
@@ -160,7 +162,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     } catch (e) { f.failed = true; warn(f.path, `cannot finish: ${(e as Error).message}`); }
     finally { if (fd >= 0) closeSync(fd); }
   };
-  const { ranges, jobs } = planContents();
+  const { ranges, writesOf } = planContents();
   /** which range holds each chunk, and what each range's worker writes (the maps are garbage after) */
   function planContents() {
     // a blob is known by where it is: pack number and offset (one index lookup per chunk, no hex string)
@@ -200,34 +202,55 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     const ranges = groupRanges(byPack, 8 * 1024 * 1024);
     const rangeOf = new Map<number, { range: number; entry: number }>();
     ranges.forEach((r, range) => r.entries.forEach((e, entry) => rangeOf.set(where(r.pack, e.offset), { range, entry })));
-    const jobs: Array<Array<{ file: PlannedFile; write: FileWrite }>> = ranges.map(() => []);
-    for (const f of files) {
+    // What each range's worker writes, as (file index, entry in the range, offset in the file)
+    // triples, a file's consecutive: its FileWrite objects are made when the range is fetched
+    // (made here for every file, they were ~20 MB of the main thread's heap on the linux tree).
+    const placements: number[][] = ranges.map(() => []);
+    const inRanges = new Set<number>();
+    files.forEach((f, fi) => {
       const content = locs.get(f)!;
       f.content = undefined;
-      if (f.failed || content.length === 0) continue;
-      const parts = new Map<number, FileWrite['chunks']>();
+      if (f.failed || content.length === 0) return;
+      inRanges.clear();
       let offset = 0;
       for (const loc of content) {
         const at = rangeOf.get(where(loc.pack, loc.offset))!;
-        let list = parts.get(at.range);
-        if (!list) parts.set(at.range, (list = []));
-        list.push({ entry: at.entry, offset });
+        placements[at.range]!.push(fi, at.entry, offset);
+        inRanges.add(at.range);
         offset += loc.rawLength;
       }
-      const whole = parts.size === 1;
-      if (!whole) {
+      f.whole = inRanges.size === 1;
+      if (!f.whole) {
         try { closeSync(openSync(f.path, 'w', 0o600)); }
-        catch (e) { f.failed = true; warn(f.path, `cannot write: ${(e as Error).message}`); continue; }
+        catch (e) {
+          f.failed = true;
+          warn(f.path, `cannot write: ${(e as Error).message}`);
+          // its chunks are left out of the writes (a range that holds only them writes nothing)
+          for (const r of inRanges) { const p = placements[r]!; while (p.length && p[p.length - 3] === fi) p.length -= 3; }
+          return;
+        }
       }
-      f.rangesLeft = parts.size;
-      for (const [range, chunks] of parts) jobs[range]!.push({ file: f, write: { path: f.path, ...f.meta, whole, chunks } });
-    }
-    return { ranges, jobs };
+      f.rangesLeft = inRanges.size;
+    });
+    /** the files range `ri` writes into (its placements are dropped) */
+    const writesOf = (ri: number): Array<{ file: PlannedFile; write: FileWrite }> => {
+      const p = placements[ri]!;
+      placements[ri] = [];
+      const out: Array<{ file: PlannedFile; write: FileWrite }> = [];
+      for (let k = 0; k < p.length; k += 3) {
+        const f = files[p[k]!]!;
+        let last = out[out.length - 1];
+        if (last?.file !== f) out.push(last = { file: f, write: { path: f.path, ...f.meta, whole: f.whole, chunks: [] } });
+        last.write.chunks.push({ entry: p[k + 1]!, offset: p[k + 2]! });
+      }
+      return out;
+    };
+    return { ranges, writesOf };
   }
   // decryption and zstd on the repository's worker threads (one per core); no plaintext comes back here
   const pool = repo.sealPool();
   await mapLimit(ranges.map((r, i) => [r, i] as const), opts.concurrency ?? 4, async ([r, ri]) => {
-    const mine = jobs[ri]!;
+    const mine = writesOf(ri);
     try {
       const fileResults = await writeRange(repo, r, pool, mine.map((m) => m.write));
       mine.forEach(({ file: f, write }, i) => {
