@@ -74,18 +74,23 @@ describe('incremental backup of changed large files (shelterd over HTTPS)', () =
       return JSON.parse(r.stdout) as BackupSummary & { cachedDirs: number };
     };
     const cacheDir = join(fx.agent.home, '.cache', 'shelter');
-    const cachesOf = (id: string) => readdirSync(cacheDir, { recursive: true }).map(String).filter((f) => f.endsWith(id));
+    const cacheFiles = () => readdirSync(cacheDir, { recursive: true }).map(String);
+    /** the directory cache files of a snapshot (its object copies are under objects/snapshots/) */
+    const cachesOf = (id: string) => cacheFiles().filter((f) => f.endsWith(`dirs/${id}`));
+    const copiesOf = (id: string) => cacheFiles().filter((f) => f.endsWith(`objects/snapshots/${id}`));
     // (the first backup's listings set the new directories' atimes, relatime: the second records a steady state)
     await run();
     await run();
     const second = await run();
     assert.equal(second.cachedDirs, second.dirs, 'nothing changed: every directory from the cache');
     assert.equal(cachesOf(second.snapshotId).length, 1, `the cache of ${second.snapshotId} is under ${cacheDir}`);
+    assert.equal(copiesOf(second.snapshotId).length, 1, 'and a copy of its snapshot object');
     writeFileSync(join(tree, 'a/b/x'), randomBytes(5000));
     const third = await run('--no-cache');
     assert.equal(third.cachedDirs, 0, '--no-cache compares against the parent\'s trees');
     assert.equal(third.changedFiles, 1);
     assert.equal(cachesOf(third.snapshotId).length, 0, '--no-cache writes none either');
+    assert.equal(copiesOf(third.snapshotId).length, 0, 'nor a copy of its snapshot object');
     const fourth = await run(); // no cache for its parent: compares, and writes one
     assert.equal(fourth.cachedDirs, 0);
     const [file] = cachesOf(fourth.snapshotId);

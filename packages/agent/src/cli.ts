@@ -4,7 +4,8 @@
 // Small Buffers (Buffer.from of an id, a path, a digest) are slices of a shared pool slab; one that
 // lives long keeps its whole slab alive. Node 24's slabs are 64 KiB: the directory cache's records
 // and a tree pack's entry ids, kept for the whole backup, held ~30 MB of slabs for ~2 MB of bytes
-// on the linux tree. 8 KiB slabs (Node's size before 24) waste an eighth of that.
+// on the linux tree. 8 KiB slabs (Node's size before 24) waste an eighth of that. (Imports are
+// evaluated before this line: the slabs made from here on, i.e. all but the first, are 8 KiB.)
 Buffer.poolSize = 8 * 1024;
 import { Command } from 'commander';
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { FormatError, createRepository, formatRecoveryKit, decodeTree, toHex, type SlotSecret, type TreeNode } from '@shelter/format';
 import { backupFiles, beginWalk } from './archiver.ts';
 import { dirCacheWriter, loadDirCache, walkKey } from './dircache.ts';
+import { cacheRoot } from './localcache.ts';
 import { readAccounts } from './fsnode.ts';
 import { BackendError } from './backend/types.ts';
 import { checkRepository } from './checker.ts';
@@ -75,12 +77,18 @@ const EAGER_WORKERS_BYTES = 64 * 1024 * 1024;
 const opened: Repository[] = [];
 /** the key that opened the repository, and where it came from (key list / add / export) */
 let loadedKey: LoadedKey | undefined;
-/** `workers`: the command will seal or open blobs (backup, restore, check): start the seal workers at once */
-async function open(opts: { workers?: boolean } = {}): Promise<Repository> {
+/**
+ * `workers`: the command will seal or open blobs (backup, restore, check): start the seal workers at once.
+ * `cache`: index and snapshot objects from local copies when there are (objectcache.ts); never for check.
+ */
+async function open(opts: { workers?: boolean; cache?: boolean } = {}): Promise<Repository> {
   const cfg = requireConfig(loadConfig());
   const backend = await backendOf(cfg);
   loadedKey = await loadMasterKey(cfg.key, backend);
-  const repo = await openRepo(backend, loadedKey.master, { startWorkers: opts.workers, onNotice: notice });
+  const repo = await openRepo(backend, loadedKey.master, {
+    startWorkers: opts.workers, onNotice: notice,
+    cacheDir: opts.cache ? cacheRoot() : undefined, onCacheProblem: (why) => log({ msg: 'object cache not used', why }),
+  });
   opened.push(repo);
   if (cfg.repository && cfg.repository.fingerprint !== repo.config.fingerprint) {
     throw new RepositoryError('WrongKey', `the bucket holds repository ${toHex(repo.config.id)}, this configuration was made for ${cfg.repository.id}: refusing to mix them`);
@@ -171,14 +179,14 @@ backup.command('files <paths...>')
   .option('--follow-symlinks', 'back up what symlinks point to')
   .option('--one-file-system', 'do not cross file system boundaries')
   .option('--tag <tag>', 'tag the snapshot (repeatable)', collect)
-  .option('--no-cache', 'neither use nor write the local directory cache (every directory of the parent snapshot is loaded and compared)')
+  .option('--no-cache', 'neither use nor write the local caches (every directory of the parent snapshot is loaded and compared; index and snapshot objects are fetched)')
   .option('--json', 'JSON summary on stdout')
   .action(async (paths: string[], o: { name: string; include?: string[]; exclude?: string[]; followSymlinks?: boolean; oneFileSystem?: boolean; tag?: string[]; cache: boolean; json?: boolean }) => {
     for (const p of paths) if (!existsSync(p)) throw new ConfigError(`${p} does not exist`);
     // the file-system walk runs on its own thread from now on, while the repository opens (unref'd: a
     // failure before backupFiles does not wait for it)
     const walk = beginWalk({ paths, include: o.include, exclude: o.exclude, followSymlinks: o.followSymlinks, oneFileSystem: o.oneFileSystem });
-    const repo = await open();
+    const repo = await open({ cache: o.cache });
     const snapshots = await repo.listSnapshots();
     const parent = snapshots.filter((s) => s.snapshot.name === o.name).pop();
     // the local directory cache: the parent's, if this machine made it with the same options
@@ -221,7 +229,7 @@ program.command('snapshots')
   .option('--name <name>', 'only this backup name')
   .option('--json', 'JSON output')
   .action(async (o: { name?: string; json?: boolean }) => {
-    const repo = await open();
+    const repo = await open({ cache: true });
     const all = (await repo.listSnapshots()).filter((s) => !o.name || s.snapshot.name === o.name);
     const rows = all.map((s) => ({ id: s.id, time: s.snapshot.time, name: s.snapshot.name, hostname: s.snapshot.hostname, paths: s.snapshot.paths,
       tags: s.snapshot.tags, parent: s.snapshot.parent ? toHex(s.snapshot.parent) : null, summary: s.snapshot.summary }));
@@ -247,7 +255,7 @@ program.command('ls <snapshot> [path]')
   .option('--name <name>', 'with "latest": the latest snapshot of this name')
   .option('--json', 'JSON lines')
   .action(async (ref: string, under: string | undefined, o: { name?: string; json?: boolean }) => {
-    const repo = await open();
+    const repo = await open({ cache: true });
     const snap = await pickSnapshot(repo, ref, o.name);
     const base = under ? resolve('/', under) : '';
     listTree(await loadAllTrees(repo, snap.snapshot.tree), snap.snapshot.tree, (path, n) => {
@@ -260,7 +268,7 @@ program.command('ls <snapshot> [path]')
 program.command('diff <a> <b>')
   .description('what changed between two snapshots (+ added, - removed, M modified)')
   .action(async (a: string, b: string) => {
-    const repo = await open();
+    const repo = await open({ cache: true });
     const [sa, sb] = [await repo.loadSnapshot(a), await repo.loadSnapshot(b)];
     const trees = await loadAllTrees(repo, [sa.snapshot.tree, sb.snapshot.tree]); // both hierarchies, each pack read once
     const collectAll = (s: SnapshotEntry) => {
@@ -297,7 +305,7 @@ atime/ctime. A name that is not UTF-8 is written with U+FFFD for its invalid byt
   .action(async (ref: string, o: { name?: string; target?: string; export?: string; include?: string[]; exclude?: string[]; ignoreExisting?: boolean; json?: boolean }) => {
     if ((o.target === undefined) === (o.export === undefined)) throw new ConfigError('restore needs exactly one of --target DIR and --export FILE.tar.gz');
     if (o.export !== undefined && o.ignoreExisting) throw new ConfigError('--ignore-existing applies to --target only');
-    const repo = await open({ workers: true });
+    const repo = await open({ workers: true, cache: true });
     const snap = await pickSnapshot(repo, ref, o.name);
     const onProgress = (p: { files: number; bytes: number; currentPath: string }) => drawProgress(() => `${p.files} files, ${mib(p.bytes)}  ${p.currentPath}`);
     const onWarning = warnFile;
@@ -342,7 +350,7 @@ program.command('forget <snapshot>')
   .option('--json', 'JSON output')
   .action(async (ref: string, o: { name?: string; reason?: string; json?: boolean }) => {
     const cfg = requireConfig(loadConfig());
-    const repo = await open();
+    const repo = await open({ cache: true });
     const snap = await pickSnapshot(repo, ref, o.name);
     const { fileDeletionRequest } = await import('./forget.ts');
     const { request, created } = await fileDeletionRequest(cfg, snap.id, o.reason);

@@ -12,12 +12,12 @@
 // parent's trees as it would without one); the snapshot made with it is the one made without it
 // (packages/agent/test/dircache.test.ts compares them), only found faster. Its packs must all be
 // in the index, else it is ignored too. Rules and file layout: docs/FORMAT.md, "Local directory cache".
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { toHex } from '@shelter/format';
 import type { Accounts } from './fsnode.ts';
+import { cacheRoot, ownDir, readOwnFile, writeOwnFile } from './localcache.ts';
 import type { Repository } from './repository.ts';
 import { DIGEST_BYTES, type WalkOptions } from './walk.ts';
 
@@ -42,32 +42,10 @@ export interface DirCache {
   readonly size: number;
 }
 
-/** $SHELTER_CACHE_DIR, else $XDG_CACHE_HOME/shelter, else ~/.cache/shelter */
-export function cacheRoot(env = process.env): string {
-  if (env.SHELTER_CACHE_DIR) return env.SHELTER_CACHE_DIR;
-  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'shelter');
-}
+const cacheFile = (root: string, repo: Repository, snapshotId: string) => join(root, toHex(repo.config.id), 'dirs', snapshotId);
 
-const dirsOf = (root: string, repo: Repository) => join(root, toHex(repo.config.id), 'dirs');
-const cacheFile = (root: string, repo: Repository, snapshotId: string) => join(dirsOf(root, repo), snapshotId);
-
-/**
- * The cache's directories, created 0700 if missing; refused unless each is a directory of this
- * user that nobody else can write to (sudo may keep another user's HOME or XDG_CACHE_HOME: root
- * must not use a cache that user can replace).
- */
-function ownDirs(root: string, repo: Repository, create: boolean): string | undefined {
-  const chain = [root, join(root, toHex(repo.config.id)), dirsOf(root, repo)];
-  for (const d of chain) {
-    if (create) mkdirSync(d, { recursive: true, mode: 0o700 });
-    let st;
-    try { st = lstatSync(d); } catch { return undefined; }
-    if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0) {
-      throw new Error(`${d} is not a directory of this user that only it can write to`);
-    }
-  }
-  return chain[2];
-}
+/** the cache's directory of this repository (localcache.ts ownDir: created if asked, refused if another user can write to it) */
+const ownDirs = (root: string, repo: Repository, create: boolean) => ownDir(root, [toHex(repo.config.id), 'dirs'], create);
 
 /**
  * What else a snapshot's trees depend on besides the listings: the walk's options (which entries
@@ -91,35 +69,12 @@ export function loadDirCache(repo: Repository, snapshotId: string, key: Buffer, 
   const file = cacheFile(root, repo, snapshotId);
   try {
     if (!ownDirs(root, repo, false)) return undefined;
-    const bytes = readOwnFile(file);
+    const bytes = readOwnFile(file, MAX_CACHE_BYTES);
     return bytes && parseDirCache(repo, bytes, snapshotId, key);
   } catch (e) {
     onIgnored?.(`${file}: ${(e as Error).message}`);
     return undefined;
   }
-}
-
-/**
- * A regular file of this user, read without following a symlink or blocking on a fifo, and no
- * larger than MAX_CACHE_BYTES; undefined if there is none.
- */
-function readOwnFile(file: string): Buffer | undefined {
-  let fd: number;
-  try { fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK); }
-  catch (e) { if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined; throw e; }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile() || st.uid !== process.getuid?.()) throw new Error('not a regular file of this user');
-    if (st.size > MAX_CACHE_BYTES) throw new Error('too large');
-    const bytes = Buffer.allocUnsafe(st.size);
-    let at = 0;
-    while (at < bytes.length) {
-      const n = readSync(fd, bytes, at, bytes.length - at, at);
-      if (n === 0) throw new Error('shorter than its size');
-      at += n;
-    }
-    return bytes;
-  } finally { closeSync(fd); }
 }
 
 /** throws why the bytes are not a usable cache of this snapshot */
@@ -215,13 +170,7 @@ export function dirCacheWriter(repo: Repository, key: Buffer, root = cacheRoot()
       }
       mac(repo, out.subarray(0, at)).copy(out, at);
       const dir = ownDirs(root, repo, true)!;
-      // a new name (O_EXCL: never a planted file or symlink), renamed over the cache's
-      const tmp = join(dir, `.partial-${randomBytes(8).toString('hex')}`);
-      try {
-        const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-        try { for (let w = 0; w < out.length;) w += writeSync(fd, out, w, out.length - w); } finally { closeSync(fd); }
-        renameSync(tmp, join(dir, snapshotId));
-      } finally { rmSync(tmp, { force: true }); }
+      writeOwnFile(dir, snapshotId, out);
       // the caches no next backup will use (parents, snapshots forgotten, unfinished writes)
       for (const f of readdirSync(dir)) if (f !== snapshotId && !keep.has(f)) rmSync(join(dir, f), { force: true });
     },

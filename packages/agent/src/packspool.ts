@@ -32,12 +32,19 @@ export interface PackSpool {
 
 export class SpoolError extends Error {}
 
-/** Linux's O_TMPFILE (with O_DIRECTORY, as the kernel's headers define it); Node does not export it */
+/**
+ * Linux's O_TMPFILE (__O_TMPFILE with O_DIRECTORY, as the kernel's headers define it; Node does not
+ * export it). __O_TMPFILE is 020000000 on every architecture Node runs on (only alpha, parisc and
+ * sparc differ); O_DIRECTORY is the platform's, from Node.
+ */
 const O_TMPFILE = 0o20000000 | fsc.O_DIRECTORY;
 
 /** A fresh spool file in `dir`; throws SpoolError if one cannot be created there. */
 export function openPackSpool(dir: string): PackSpool {
   const fd = unnamedFile(dir);
+  let closed = false;
+  /** the read in flight, if any: the descriptor is closed after it (its number could be reused meanwhile) */
+  let reading: Promise<number> | undefined;
   let run: Buffer[] = [];
   let runBytes = 0;
   let written = 0; // file position of the next run
@@ -68,8 +75,10 @@ export function openPackSpool(dir: string): PackSpool {
         length,
         async *chunks() {
           for (let at = 0; at < spilled;) {
+            if (closed) throw new SpoolError('pack spool file closed while its upload was still reading it');
             const piece = Buffer.allocUnsafeSlow(Math.min(READ_PIECE, spilled - at));
-            const n = await readAt(fd, piece, at);
+            reading = readAt(fd, piece, at);
+            const n = await reading.finally(() => { reading = undefined; });
             if (n !== piece.length) throw new SpoolError(`pack spool file in ${dir} ended at ${at + n} of ${spilled} bytes`);
             at += n;
             yield piece;
@@ -78,7 +87,13 @@ export function openPackSpool(dir: string): PackSpool {
         },
       };
     },
-    close() { close(fd, () => { /* unlinked already: closing frees it */ }); },
+    close() {
+      if (closed) return;
+      closed = true;
+      const release = () => close(fd, () => { /* nameless: closing frees it */ });
+      // writes still queued (a failed backup) and a read in flight finish on this descriptor first
+      Promise.allSettled([...writes, ...(reading ? [reading] : [])]).then(release, release);
+    },
   };
 }
 
@@ -86,7 +101,8 @@ export function openPackSpool(dir: string): PackSpool {
 function unnamedFile(dir: string): number {
   if (process.platform === 'linux' && tmpfileWorks !== false) {
     try {
-      const fd = openSync(dir, O_TMPFILE | fsc.O_RDWR, 0o600);
+      // O_EXCL: the file can never be given a name (linkat) either
+      const fd = openSync(dir, O_TMPFILE | fsc.O_RDWR | fsc.O_EXCL, 0o600);
       tmpfileWorks = true;
       return fd;
     } catch (e) {

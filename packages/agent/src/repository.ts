@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import type { Backend } from './backend/types.ts';
 import { mapLimit } from './limit.ts';
 import { openPackSpool, type PackSpool } from './packspool.ts';
+import { objectCache, type ObjectCache } from './objectcache.ts';
 import { createSealPool, SEAL_LEVEL, type SealPool } from './sealpool.ts';
 
 /** a tree this small is sealed on the main thread unless a batch for the workers is pending anyway (saveBlob) */
@@ -99,11 +100,24 @@ export async function initRepository(backend: Backend, configBytes: Buffer): Pro
 export type SmallFileSaved = { id: Buffer; added: boolean; length: number } | { length: 0 } | { large: true } | { error: string };
 
 /** an index object's packs and entries, read and authenticated (its name is its SHA-256) */
-export async function readIndexObject(backend: Backend, keys: RepoKeys, key: string): Promise<IndexedPack[]> {
+/**
+ * Index object `key`, opened (its name, the key, its structure checked). With a cache, a good local
+ * copy saves the GET, a bad one is dropped, and what is fetched is kept.
+ */
+export async function readIndexObject(backend: Backend, keys: RepoKeys, key: string, cache?: ObjectCache): Promise<IndexedPack[]> {
+  const id = Buffer.from(parseObjectKey(key)!.id!, 'hex');
+  const copy = cache?.get(key);
+  if (copy) {
+    try { return openIndex(keys, copy, id); }
+    catch { cache!.drop(key); }
+  }
   const bytes = await backend.get(key);
   if (!bytes) throw new RepositoryError('Missing', `index object ${key} is missing`);
-  try { return openIndex(keys, bytes, Buffer.from(parseObjectKey(key)!.id!, 'hex')); }
+  let packs: IndexedPack[];
+  try { packs = openIndex(keys, bytes, id); }
   catch (e) { throw new RepositoryError('Corrupt', `index object ${key} does not decrypt: ${(e as Error).message}`, { cause: e }); }
+  cache?.put(key, bytes);
+  return packs;
 }
 
 export interface OpenRepoOptions {
@@ -114,6 +128,13 @@ export interface OpenRepoOptions {
   spoolDir?: string | false;
   /** told when packs are kept in memory because no spool file could be created */
   onNotice?: (message: string) => void;
+  /**
+   * The agent's cache directory (localcache.ts): index and snapshot objects are read from local
+   * copies when they are there (objectcache.ts). Not for `check`, which must read the bucket.
+   */
+  cacheDir?: string;
+  /** told (once) when the object cache cannot be used */
+  onCacheProblem?: (message: string) => void;
 }
 
 export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoOptions = {}): Promise<Repository> {
@@ -135,11 +156,13 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   if (opts.startWorkers) sealPool();
 
   // ---- index: every index object, plus packs that no index lists yet (an interrupted backup's)
+  const objects = opts.cacheDir ? objectCache(opts.cacheDir, toHex(config.id), opts.onCacheProblem) : undefined;
   const indexKeys: string[] = [];
   const packSizes = new Map<string, number>();
   for await (const o of backend.list('index/')) if (parseObjectKey(o.key)?.type === 'index') indexKeys.push(o.key);
   for await (const o of backend.list('data/')) { const p = parseObjectKey(o.key); if (p?.type === 'pack') packSizes.set(p.id!, o.size); }
-  const lists = await mapLimit(indexKeys, 8, async (key) => ({ key, packs: await readIndexObject(backend, keys, key) }));
+  objects?.keepOnly('index', new Set(indexKeys));
+  const lists = await mapLimit(indexKeys, 8, async (key) => ({ key, packs: await readIndexObject(backend, keys, key, objects) }));
   // An index object may list packs the gateway has deleted since (a deleted snapshot's packs that
   // share an index object with a retained one): those blobs are gone, so dedup must not find them.
   // They are kept apart (lostIndex) only to name the missing pack in error messages.
@@ -215,6 +238,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
     const sealed = sealIndex(keys, packs);
     const key = indexKey(sealed.id);
     await backend.putNew(key, sealed.bytes);
+    objects?.put(key, sealed.bytes);
     for (const p of packs) packIndexKey.set(index.addPack(p.id), key);
   };
 
@@ -268,7 +292,13 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
     const writer = writerOf(type);
     // a sealed blob is a slice of its batch's buffer: tree packs fill slowly (and so do their
     // spool files' write runs), so their blobs get buffers of their own rather than keep whole batches alive
-    writer.add(type, id, type === 'tree' ? Buffer.from(sealed) : sealed, raw);
+    try { writer.add(type, id, type === 'tree' ? Buffer.from(sealed) : sealed, raw); }
+    catch (e) {
+      // a blob not stored (no spool file for a new pack: disk full, no descriptor left) fails the
+      // backup whichever path stored it: it is pending already, later copies of it would be skipped
+      failure ??= e;
+      throw e;
+    }
     stats.sealedBytes += sealed.length;
     if (writer.full) takePack(type);
   };
@@ -406,9 +436,14 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
       const manifest = encodeManifest({ name: s.name, time: s.time, snapshot: snapshotKey(sealed.id), packs, indexes: [...indexes] });
       await backend.putNew(manifestKey(sealed.id), manifest);
       await backend.putNew(snapshotKey(sealed.id), sealed.bytes);
+      objects?.put(snapshotKey(sealed.id), sealed.bytes);
       return id;
     },
-    async close() { await pool?.close(); },
+    async close() {
+      // spool files of packs never finished (a failed backup; a data writer that got no blob)
+      for (const t of ['data', 'tree'] as const) { spools[t]?.close(); spools[t] = undefined; }
+      await pool?.close();
+    },
     async listSnapshots() {
       // a snapshot exists once its manifest and its snapshot object do (the snapshot object is
       // written last): a backup killed between the two left a manifest that is no snapshot
@@ -417,12 +452,21 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
         const p = parseObjectKey(o.key);
         if (p?.type === 'manifest') keysList.push(snapshotKey(p.id!));
       }
+      objects?.keepOnly('snapshots', new Set(keysList));
       const out = await mapLimit(keysList, 8, async (key) => {
+        const id = parseObjectKey(key)!.id!;
+        const copy = objects?.get(key);
+        if (copy) {
+          try { return { id, snapshot: openSnapshot(keys, copy, Buffer.from(id, 'hex')) }; }
+          catch { objects!.drop(key); }
+        }
         const bytes = await backend.get(key);
         if (!bytes) return undefined;
-        const id = parseObjectKey(key)!.id!;
-        try { return { id, snapshot: openSnapshot(keys, bytes, Buffer.from(id, 'hex')) }; }
+        let snapshot: Snapshot;
+        try { snapshot = openSnapshot(keys, bytes, Buffer.from(id, 'hex')); }
         catch (e) { throw new RepositoryError('Corrupt', `snapshot ${id} does not decrypt: ${(e as Error).message}`, { cause: e }); }
+        objects?.put(key, bytes);
+        return { id, snapshot };
       });
       return out.filter((x): x is SnapshotEntry => !!x).sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time));
     },

@@ -105,3 +105,40 @@ test('a full spool directory fails the backup with a message naming it; the next
   assert.deepEqual(checked.problems, []);
   assert.equal(checked.snapshots, 1);
 });
+
+test('no spool file for the next pack (its directory gone mid-backup) fails the backup, not one file; the next backup completes', async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'shelter-spool-'));
+  t.after(() => rmSync(work, { recursive: true, force: true }));
+  const src = join(work, 'src');
+  mkdirSync(src);
+  // one large file, streamed by a worker: more than two 16 MiB packs of data blobs
+  writeFileSync(join(src, 'big'), randomBytes(40 << 20));
+  const spoolDir = join(work, 'spool');
+  mkdirSync(spoolDir);
+  const backend = memoryBackend();
+  const put = backend.putNew.bind(backend);
+  // when the first pack is uploaded, the spool directory disappears: the second pack has none
+  backend.putNew = async (key, body) => { if (key.startsWith('data/')) rmSync(spoolDir, { recursive: true, force: true }); return put(key, body); };
+  const { master, configBytes } = createRepository();
+  await initRepository(backend, configBytes);
+  // the file's blobs cannot all be stored: that is the repository's failure (flush reports it),
+  // not only this file's (the archiver would skip the file with a warning and go on)
+  const repo = await openRepo(backend, master, { sealWorkers: 1, spoolDir });
+  await assert.rejects(repo.saveFileStream(Buffer.from(join(src, 'big'))), /cannot create a pack spool file/);
+  await assert.rejects(repo.flush(), /cannot create a pack spool file in .*spool/);
+  await repo.close();
+  // and through a backup
+  mkdirSync(spoolDir);
+  const second = await openRepo(backend, master, { sealWorkers: 1, spoolDir });
+  await assert.rejects(backupFiles(second, { name: 'a', paths: [src] }), /cannot create a pack spool file in .*spool/);
+  await second.close();
+  assert.equal([...backend.objects.keys()].filter((k) => k.startsWith('snapshots/')).length, 0, 'no snapshot');
+
+  backend.putNew = put;
+  const again = await openRepo(backend, master, { sealWorkers: 1, spoolDir: work });
+  t.after(() => again.close());
+  await backupFiles(again, { name: 'a', paths: [src] });
+  const checked = await checkRepository(again, { readData: true });
+  assert.deepEqual(checked.problems, []);
+  assert.equal(checked.snapshots, 1);
+});

@@ -159,12 +159,13 @@ export class PackWriter {
     if (sealed.length < ENVELOPE_OVERHEAD) throw new FormatError('Invalid', 'not a sealed blob');
     // Leave room for the header (at most a few MiB) below the 32-bit limit.
     if (this.bytes + sealed.length > MAX_PACK_BYTES - (1 << 26)) throw new FormatError('TooLarge', 'pack would exceed 4 GiB: finish it first');
-    const entry: PackEntry = { type, id: Buffer.from(id), offset: this.bytes, length: sealed.length, rawLength };
-    this.entries.push(entry);
     const bytes = asBuffer(sealed);
-    this.hash.update(bytes);
+    // handed out first: if that throws, the writer is as it was (no entry for bytes it never stored)
     if (this.spill) this.spill(bytes);
     else this.parts.push(bytes);
+    const entry: PackEntry = { type, id: Buffer.from(id), offset: this.bytes, length: sealed.length, rawLength };
+    this.entries.push(entry);
+    this.hash.update(bytes);
     this.bytes += sealed.length;
     return entry;
   }

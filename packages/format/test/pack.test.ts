@@ -155,3 +155,21 @@ test('spill: blobs handed out in order, then only the header and its length; sam
   assert.ok(q.id.equals(sha256(qb)));
   assert.equal(q.entries[0]!.offset, 0);
 });
+
+test('spill: a blob whose spill throws leaves the writer as it was (no entry, not hashed, offsets unchanged)', () => {
+  const rng = detRng('spill throws');
+  const sealed = Array.from({ length: 4 }, (_, i) => sealBlob(KEYS, rng(3000 + i)));
+  const spilled: Buffer[] = [];
+  let fail = false;
+  const w = new PackWriter(KEYS, { rng: detRng('hdr'), spill: (b) => { if (fail) throw new Error('no spool file'); spilled.push(Buffer.from(b)); } });
+  w.add('data', sealed[0]!.id, sealed[0]!.sealed, sealed[0]!.rawLength);
+  fail = true;
+  assert.throws(() => w.add('data', sealed[1]!.id, sealed[1]!.sealed, sealed[1]!.rawLength), /no spool file/);
+  assert.equal(w.count, 1);
+  fail = false;
+  for (const s of sealed.slice(2)) w.add('data', s.id, s.sealed, s.rawLength);
+  const p = w.finishParts();
+  const bytes = Buffer.concat([...spilled, ...p.parts]);
+  assert.ok(p.id.equals(sha256(bytes)), 'named by the bytes it holds');
+  assert.deepEqual(readPackHeader(KEYS, bytes, bytes.length).map((e) => e.id), [sealed[0]!.id, sealed[2]!.id, sealed[3]!.id]);
+});

@@ -1,0 +1,72 @@
+// The agent's local cache directory: $SHELTER_CACHE_DIR, else $XDG_CACHE_HOME/shelter, else
+// ~/.cache/shelter, with one directory per repository id. It holds the directory cache of
+// incremental backups (dircache.ts) and copies of index and snapshot objects (objectcache.ts).
+// Nothing in it is trusted: each user of it checks what it reads (a MAC, or the SHA-256 an
+// object is named by), and a missing or bad file only costs a slower run.
+//
+// How its files are read and written is decided here, once: directories of this user that nobody
+// else can write to (sudo may keep another user's HOME or XDG_CACHE_HOME: root must not use files
+// that user can replace), files read only if they are regular files of this user (no symlink
+// followed, no fifo waited on, size bounded), written to a fresh O_EXCL name and renamed into place.
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+/** $SHELTER_CACHE_DIR, else $XDG_CACHE_HOME/shelter, else ~/.cache/shelter */
+export function cacheRoot(env = process.env): string {
+  if (env.SHELTER_CACHE_DIR) return env.SHELTER_CACHE_DIR;
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'shelter');
+}
+
+/**
+ * `root`/`parts...`, each directory of the chain created 0700 if missing (`create`); undefined if
+ * one is missing (not `create`); throws unless each is a directory of this user that only it can
+ * write to.
+ */
+export function ownDir(root: string, parts: readonly string[], create: boolean): string | undefined {
+  let d = root;
+  for (let i = 0; i <= parts.length; i++) {
+    if (i > 0) d = join(d, parts[i - 1]!);
+    if (create) mkdirSync(d, { recursive: true, mode: 0o700 });
+    let st;
+    try { st = lstatSync(d); } catch { return undefined; }
+    if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0) {
+      throw new Error(`${d} is not a directory of this user that only it can write to`);
+    }
+  }
+  return d;
+}
+
+/**
+ * A regular file of this user, read without following a symlink or blocking on a fifo, and no
+ * larger than `max` bytes; undefined if there is none; throws why it cannot be used otherwise.
+ */
+export function readOwnFile(file: string, max: number): Buffer | undefined {
+  let fd: number;
+  try { fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK); }
+  catch (e) { if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined; throw e; }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.uid !== process.getuid?.()) throw new Error('not a regular file of this user');
+    if (st.size > max) throw new Error('too large');
+    const bytes = Buffer.allocUnsafe(st.size);
+    let at = 0;
+    while (at < bytes.length) {
+      const n = readSync(fd, bytes, at, bytes.length - at, at);
+      if (n === 0) throw new Error('shorter than its size');
+      at += n;
+    }
+    return bytes;
+  } finally { closeSync(fd); }
+}
+
+/** Writes `bytes` as `dir`/`name`: to a new name first (O_EXCL: never a planted file or symlink), then renamed over it. */
+export function writeOwnFile(dir: string, name: string, bytes: Uint8Array): void {
+  const tmp = join(dir, `.partial-${randomBytes(8).toString('hex')}`);
+  try {
+    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try { for (let w = 0; w < bytes.length;) w += writeSync(fd, bytes, w, bytes.length - w); } finally { closeSync(fd); }
+    renameSync(tmp, join(dir, name));
+  } finally { rmSync(tmp, { force: true }); }
+}
