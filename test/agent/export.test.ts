@@ -32,6 +32,11 @@ function makeExportTree(root: string): void {
   file('docs/nested/leaf.txt', 'a leaf\n');
   file('empty-file', '');
   file('big/three-mib.bin', pseudoRandomBytes('export 3 MiB', 3 * MiB), 0o600);
+  // blobs fetched in ranges (exporter.ts blobReader): one chunk repeated (zeros), a file longer
+  // than one request, and a copy whose chunks come again after others
+  file('big/zeros.bin', Buffer.alloc(6 * MiB));
+  file('big/twelve-mib.bin', pseudoRandomBytes('export 12 MiB', 12 * MiB));
+  file('dup/copy-of-three.bin', pseudoRandomBytes('export 3 MiB', 3 * MiB));
   mkdirSync(join(root, 'links'));
   symlinkSync('../docs/readme.txt', join(root, 'links/to-readme'));
   file('hard/a', 'hard linked content\n'.repeat(20));
