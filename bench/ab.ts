@@ -2,12 +2,13 @@
 // chosen operation run alternately by each version, N times (same data, same repository, so
 // differences are the code's). For profiling-driven work between full bench/agent.ts runs.
 //
-//   node_modules/.bin/node bench/ab.ts --op nochange|change|restore|initial|reread [--a REV] [--runs N] [--dataset linux|big]
+//   node_modules/.bin/node bench/ab.ts --op nochange|change|restore|export|initial|reread [--a REV] [--runs N] [--dataset linux|big]
 // change: on a copy of the dataset, each run first undoes the previous modification (appended
 // bytes truncated, new files removed) and backs that up untimed, then modifies ~1% like
 // ../shared/bench/modify.py (800 files get ~1 KiB appended, 50 x 1 MiB new files) but with fresh
 // random bytes each run, so that no run finds the new chunks already stored, and times the backup.
 // reread: a backup under a new name (no parent): every file read again, every chunk a duplicate.
+// export: `restore latest --export FILE.tar.gz` of the last snapshot (the archive is deleted after each run).
 // --a REV: the baseline (default HEAD); B is the working tree.
 import { parseArgs } from 'node:util';
 import { appendFileSync, mkdirSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
@@ -76,6 +77,10 @@ try {
       if (args.op === 'restore') {
         const target = join(work, `restore-${v}-${i}`);
         t = await timed(node, [...prof(v), shelter(v), 'restore', 'latest', '--name', 'ab-B', '--target', target], { env, logFile: log, serverPid: gw.proc.pid });
+      } else if (args.op === 'export') {
+        const archive = join(work, `export-${v}-${i}.tar.gz`);
+        t = await timed(node, [...prof(v), shelter(v), 'restore', 'latest', '--name', 'ab-B', '--export', archive], { env, logFile: log, serverPid: gw.proc.pid });
+        rmSync(archive, { force: true });
       } else if (args.op === 'initial') {
         // a fresh bucket per run
         const c = gw.createServer(`ab-${v.toLowerCase()}${i}`);
