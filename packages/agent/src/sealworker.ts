@@ -5,12 +5,11 @@
 // a changed file's leading chunks by hashing. Both: it opens tree blobs and finds their subtrees.
 // Restore: it decrypts fetched pack ranges and writes the files.
 import { closeSync, openSync, readSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { blobId, Chunker, extractBlob, gearTable, MAX_BLOB_BYTES, openBlob, seal, toHex, type ChunkerParams, type RepoKeys } from '@shelter/format';
 import { createFile, finishFile, writeChunkAt, type FileMeta } from './filewrite.ts';
 import { openForBackup } from './fsnode.ts';
+import { collectGarbage } from './collect.ts';
 import type { FileResult } from './sealpool.ts';
 
 const k = workerData.keys as Record<string, Uint8Array | string>;
@@ -22,13 +21,11 @@ const level = workerData.level as number;
 // by that much. A young-generation collection every GC_EVERY bytes handled keeps it bounded: the
 // buffers die young, so a minor GC (well under a ms on this tiny heap) frees them; a full one
 // every 64 MiB let each worker hold ~60 MiB of dead buffers.
-setFlagsFromString('--expose-gc');
-const collect = runInNewContext('gc') as (o?: { type: 'minor' | 'major'; execution: 'sync' }) => void;
 const GC_EVERY = 8 * 1024 * 1024;
 let sinceGc = 0;
 const handled = (bytes: number) => {
   sinceGc += bytes;
-  if (sinceGc >= GC_EVERY) { sinceGc = 0; collect({ type: 'minor', execution: 'sync' }); }
+  if (sinceGc >= GC_EVERY) { sinceGc = 0; collectGarbage('minor'); }
 };
 
 interface FileJob extends FileMeta { path: Uint8Array; whole: boolean; chunks: Array<{ entry: number; offset: number }> }
