@@ -13,11 +13,10 @@
 // (packages/agent/test/dircache.test.ts compares them), only found faster. Its packs must all be
 // in the index, else it is ignored too. Rules and file layout: docs/FORMAT.md, "Local directory cache".
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { toHex } from '@shelter/format';
 import type { Accounts } from './fsnode.ts';
-import { cacheRoot, ownDir, readOwnFile, writeOwnFile } from './localcache.ts';
+import { cacheRoot, ownDir, pruneDir, readOwnFile, writeOwnFile } from './localcache.ts';
 import type { Repository } from './repository.ts';
 import { DIGEST_BYTES, type WalkOptions } from './walk.ts';
 
@@ -42,8 +41,6 @@ export interface DirCache {
   readonly size: number;
 }
 
-const cacheFile = (root: string, repo: Repository, snapshotId: string) => join(root, toHex(repo.config.id), 'dirs', snapshotId);
-
 /** the cache's directory of this repository (localcache.ts ownDir: created if asked, refused if another user can write to it) */
 const ownDirs = (root: string, repo: Repository, create: boolean) => ownDir(root, [toHex(repo.config.id), 'dirs'], create);
 
@@ -66,13 +63,12 @@ const mac = (repo: Repository, body: Uint8Array) => createHmac('sha256', repo.ke
  * was not used is told to `onIgnored` (a missing cache is not a reason worth telling).
  */
 export function loadDirCache(repo: Repository, snapshotId: string, key: Buffer, root = cacheRoot(), onIgnored?: (why: string) => void): DirCache | undefined {
-  const file = cacheFile(root, repo, snapshotId);
   try {
-    if (!ownDirs(root, repo, false)) return undefined;
-    const bytes = readOwnFile(file, MAX_CACHE_BYTES);
-    return bytes && parseDirCache(repo, bytes, snapshotId, key);
+    const dir = ownDirs(root, repo, false);
+    const bytes = dir && readOwnFile(join(dir, snapshotId), MAX_CACHE_BYTES);
+    return bytes ? parseDirCache(repo, bytes, snapshotId, key) : undefined;
   } catch (e) {
-    onIgnored?.(`${file}: ${(e as Error).message}`);
+    onIgnored?.(`${join(root, toHex(repo.config.id), 'dirs', snapshotId)}: ${(e as Error).message}`);
     return undefined;
   }
 }
@@ -172,7 +168,7 @@ export function dirCacheWriter(repo: Repository, key: Buffer, root = cacheRoot()
       const dir = ownDirs(root, repo, true)!;
       writeOwnFile(dir, snapshotId, out);
       // the caches no next backup will use (parents, snapshots forgotten, unfinished writes)
-      for (const f of readdirSync(dir)) if (f !== snapshotId && !keep.has(f)) rmSync(join(dir, f), { force: true });
+      pruneDir(dir, (f) => f === snapshotId || keep.has(f));
     },
   };
 }

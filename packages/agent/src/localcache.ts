@@ -9,7 +9,7 @@
 // that user can replace), files read only if they are regular files of this user (no symlink
 // followed, no fifo waited on, size bounded), written to a fresh O_EXCL name and renamed into place.
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -69,4 +69,9 @@ export function writeOwnFile(dir: string, name: string, bytes: Uint8Array): void
     try { for (let w = 0; w < bytes.length;) w += writeSync(fd, bytes, w, bytes.length - w); } finally { closeSync(fd); }
     renameSync(tmp, join(dir, name));
   } finally { rmSync(tmp, { force: true }); }
+}
+
+/** Removes every file of `dir` whose name `keep` refuses (files no later run will use, unfinished writes). */
+export function pruneDir(dir: string, keep: (name: string) => boolean): void {
+  for (const f of readdirSync(dir)) if (!keep(f)) rmSync(join(dir, f), { force: true });
 }

@@ -8,9 +8,10 @@
 // holds (deleted by the gateway) are removed when the listing that no longer names them is read.
 //
 // `shelter check` never uses it: it must read what the bucket holds.
-import { readdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ownDir, readOwnFile, writeOwnFile } from './localcache.ts';
+import { ownDir, pruneDir, readOwnFile, writeOwnFile } from './localcache.ts';
+import type { Backend } from './backend/types.ts';
 
 /** an index object holds at most 64 MiB of plaintext (format's MAX_INDEX_BYTES), plus its envelope */
 const MAX_OBJECT_BYTES = 80 * 1024 * 1024;
@@ -40,7 +41,16 @@ export function objectCache(root: string, repoId: string, onProblem?: (message: 
     if (!broken) onProblem?.(`object cache ${join(root, repoId, 'objects')}: ${what}: ${(e as Error).message}`);
     broken = true;
   };
-  const dirOf = (kind: CachedKind, create: boolean) => ownDir(root, [repoId, 'objects', kind], create);
+  // each kind's directory, once checked (ownDir is a few lstat calls; a run reads hundreds of copies)
+  const checked = new Map<CachedKind, string>();
+  const dirOf = (kind: CachedKind, create: boolean) => {
+    let dir = checked.get(kind);
+    if (!dir) {
+      dir = ownDir(root, [repoId, 'objects', kind], create);
+      if (dir) checked.set(kind, dir);
+    }
+    return dir;
+  };
   const parse = (key: string) => KEY.exec(key) as [string, CachedKind, string] | null;
   return {
     get(key) {
@@ -67,9 +77,26 @@ export function objectCache(root: string, repoId: string, onProblem?: (message: 
       if (broken) return;
       try {
         const dir = dirOf(kind, false);
-        if (!dir) return;
-        for (const f of readdirSync(dir)) if (!present.has(`${kind}/${f}`)) rmSync(join(dir, f), { force: true });
+        if (dir) pruneDir(dir, (f) => present.has(`${kind}/${f}`));
       } catch (e) { problem(`pruning ${kind}`, e); }
     },
   };
+}
+
+/**
+ * Object `key` (an index or snapshot object), opened by `open` (which checks its name): from the
+ * cache's copy when there is a good one (a bad one is dropped), else fetched, and then kept.
+ * Undefined if the bucket does not hold it; `open`'s error if what the bucket holds does not open.
+ */
+export async function readObject<T>(backend: Backend, key: string, open: (bytes: Buffer) => T, cache: ObjectCache | undefined): Promise<T | undefined> {
+  const copy = cache?.get(key);
+  if (copy) {
+    try { return open(copy); }
+    catch { cache!.drop(key); }
+  }
+  const bytes = await backend.get(key);
+  if (!bytes) return undefined;
+  const value = open(bytes);
+  cache?.put(key, bytes);
+  return value;
 }

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import type { Backend } from './backend/types.ts';
 import { mapLimit } from './limit.ts';
 import { openPackSpool, type PackSpool } from './packspool.ts';
-import { objectCache, type ObjectCache } from './objectcache.ts';
+import { objectCache, readObject, type ObjectCache } from './objectcache.ts';
 import { createSealPool, SEAL_LEVEL, type SealPool } from './sealpool.ts';
 
 /** a tree this small is sealed on the main thread unless a batch for the workers is pending anyway (saveBlob) */
@@ -99,24 +99,17 @@ export async function initRepository(backend: Backend, configBytes: Buffer): Pro
 /** `startWorkers`: start the seal workers now (a command that will need them: they boot while the index loads) */
 export type SmallFileSaved = { id: Buffer; added: boolean; length: number } | { length: 0 } | { large: true } | { error: string };
 
-/** an index object's packs and entries, read and authenticated (its name is its SHA-256) */
 /**
- * Index object `key`, opened (its name, the key, its structure checked). With a cache, a good local
- * copy saves the GET, a bad one is dropped, and what is fetched is kept.
+ * Index object `key`, opened (its name, the key, its structure checked); with a cache, from a good
+ * local copy if there is one (objectcache.ts readObject).
  */
 export async function readIndexObject(backend: Backend, keys: RepoKeys, key: string, cache?: ObjectCache): Promise<IndexedPack[]> {
   const id = Buffer.from(parseObjectKey(key)!.id!, 'hex');
-  const copy = cache?.get(key);
-  if (copy) {
-    try { return openIndex(keys, copy, id); }
-    catch { cache!.drop(key); }
-  }
-  const bytes = await backend.get(key);
-  if (!bytes) throw new RepositoryError('Missing', `index object ${key} is missing`);
-  let packs: IndexedPack[];
-  try { packs = openIndex(keys, bytes, id); }
-  catch (e) { throw new RepositoryError('Corrupt', `index object ${key} does not decrypt: ${(e as Error).message}`, { cause: e }); }
-  cache?.put(key, bytes);
+  const packs = await readObject(backend, key, (bytes) => {
+    try { return openIndex(keys, bytes, id); }
+    catch (e) { throw new RepositoryError('Corrupt', `index object ${key} does not decrypt: ${(e as Error).message}`, { cause: e }); }
+  }, cache);
+  if (!packs) throw new RepositoryError('Missing', `index object ${key} is missing`);
   return packs;
 }
 
@@ -455,18 +448,11 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
       objects?.keepOnly('snapshots', new Set(keysList));
       const out = await mapLimit(keysList, 8, async (key) => {
         const id = parseObjectKey(key)!.id!;
-        const copy = objects?.get(key);
-        if (copy) {
-          try { return { id, snapshot: openSnapshot(keys, copy, Buffer.from(id, 'hex')) }; }
-          catch { objects!.drop(key); }
-        }
-        const bytes = await backend.get(key);
-        if (!bytes) return undefined;
-        let snapshot: Snapshot;
-        try { snapshot = openSnapshot(keys, bytes, Buffer.from(id, 'hex')); }
-        catch (e) { throw new RepositoryError('Corrupt', `snapshot ${id} does not decrypt: ${(e as Error).message}`, { cause: e }); }
-        objects?.put(key, bytes);
-        return { id, snapshot };
+        const snapshot = await readObject(backend, key, (bytes) => {
+          try { return openSnapshot(keys, bytes, Buffer.from(id, 'hex')); }
+          catch (e) { throw new RepositoryError('Corrupt', `snapshot ${id} does not decrypt: ${(e as Error).message}`, { cause: e }); }
+        }, objects);
+        return snapshot && { id, snapshot };
       });
       return out.filter((x): x is SnapshotEntry => !!x).sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time));
     },
