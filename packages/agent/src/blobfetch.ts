@@ -65,15 +65,16 @@ export async function readRange(repo: Repository, r: PackRange): Promise<{ key: 
   return { key, bytes };
 }
 
+/** Entry `e`'s plaintext from a range read by readRange (starting at pack offset `start`); Corrupt if it does not decrypt. */
+export function blobOfRange(repo: Repository, range: { key: string; bytes: Buffer }, start: number, e: PackEntry): Buffer {
+  try { return extractBlob(repo.keys, range.bytes, e, start); }
+  catch (err) { throw new RepositoryError('Corrupt', `blob ${toHex(e.id)} in ${range.key} does not decrypt: ${(err as Error).message}`, { cause: err }); }
+}
+
 /** Fetches one range and decrypts each of its blobs, handing them to `each`. */
 export async function fetchRange(repo: Repository, r: PackRange, each: (e: PackEntry, plaintext: Buffer) => void | Promise<void>): Promise<void> {
-  const { key, bytes } = await readRange(repo, r);
-  for (const e of r.entries) {
-    let plain: Buffer;
-    try { plain = extractBlob(repo.keys, bytes, e, r.start); }
-    catch (err) { throw new RepositoryError('Corrupt', `blob ${toHex(e.id)} in ${key} does not decrypt: ${(err as Error).message}`, { cause: err }); }
-    await each(e, plain);
-  }
+  const range = await readRange(repo, r);
+  for (const e of r.entries) await each(e, blobOfRange(repo, range, r.start, e));
 }
 
 /**

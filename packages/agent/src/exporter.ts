@@ -16,11 +16,11 @@ import { dirname, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { pack as tarPack, type Header, type Pack } from 'tar-stream';
-import { extractBlob, toHex, type PackEntry, type TreeNode } from '@shelter/format';
-import { readRange } from './blobfetch.ts';
+import { toHex, type PackEntry, type TreeNode } from '@shelter/format';
+import { blobOfRange, readRange } from './blobfetch.ts';
 import { ConfigError } from './config.ts';
 import { pathFilter, type PathFilter } from './pathfilter.ts';
-import { RepositoryError, type Repository, type SnapshotEntry } from './repository.ts';
+import type { Repository, SnapshotEntry } from './repository.ts';
 import { loadAllTrees } from './trees.ts';
 import { devNumbers, hardlinkKey } from './fsnode.ts';
 
@@ -157,12 +157,13 @@ function blobReader(repo: Repository, ids: Iterator<Buffer>, ahead: number): () 
     const run = ++runs;
     const loc = repo.index.lookup(first);
     const firstHex = toHex(first);
-    if (!loc || last?.hex === firstHex) {
-      // missing (loadBlob says why), or the blob just handed out again
+    if (last?.hex === firstHex || !loc) {
+      // the blob just handed out again (the previous run's last), or one in no index (loadBlob says so)
       const blob = last?.hex === firstHex ? last.blob : repo.loadBlob(first);
       blob.catch(() => { /* awaited in turn */ });
-      window.push({ size: loc?.rawLength ?? 0, blob, run });
-      bytes += loc?.rawLength ?? 0;
+      const size = loc?.rawLength ?? 0;
+      window.push({ size, blob, run });
+      bytes += size;
       last = { hex: firstHex, blob };
       return true;
     }
@@ -184,10 +185,7 @@ function blobReader(repo: Repository, ids: Iterator<Buffer>, ahead: number): () 
       plain += l.rawLength;
     }
     const range = readRange(repo, { pack: loc.pack, start: loc.offset, end: end - 1, entries });
-    const blobs = entries.map((e) => range.then(({ key, bytes: b }) => {
-      try { return extractBlob(repo.keys, b, e, loc.offset); }
-      catch (err) { throw new RepositoryError('Corrupt', `blob ${toHex(e.id)} in ${key} does not decrypt: ${(err as Error).message}`, { cause: err }); }
-    }));
+    const blobs = entries.map((e) => range.then((r) => blobOfRange(repo, r, loc.offset, e)));
     for (const blob of blobs) blob.catch(() => { /* awaited in turn */ });
     for (const k of order) { window.push({ size: entries[k]!.rawLength, blob: blobs[k]!, run }); bytes += entries[k]!.rawLength; }
     const k = order[order.length - 1]!;
