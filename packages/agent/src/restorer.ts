@@ -216,26 +216,17 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
       const content = locs.get(f)!;
       f.content = undefined;
       if (f.failed || content.length === 0) return;
+      const ats = content.map((loc) => rangeOf.get(where(loc.pack, loc.offset))!);
       inRanges.clear();
-      let offset = 0;
-      for (const loc of content) {
-        const at = rangeOf.get(where(loc.pack, loc.offset))!;
-        placements[at.range]!.push(fi, at.entry, offset);
-        inRanges.add(at.range);
-        offset += loc.rawLength;
-      }
+      for (const at of ats) inRanges.add(at.range);
       f.whole = inRanges.size === 1;
       if (!f.whole) {
         try { closeSync(openSync(f.path, 'w', 0o600)); }
-        catch (e) {
-          f.failed = true;
-          warn(f.path, `cannot write: ${(e as Error).message}`);
-          // its chunks are left out of the writes (a range that holds only them writes nothing)
-          for (const r of inRanges) { const p = placements[r]!; while (p.length && p[p.length - 3] === fi) p.length -= 3; }
-          return;
-        }
+        catch (e) { f.failed = true; warn(f.path, `cannot write: ${(e as Error).message}`); return; }
       }
       f.rangesLeft = inRanges.size;
+      let offset = 0;
+      ats.forEach((at, k) => { placements[at.range]!.push(fi, at.entry, offset); offset += content[k]!.rawLength; });
     });
     /** the files range `ri` writes into (its placements are dropped) */
     const writesOf = (ri: number): Array<{ file: PlannedFile; write: FileWrite }> => {
