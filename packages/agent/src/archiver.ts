@@ -356,21 +356,27 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     }
     summary.dirs++;
     progress.dirs++;
-    const id = Promise.all(waits).then(async () => {
-      const kept = nodes.filter((n) => !unreadable.has(n));
-      let tree: Buffer;
-      // nothing in it changed: the parent's listing is this one, byte for byte (no encoding, no hashing)
-      if (parentSubtree && kept.length === before.size && kept.every((n) => { const p = before.get(n.name.toString('latin1')); return p !== undefined && sameNode(n, p); }) && repo.hasBlob(parentSubtree)) {
-        reference(parentSubtree);
-        tree = parentSubtree;
-      } else {
-        tree = await saveTree(kept);
-      }
-      if (opts.recordDirs && savedAsWalked(group, kept)) recordDir(path, group.digest, tree, kept);
-      return tree;
-    });
+    // nothing in it changed: the parent's listing is this one, byte for byte (no encoding, no hashing)
+    const sameAsParent = (kept: TreeNode[]) => !!parentSubtree && kept.length === before.size && repo.hasBlob(parentSubtree)
+      && kept.every((n) => { const p = before.get(n.name.toString('latin1')); return p !== undefined && sameNode(n, p); });
+    const id = listingTree(path, group, nodes, waits, (kept) => (sameAsParent(kept) ? parentSubtree : undefined));
     id.catch(() => { /* awaited by the parent directory; not unhandled if the walk stops first */ });
     return { id };
+  }
+
+  /**
+   * The tree of a directory made from its listing, once its files' contents are known (those that
+   * could not be read left out): the parent's tree id if `parentTree` says the nodes are exactly
+   * its, else a tree saved now; recorded in the directory cache if saved exactly as walked.
+   */
+  async function listingTree(path: Buffer, group: Group, nodes: TreeNode[], waits: Array<Promise<void>>, parentTree?: (kept: TreeNode[]) => Buffer | undefined): Promise<Buffer> {
+    await Promise.all(waits);
+    const kept = nodes.filter((n) => !unreadable.has(n));
+    const same = parentTree?.(kept);
+    if (same) reference(same);
+    const tree = same ?? await saveTree(kept);
+    if (opts.recordDirs && savedAsWalked(group, kept)) recordDir(path, group.digest, tree, kept);
+    return tree;
   }
 
   /**
@@ -488,11 +494,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       abandon(waits);
       throw e;
     }
-    await Promise.all(waits);
-    const kept = nodes.filter((n) => !unreadable.has(n));
-    const tree = await saveTree(kept);
-    if (opts.recordDirs && savedAsWalked(group, kept)) recordDir(path, group.digest, tree, kept);
-    return tree;
+    return listingTree(path, group, nodes, waits);
   }
 
   async function saveTree(nodes: TreeNode[]): Promise<Buffer> {

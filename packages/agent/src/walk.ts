@@ -449,13 +449,16 @@ export function startWalker(opts: WalkOptions & { threads?: number }): Walker {
       return head(walkers[0]!);
     }
   };
-  const skip = (h: Head) => {
+  /** past the head group of `h` (of `count` entries): the walker is told, it may go on */
+  const advance = (h: Head, count: number) => {
     const cur = h.w.batches[0]!;
     cur.group += GNUMS;
+    cur.entry += count;
     if (cur.group >= cur.b.groups.length) h.w.batches.shift();
-    Atomics.add(h.w.control, CONSUMED, 1);
+    Atomics.add(h.w.control, CONSUMED, count + 1);
     Atomics.notify(h.w.control, CONSUMED);
   };
+  const skip = (h: Head) => advance(h, 0); // a TaskEnd marker: no entries
   const take = (h: Head): Group => {
     const cur = h.w.batches[0]!;
     const { b, bytes, ub } = cur;
@@ -480,11 +483,7 @@ export function startWalker(opts: WalkOptions & { threads?: number }): Walker {
     }
     const group: Group = { dir: bytes.subarray(b.groups[g]!, b.groups[g]! + b.groups[g + 1]!), entries, digest: bytes.subarray(b.groups[g + 4]!, b.groups[g + 4]! + DIGEST_BYTES) };
     if (b.groups[g + 3]! >= 0) group.error = b.errors[b.groups[g + 3]!];
-    cur.group += GNUMS;
-    cur.entry += count;
-    if (cur.group >= b.groups.length) h.w.batches.shift();
-    Atomics.add(h.w.control, CONSUMED, count + 1);
-    Atomics.notify(h.w.control, CONSUMED);
+    advance(h, count);
     if (h.kind === GroupKind.RootListing) {
       // its subdirectories are the tasks that follow
       nextTask = tasksEnd;
