@@ -1,12 +1,6 @@
 // The `shelter` command line. Exit codes (also in `shelter --help`):
 //   0 success   1 failure   2 usage or configuration error   3 backup finished with warnings
 //   4 check found problems   5 wrong key or passphrase (fingerprint lock)   6 storage unreachable or access denied
-// Small Buffers (Buffer.from of an id, a path, a digest) are slices of a shared pool slab; one that
-// lives long keeps its whole slab alive. Node 24's slabs are 64 KiB: the directory cache's records
-// and a tree pack's entry ids, kept for the whole backup, held ~30 MB of slabs for ~2 MB of bytes
-// on the linux tree. 8 KiB slabs (Node's size before 24) waste an eighth of that. (Imports are
-// evaluated before this line: the slabs made from here on, i.e. all but the first, are 8 KiB.)
-Buffer.poolSize = 8 * 1024;
 import { Command } from 'commander';
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
