@@ -64,7 +64,7 @@ describe('shelter check and failure modes (real shelterd over HTTPS)', () => {
     gw = await startGateway();
     reportGatewayLogs(gw);
     work = tempDir('shelter-agent-check-');
-    for (const name of ['good', 'missing', 'treeloss', 'flip', 'trunc-disk', 'trunc-s3', 'wrongkey']) {
+    for (const name of ['good', 'missing', 'treeloss', 'flip', 'trunc-disk', 'trunc-s3', 'wrongkey', 'index-flip']) {
       const server = createServer(gw.dataDir, `check-${name}`);
       const agent = await initAgent(gw, server, { home: join(work, `agent-${name}`) });
       const src = smallTree(join(work, `src-${name}`), name);
@@ -151,6 +151,7 @@ describe('shelter check and failure modes (real shelterd over HTTPS)', () => {
     before(async () => {
       const flipPack = await largestPack(repo('flip').s3, repo('flip').server.bucket);
       const truncPack = await largestPack(repo('trunc-disk').s3, repo('trunc-disk').server.bucket);
+      const [indexObject] = await listObjects(repo('index-flip').s3, repo('index-flip').server.bucket, 'index/');
       const port = gw.port;
       await gw.stop();
       // one flipped byte in the middle of the pack (inside a blob)
@@ -168,6 +169,12 @@ describe('shelter check and failure modes (real shelterd over HTTPS)', () => {
       const last = files[files.length - 1]!;
       truncateSync(last.path, Math.floor(last.size / 3));
       damaged.truncDisk = truncPack.key;
+      // one flipped byte in an index object (the agent that wrote it keeps a good local copy)
+      const [ix] = objectFiles(gw.dataDir, repo('index-flip').server.bucket, indexObject!.key);
+      const ixBytes = readFileSync(ix!.path);
+      ixBytes[ixBytes.length >> 1] = ixBytes[ixBytes.length >> 1]! ^ 0x10;
+      writeFileSync(ix!.path, ixBytes);
+      damaged.indexFlip = indexObject!.key;
       gw = await startGateway({ dataDir: gw.dataDir, port });
       reportGatewayLogs(gw);
     });
@@ -185,6 +192,15 @@ describe('shelter check and failure modes (real shelterd over HTTPS)', () => {
       assertNoStackTrace(r, 'restore after a flipped byte');
       assert.notEqual(r.status, 0, `restore of a damaged pack must not exit 0\n${formatRun(r)}`);
       assertMentions(r, 'restore after a flipped byte', /corrupt|decrypt|checksum|authenticat|mismatch|damaged/i);
+    });
+
+    it('a flipped byte in an index object: check reads the bucket, not the agent\'s local copy, and names it', async () => {
+      const { agent } = repo('index-flip');
+      // bounded: the agent must exit once it has said so (its seal workers had started)
+      const r = await agent.run(['check'], {}, { timeoutMs: 30_000 });
+      assertNoStackTrace(r, 'check after a flipped byte in an index object');
+      assert.notEqual(r.status, 0, `check must fail\n${formatRun(r)}`);
+      assertMentions(r, 'check after a flipped byte in an index object', damaged.indexFlip!, /corrupt|decrypt|does not match|damaged/i);
     });
 
     it('a truncated pack on disk: check --read-data exits 4 naming the pack', async () => {

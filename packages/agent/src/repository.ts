@@ -113,6 +113,17 @@ export async function readIndexObject(backend: Backend, keys: RepoKeys, key: str
   return packs;
 }
 
+/** every index object of the bucket, opened, and the size of every pack the bucket holds */
+async function readIndexes(backend: Backend, keys: RepoKeys, objects: ObjectCache | undefined) {
+  const indexKeys: string[] = [];
+  const packSizes = new Map<string, number>();
+  for await (const o of backend.list('index/')) if (parseObjectKey(o.key)?.type === 'index') indexKeys.push(o.key);
+  for await (const o of backend.list('data/')) { const p = parseObjectKey(o.key); if (p?.type === 'pack') packSizes.set(p.id!, o.size); }
+  objects?.keepOnly('index', new Set(indexKeys));
+  const lists = await mapLimit(indexKeys, 8, async (key) => ({ key, packs: await readIndexObject(backend, keys, key, objects) }));
+  return { packSizes, lists };
+}
+
 export interface OpenRepoOptions {
   uploads?: number;
   sealWorkers?: number;
@@ -150,12 +161,14 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
 
   // ---- index: every index object, plus packs that no index lists yet (an interrupted backup's)
   const objects = opts.cacheDir ? objectCache(opts.cacheDir, toHex(config.id), opts.onCacheProblem) : undefined;
-  const indexKeys: string[] = [];
-  const packSizes = new Map<string, number>();
-  for await (const o of backend.list('index/')) if (parseObjectKey(o.key)?.type === 'index') indexKeys.push(o.key);
-  for await (const o of backend.list('data/')) { const p = parseObjectKey(o.key); if (p?.type === 'pack') packSizes.set(p.id!, o.size); }
-  objects?.keepOnly('index', new Set(indexKeys));
-  const lists = await mapLimit(indexKeys, 8, async (key) => ({ key, packs: await readIndexObject(backend, keys, key, objects) }));
+  let loaded: Awaited<ReturnType<typeof readIndexes>>;
+  try { loaded = await readIndexes(backend, keys, objects); }
+  catch (e) {
+    // the seal workers started above are not left running for a repository nobody will use
+    await pool?.close();
+    throw e;
+  }
+  const { packSizes, lists } = loaded;
   // An index object may list packs the gateway has deleted since (a deleted snapshot's packs that
   // share an index object with a retained one): those blobs are gone, so dedup must not find them.
   // They are kept apart (lostIndex) only to name the missing pack in error messages.

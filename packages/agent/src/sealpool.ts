@@ -106,7 +106,6 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   const plainKeys = { ...keys };
   const workers = Array.from({ length: n }, () => {
     const w = new Worker(new URL('./sealworker.ts', import.meta.url), { workerData: { keys: plainKeys, level: opts.level ?? SEAL_LEVEL } });
-    w.unref();
     return { w, busy: 0, dead: null as Error | null };
   });
   let closing = false;
@@ -151,6 +150,9 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     };
     wk.w.on('error', died);
     wk.w.on('exit', (code) => died(new Error(`seal worker exited (${code})`)));
+    // an idle worker does not keep the process alive (a pool never closed, after an error, must not
+    // hang the command); after the listeners: adding a 'message' listener refs the worker again
+    wk.w.unref();
   }
   /** ids[i] undefined: the worker computes it; paths[i]: a small file the worker reads (entry i has no bytes in data) */
   interface Batch {
