@@ -2,7 +2,8 @@
 // a good repository passes `check --read-data`; then, each on its own repository (one server and
 // bucket each, all in one gateway), damage the agent must report clearly, with a non-zero exit and
 // never a stack trace: a missing pack (deleted through S3: a delete marker), a flipped byte in a
-// pack and a truncated pack (edited on the gateway's disk, gateway stopped), a truncated pack
+// pack, a truncated pack and a flipped byte in an index object (edited on the gateway's disk,
+// gateway stopped; check reads the bucket, not the agent's local copies), a truncated pack
 // written as a new version through S3, a wrong key (exit 5, nothing written). Then environment-only
 // configuration (no config file) and the refusal of plain http:// without --insecure-http (exit 2).
 import assert from 'node:assert/strict';
