@@ -16,7 +16,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symli
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { formatRun } from '../lib/clients.ts';
-import { createServer, type Gateway } from '../lib/gateway.ts';
+import { createServer, repoRoot, shelterd, type Gateway } from '../lib/gateway.ts';
 import { startAgentFixture, type AgentFixture } from '../lib/fixture.ts';
 import {
   GiB, MiB, assertExit, assertSameTrees, checkSparseFile, diffTrees, filterScan, keyOf, listObjects, listVersions, makeSpecialTree,
@@ -79,6 +79,15 @@ describe('shelter round trip against shelterd over HTTPS', () => {
     const hex = readFileSync(agent.keyFile, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
     assert.equal(hex.length, 1);
     assert.match(hex[0]!.trim(), /^[0-9a-fA-F]{64}$/);
+  });
+
+  it('shelter --version and shelterd --version print their packages\' versions', async () => {
+    const version = (pkg: string) => (JSON.parse(readFileSync(join(repoRoot, 'packages', pkg, 'package.json'), 'utf8')) as { version: string }).version;
+    assert.equal((await agent.ok(['--version'])).stdout.trim(), version('agent'));
+    assert.equal((await agent.ok(['-V'])).stdout.trim(), version('agent'));
+    const d = shelterd(['--version']);
+    assert.equal(d.status, 0, d.stderr);
+    assert.equal(d.stdout.trim(), version('gateway'));
   });
 
   it('first backup: exit 0, a JSON summary with the snapshot id and counts', async (t) => {

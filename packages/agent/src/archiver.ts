@@ -14,6 +14,7 @@ import type { DirCache, DirCacheWriter, DirRecord } from './dircache.ts';
 import { joinPath, openForBackup, readAccounts, statNode, type Accounts } from './fsnode.ts';
 import { fileStat, Kind, startWalker, type FileStat, type Group, type Walker, type WalkEntry } from './walk.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
+import { PROGRAM } from './version.ts';
 
 export interface BackupOptions {
   name: string;
@@ -98,7 +99,6 @@ const STREAM_MIN_BYTES = READ_SIZE;
 const MAX_FILE_STREAMS = 4;
 /** a changed file's unchanged-looking leading chunks are verified by the seal workers from this many bytes on */
 const VERIFY_MIN_BYTES = 4 * 1024 * 1024;
-const PROGRAM = 'shelter 0.1.0';
 
 export async function backupFiles(repo: Repository, opts: BackupOptions): Promise<BackupResult> {
   const started = new Date();

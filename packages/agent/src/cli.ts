@@ -21,6 +21,7 @@ import { restoreSnapshot } from './restorer.ts';
 import { loadAllTrees } from './trees.ts';
 import { parseKeyFile } from '@shelter/format';
 import { readFileSync } from 'node:fs';
+import { VERSION } from './version.ts';
 
 const EXIT = { ok: 0, failure: 1, usage: 2, warnings: 3, checkFailed: 4, wrongKey: 5, storage: 6 } as const;
 
@@ -103,6 +104,7 @@ async function pickSnapshot(repo: Repository, ref: string, name?: string): Promi
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 const program = new Command('shelter')
+  .version(VERSION, '-V, --version', 'print the version')
   .description('Shelter backup agent: encrypted, deduplicated, compressed backups to any S3 endpoint')
   .addHelpText('after', `
 Configuration: ${configPath()} (SHELTER_CONFIG_DIR overrides the directory), or the environment alone:

@@ -13,6 +13,7 @@ import { cancelDeletionRequest, deletionDelayDays, DeletionError, fileDeletionRe
 import { storageUsage } from './deletion/usage.ts';
 import { serve } from './server.ts';
 import { randomId } from './secrets.ts';
+import pkg from '../package.json' with { type: 'json' };
 
 const defaultData = process.env.SHELTERD_DATA ?? join(process.env.XDG_DATA_HOME ?? join(homedir(), '.local', 'share'), 'shelterd');
 const dataOption = () => new Option('--data <dir>', 'data directory (objects, metadata, TLS, master key)').default(defaultData);
@@ -32,6 +33,7 @@ function print(json: boolean, value: unknown, text: () => string): void {
 }
 
 const program = new Command('shelterd')
+  .version(pkg.version, '-V, --version', 'print the version')
   .description('Shelter gateway: S3 endpoint with per-server buckets, immutability and an audit log')
   .showHelpAfterError();
 
