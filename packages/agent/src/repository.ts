@@ -2,7 +2,7 @@
 // the pack being filled, uploads (bounded concurrency), index objects, snapshots and manifests.
 // Everything it writes is new and named after its content: no delete, no overwrite.
 import {
-  BlobIndex, CONFIG_KEY, INDEX_TARGET_BLOBS, blobId, FormatError, PackWriter, encodeManifest, extractBlob, indexKey, manifestKey, openIndex,
+  BlobIndex, CONFIG_KEY, INDEX_TARGET_BLOBS, blobId, FormatError, PackWriter, encodeManifest, extractBlob, indexKey, manifestKey, onlyTreeEntries, openIndex, openIndexCompact,
   openRepository, openSnapshot, packKey, parseObjectKey, readPackHeader, seal, sealIndex, sealSnapshot, snapshotKey, toHex,
   type BlobType, type EncodedIndexedPack, type FinishedPackParts, type IndexedPack, type PackEntry, type ParsedConfig, type RepoKeys, type Snapshot,
 } from '@shelter/format';
@@ -100,27 +100,31 @@ export async function initRepository(backend: Backend, configBytes: Buffer): Pro
 export type SmallFileSaved = { id: Buffer; added: boolean; length: number } | { length: 0 } | { large: true } | { error: string };
 
 /**
- * Index object `key`, opened (its name, the key, its structure checked); with a cache, from a good
- * local copy if there is one (objectcache.ts readObject).
+ * Index object `key`, opened by `open` (its name, the key, its structure checked); with a cache,
+ * from a good local copy if there is one (objectcache.ts readObject).
  */
-export async function readIndexObject(backend: Backend, keys: RepoKeys, key: string, cache?: ObjectCache): Promise<IndexedPack[]> {
+async function readIndexWith<T>(backend: Backend, keys: RepoKeys, key: string, open: (keys: RepoKeys, bytes: Uint8Array, id: Uint8Array) => T, cache?: ObjectCache): Promise<T> {
   const id = Buffer.from(parseObjectKey(key)!.id!, 'hex');
   const packs = await readObject(backend, key, (bytes) => {
-    try { return openIndex(keys, bytes, id); }
+    try { return open(keys, bytes, id); }
     catch (e) { throw new RepositoryError('Corrupt', `index object ${key} does not decrypt: ${(e as Error).message}`, { cause: e }); }
   }, cache);
   if (!packs) throw new RepositoryError('Missing', `index object ${key} is missing`);
   return packs;
 }
 
-/** every index object of the bucket, opened, and the size of every pack the bucket holds */
+/** Index object `key` with every entry decoded (`check`). */
+export const readIndexObject = (backend: Backend, keys: RepoKeys, key: string, cache?: ObjectCache): Promise<IndexedPack[]> =>
+  readIndexWith(backend, keys, key, openIndex, cache);
+
+/** every index object of the bucket, opened (entries compact: no object per blob), and the size of every pack the bucket holds */
 async function readIndexes(backend: Backend, keys: RepoKeys, objects: ObjectCache | undefined) {
   const indexKeys: string[] = [];
   const packSizes = new Map<string, number>();
   for await (const o of backend.list('index/')) if (parseObjectKey(o.key)?.type === 'index') indexKeys.push(o.key);
   for await (const o of backend.list('data/')) { const p = parseObjectKey(o.key); if (p?.type === 'pack') packSizes.set(p.id!, o.size); }
   objects?.keepOnly('index', new Set(indexKeys));
-  const lists = await mapLimit(indexKeys, 8, async (key) => ({ key, packs: await readIndexObject(backend, keys, key, objects) }));
+  const lists = await mapLimit(indexKeys, 8, async (key) => ({ key, packs: await readIndexWith(backend, keys, key, openIndexCompact, objects) }));
   return { packSizes, lists };
 }
 
@@ -174,12 +178,18 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   // They are kept apart (lostIndex) only to name the missing pack in error messages.
   const lost = lists.map((l) => l.packs.filter((p) => !packSizes.has(toHex(p.id))));
   for (const l of lists) l.packs = l.packs.filter((p) => packSizes.has(toHex(p.id)));
-  const lostIndex = BlobIndex.fromIndexes(lost);
-  const index = BlobIndex.fromIndexes(lists.map((l) => l.packs));
+  const lostIndex = BlobIndex.fromEncoded(lost);
+  const index = BlobIndex.fromEncoded(lists.map((l) => l.packs));
   const treePacks = new Set<number>();
   const noteTreePack = (n: number, entries: readonly PackEntry[]) => { if (entries.length && entries.every((e) => e.type === 'tree')) treePacks.add(n); };
   const packIndexKey = new Map<number, string>();
-  for (const l of lists) for (const p of l.packs) { const n = index.addPack(p.id); packIndexKey.set(n, l.key); noteTreePack(n, p.entries); }
+  for (const l of lists) {
+    for (const p of l.packs) {
+      const n = index.addPack(p.id);
+      packIndexKey.set(n, l.key);
+      if (onlyTreeEntries(p.encodedEntries)) treePacks.add(n);
+    }
+  }
 
   // packs in flight: 2 keep the link busy against a gateway, 4 only held 32 MiB more in memory
   const uploads = opts.uploads ?? 2;

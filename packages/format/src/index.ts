@@ -17,11 +17,11 @@ export {
   type ChunkerParams,
 } from './chunker.ts';
 export {
-  PackWriter, readPackHeader, extractBlob, verifyPackId, encodeEntries, decodeEntries,
+  PackWriter, readPackHeader, extractBlob, verifyPackId, encodeEntries, decodeEntries, checkEntries, onlyTreeEntries,
   PACK_ENTRY_BYTES, DEFAULT_PACK_TARGET, MAX_PACK_BYTES, PACK_TAIL_HINT, MAX_BLOB_BYTES,
   type BlobType, type PackEntry, type FinishedPack, type FinishedPackParts, type PackWriterOptions,
 } from './pack.ts';
-export { sealIndex, openIndex, encodeIndex, decodeIndex, MAX_INDEX_BYTES, INDEX_TARGET_BLOBS, type IndexedPack, type EncodedIndexedPack } from './indexfile.ts';
+export { sealIndex, openIndex, openIndexCompact, encodeIndex, decodeIndex, decodeIndexCompact, MAX_INDEX_BYTES, INDEX_TARGET_BLOBS, type IndexedPack, type EncodedIndexedPack } from './indexfile.ts';
 export { BlobIndex, INDEX_BYTES_PER_BLOB, type BlobLocation } from './memindex.ts';
 export { encodeTree, decodeTree, sameNode, validateName, compareNames, type TreeNode, type NodeType, type Xattr } from './tree.ts';
 export { sealSnapshot, openSnapshot, encodeSnapshot, decodeSnapshot, type Snapshot } from './snapshot.ts';

@@ -12,7 +12,7 @@ import { FormatError } from './errors.ts';
 import { asBuffer, sha256, type Rng } from './common.ts';
 import type { RepoKeys } from './derive.ts';
 import { openObject, sealObject, type SealedObject } from './envelope.ts';
-import { decodeEntries, encodeEntries, PACK_ENTRY_BYTES, type PackEntry } from './pack.ts';
+import { checkEntries, decodeEntries, encodeEntries, PACK_ENTRY_BYTES, type PackEntry } from './pack.ts';
 
 export interface IndexedPack {
   id: Buffer;
@@ -51,11 +51,17 @@ export function encodeIndex(packs: readonly (IndexedPack | EncodedIndexedPack)[]
   return Buffer.concat(parts);
 }
 
-export function decodeIndex(plain: Uint8Array): IndexedPack[] {
+/**
+ * Decodes and validates an index plaintext without a JS object per blob: each pack with its
+ * entries as the 45-byte records they are stored as (views of `plain`). What the agent loads its
+ * in-memory index from (memindex.ts fromEncoded): ~100 bytes of transient memory per blob rather
+ * than ~300, and a third of the time.
+ */
+export function decodeIndexCompact(plain: Uint8Array): EncodedIndexedPack[] {
   const b = asBuffer(plain);
   if (b.length < 4) throw new FormatError('Corrupt', 'index: truncated');
   const count = b.readUInt32LE(0);
-  const packs: IndexedPack[] = [];
+  const packs: EncodedIndexedPack[] = [];
   let at = 4;
   for (let k = 0; k < count; k++) {
     if (at + 40 > b.length) throw new FormatError('Corrupt', `index: truncated in pack ${k}`);
@@ -67,13 +73,25 @@ export function decodeIndex(plain: Uint8Array): IndexedPack[] {
     if (end > b.length) throw new FormatError('Corrupt', `index: truncated in pack ${k}`);
     const slice = b.subarray(at, end);
     const last = n > 0 ? slice.readUInt32LE(slice.length - PACK_ENTRY_BYTES + 33) + slice.readUInt32LE(slice.length - PACK_ENTRY_BYTES + 37) : 0;
-    const entries = decodeEntries(slice, last, `index pack ${id.toString('hex')}`);
+    checkEntries(slice, last, `index pack ${id.toString('hex')}`);
     if (last + 4 > size) throw new FormatError('Corrupt', `index: pack ${id.toString('hex')} is ${size} bytes but its blobs need ${last}`);
-    packs.push({ id, size, entries });
+    packs.push({ id, size, encodedEntries: slice });
     at = end;
   }
   if (at !== b.length) throw new FormatError('Corrupt', 'index: trailing bytes');
   return packs;
+}
+
+/** a validated compact pack (decodeIndexCompact) with its entries decoded */
+function withEntries(p: EncodedIndexedPack): IndexedPack {
+  const e = p.encodedEntries;
+  const end = e.readUInt32LE(e.length - PACK_ENTRY_BYTES + 33) + e.readUInt32LE(e.length - PACK_ENTRY_BYTES + 37);
+  return { id: p.id, size: p.size, entries: decodeEntries(e, end, `index pack ${p.id.toString('hex')}`) };
+}
+
+/** decodeIndexCompact, with every entry decoded (`check`, tests) */
+export function decodeIndex(plain: Uint8Array): IndexedPack[] {
+  return decodeIndexCompact(plain).map(withEntries);
 }
 
 export function sealIndex(keys: RepoKeys, packs: readonly (IndexedPack | EncodedIndexedPack)[], opts: { rng?: Rng } = {}): SealedObject {
@@ -81,8 +99,13 @@ export function sealIndex(keys: RepoKeys, packs: readonly (IndexedPack | Encoded
   return { id: sha256(bytes), bytes };
 }
 
-/** Opens index/<id>: checks the name (SHA-256), the key, the envelope, then the structure. */
-export function openIndex(keys: RepoKeys, bytes: Uint8Array, id?: Uint8Array): IndexedPack[] {
+/** Opens index/<id>: checks the name (SHA-256), the key, the envelope, then the structure. Entries compact (decodeIndexCompact). */
+export function openIndexCompact(keys: RepoKeys, bytes: Uint8Array, id?: Uint8Array): EncodedIndexedPack[] {
   if (id !== undefined && !sha256(bytes).equals(id)) throw new FormatError('Authentication', 'index object does not match its name (SHA-256)');
-  return decodeIndex(openObject(keys, 'index', bytes, MAX_INDEX_BYTES));
+  return decodeIndexCompact(openObject(keys, 'index', bytes, MAX_INDEX_BYTES));
+}
+
+/** openIndexCompact, with every entry decoded */
+export function openIndex(keys: RepoKeys, bytes: Uint8Array, id?: Uint8Array): IndexedPack[] {
+  return openIndexCompact(keys, bytes, id).map(withEntries);
 }

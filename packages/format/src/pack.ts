@@ -51,6 +51,7 @@ export function encodeEntries(entries: readonly PackEntry[]): Buffer {
   const out = Buffer.allocUnsafe(entries.length * PACK_ENTRY_BYTES);
   let at = 0;
   for (const e of entries) {
+    if (e.id.length !== BLOB_ID_BYTES) throw new FormatError('Invalid', 'blob id must be 32 bytes');
     out[at] = TYPE_CODES[e.type];
     e.id.copy(out, at + 1);
     out.writeUInt32LE(e.offset, at + 33);
@@ -61,29 +62,48 @@ export function encodeEntries(entries: readonly PackEntry[]): Buffer {
   return out;
 }
 
-/** Decodes and validates a list of entries. `dataBytes` is the size of the blob section they must exactly cover. */
-export function decodeEntries(b: Buffer, dataBytes: number, what: string): PackEntry[] {
+/**
+ * Validates a list of encoded entries (45 bytes each) without decoding them: known blob types,
+ * contiguous from offset 0, each at least an envelope long, together covering exactly `dataBytes`
+ * (the size of the blob section). Returns the number of entries.
+ */
+export function checkEntries(b: Buffer, dataBytes: number, what: string): number {
   if (b.length % PACK_ENTRY_BYTES !== 0) throw new FormatError('Corrupt', `${what}: ${b.length} bytes is not a whole number of entries`);
   const n = b.length / PACK_ENTRY_BYTES;
   if (n === 0) throw new FormatError('Corrupt', `${what}: no entries`);
-  const entries: PackEntry[] = new Array(n);
   let expect = 0;
   for (let k = 0, at = 0; k < n; k++, at += PACK_ENTRY_BYTES) {
-    const code = b[at]!;
-    if (code > 1) throw new FormatError('Corrupt', `${what}: entry ${k} has unknown blob type ${code}`);
+    if (b[at]! > 1) throw new FormatError('Corrupt', `${what}: entry ${k} has unknown blob type ${b[at]!}`);
     const offset = b.readUInt32LE(at + 33);
     const length = b.readUInt32LE(at + 37);
     if (offset !== expect) throw new FormatError('Corrupt', `${what}: entry ${k} starts at ${offset}, expected ${expect}`);
     if (length < ENVELOPE_OVERHEAD) throw new FormatError('Corrupt', `${what}: entry ${k} is shorter than an envelope`);
     expect = offset + length;
+  }
+  if (expect !== dataBytes) throw new FormatError('Corrupt', `${what}: entries cover ${expect} bytes, the blob section has ${dataBytes}`);
+  return n;
+}
+
+/** whether encoded entries (at least one) are all of tree blobs: a tree pack */
+export function onlyTreeEntries(b: Buffer): boolean {
+  if (b.length === 0) return false;
+  for (let at = 0; at < b.length; at += PACK_ENTRY_BYTES) if (b[at] !== TYPE_CODES.tree) return false;
+  return true;
+}
+
+/** Decodes and validates a list of entries (checkEntries). `dataBytes` is the size of the blob section they must exactly cover. */
+export function decodeEntries(b: Buffer, dataBytes: number, what: string): PackEntry[] {
+  const n = checkEntries(b, dataBytes, what);
+  const entries: PackEntry[] = new Array(n);
+  for (let k = 0, at = 0; k < n; k++, at += PACK_ENTRY_BYTES) {
     entries[k] = {
-      type: code === 0 ? 'data' : 'tree',
+      type: b[at] === TYPE_CODES.data ? 'data' : 'tree',
       id: Buffer.from(b.subarray(at + 1, at + 33)),
-      offset, length,
+      offset: b.readUInt32LE(at + 33),
+      length: b.readUInt32LE(at + 37),
       rawLength: b.readUInt32LE(at + 41),
     };
   }
-  if (expect !== dataBytes) throw new FormatError('Corrupt', `${what}: entries cover ${expect} bytes, the blob section has ${dataBytes}`);
   return entries;
 }
 

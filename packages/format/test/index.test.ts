@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KEYS, OTHER_KEYS, detRng, flip, streamBytes, throwsCode } from './helpers.ts';
-import { sealIndex, openIndex, encodeIndex, decodeIndex, type IndexedPack } from '../src/indexfile.ts';
+import { sealIndex, openIndex, openIndexCompact, encodeIndex, decodeIndex, decodeIndexCompact, type IndexedPack } from '../src/indexfile.ts';
 import { BlobIndex, INDEX_BYTES_PER_BLOB } from '../src/memindex.ts';
 import { ENVELOPE_OVERHEAD } from '../src/envelope.ts';
-import { encodeEntries, type PackEntry } from '../src/pack.ts';
+import { encodeEntries, onlyTreeEntries, type PackEntry } from '../src/pack.ts';
 
 /** Fake packs with random ids and contiguous entries (no real pack needed for the index). */
 function fakePacks(nPacks: number, perPack: number, seed: string): IndexedPack[] {
@@ -62,6 +62,55 @@ test('index plaintext is validated (a key-holding writer bug cannot crash a read
   throwsCode(() => decodeIndex(type), 'Corrupt');
   const huge = Buffer.from(good); huge.writeUInt32LE(0xffffffff, 0);
   throwsCode(() => decodeIndex(huge), 'Corrupt');
+  // the compact decode (what the agent loads its index from) refuses each of them too
+  for (const bad of [good.subarray(0, good.length - 1), Buffer.concat([good, Buffer.alloc(1)]), gap, type, huge]) throwsCode(() => decodeIndexCompact(bad), 'Corrupt');
+  const short = Buffer.from(good); short.writeUInt32LE(ENVELOPE_OVERHEAD - 1, 44 + 2 * 45 + 37); // last entry shorter than an envelope
+  throwsCode(() => decodeIndexCompact(short), 'Corrupt');
+});
+
+test('the compact index path (openIndexCompact, BlobIndex.fromEncoded) finds what the object path finds', () => {
+  const objects = [fakePacks(40, 700, 'c1'), fakePacks(20, 900, 'c2')]; // 46,000 blobs: several sort ranges
+  objects[1]!.push(objects[0]![3]!); // a pack listed by two index objects
+  const sealed = objects.map((packs) => sealIndex(KEYS, packs));
+  const compact = sealed.map((s) => openIndexCompact(KEYS, s.bytes, s.id));
+  compact.forEach((l, k) => {
+    assert.equal(l.length, objects[k]!.length);
+    l.forEach((p, j) => {
+      const o = objects[k]![j]!;
+      assert.ok(p.id.equals(o.id));
+      assert.equal(p.size, o.size);
+      assert.ok(p.encodedEntries.equals(encodeEntries(o.entries)), 'the entries as stored');
+    });
+  });
+  throwsCode(() => openIndexCompact(KEYS, sealed[0]!.bytes, Buffer.alloc(32)), 'Authentication');
+  throwsCode(() => openIndexCompact(OTHER_KEYS, sealed[0]!.bytes), 'WrongKey');
+  const fromCompact = BlobIndex.fromEncoded(compact);
+  const fromObjects = BlobIndex.fromIndexes(sealed.map((s) => openIndex(KEYS, s.bytes, s.id)));
+  assert.equal(fromCompact.size, 40 * 700 + 20 * 900);
+  assert.equal(fromObjects.size, fromCompact.size);
+  for (const packs of objects) {
+    for (const p of packs) {
+      for (const e of p.entries) {
+        const loc = fromCompact.lookup(e.id);
+        assert.ok(loc, 'every blob found');
+        assert.ok(fromCompact.packId(loc.pack).equals(p.id), 'in its pack');
+        assert.deepEqual({ offset: loc.offset, length: loc.length, rawLength: loc.rawLength }, { offset: e.offset, length: e.length, rawLength: e.rawLength });
+        assert.deepEqual(fromObjects.lookup(e.id), loc);
+      }
+    }
+  }
+  const rng = detRng('absent-compact');
+  for (let i = 0; i < 5000; i++) assert.equal(fromCompact.has(rng(32)), false);
+});
+
+test('onlyTreeEntries: a pack of tree blobs only; encodeEntries refuses an id that is not 32 bytes', () => {
+  const [p] = fakePacks(1, 4, 'types');
+  const trees = p!.entries.map((e) => ({ ...e, type: 'tree' as const }));
+  assert.equal(onlyTreeEntries(encodeEntries(trees)), true);
+  assert.equal(onlyTreeEntries(encodeEntries([...trees.slice(0, 3), { ...trees[3]!, type: 'data' }])), false);
+  assert.equal(onlyTreeEntries(encodeEntries(p!.entries)), false);
+  assert.equal(onlyTreeEntries(Buffer.alloc(0)), false);
+  throwsCode(() => encodeEntries([{ ...p!.entries[0]!, id: Buffer.alloc(31) }]), 'Invalid');
 });
 
 test('BlobIndex: lookups agree with a Map through adds, merges and bulk loads', () => {
@@ -102,8 +151,10 @@ test(`BlobIndex memory: ${INDEX_BYTES_PER_BLOB} bytes per blob`, () => {
   for (let i = 0; i < n; i++) entries.push({ type: 'data', id: ids.subarray(32 * i, 32 * i + 32), offset: 0, length: 0, rawLength: 0 });
   const packs: IndexedPack[] = [];
   for (let p = 0; p < n / 1000; p++) packs.push({ id: packIds.subarray(32 * p, 32 * p + 32), size: 0, entries: entries.slice(p * 1000, p * 1000 + 1000) });
+  // as openRepo loads it: the entries as their 45-byte records (decodeIndexCompact), no object per blob
+  const encoded = packs.map((p) => ({ id: p.id, size: p.size, encodedEntries: encodeEntries(p.entries) }));
   let t = performance.now();
-  const ix = BlobIndex.fromIndexes([packs]);
+  const ix = BlobIndex.fromEncoded([encoded]);
   const loadMs = performance.now() - t;
   assert.equal(ix.size, n);
   const loaded = ix.memoryBytes();
