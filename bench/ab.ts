@@ -22,8 +22,10 @@ import { snapshot, workingTree } from './lib/agent-snapshot.ts';
 const { values: args } = parseArgs({ options: {
   op: { type: 'string', default: 'nochange' }, a: { type: 'string', default: 'HEAD' }, runs: { type: 'string', default: '3' },
   dataset: { type: 'string', default: 'linux' }, 'bench-dir': { type: 'string' }, profile: { type: 'string' },
+  'b-env': { type: 'string', multiple: true },
 } });
 // --profile DIR: B runs under --cpu-prof (summarise with bench/lib/cpuprofile.ts)
+// --b-env NAME=VALUE (repeatable): set for B's timed runs only (an experiment behind a variable, A/B'd on the same code)
 const prof = (v: 'A' | 'B') => (args.profile && v === 'B' ? ['--cpu-prof', '--cpu-prof-dir', resolve(args.profile)] : []);
 const root = resolve(import.meta.dirname, '..');
 const benchDir = resolve(args['bench-dir'] ?? process.env.BENCH_DIR ?? '/tmp/shelter-bench');
@@ -61,11 +63,13 @@ const say = (m: string) => process.stderr.write(`${m}\n`);
 try {
   const cred = gw.createServer('ab');
   const env = { ...process.env, SHELTER_CONFIG_DIR: join(work, 'config'), XDG_CACHE_HOME: join(work, 'cache') };
+  const bEnv = Object.fromEntries((args['b-env'] ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const envOf = (v: 'A' | 'B') => (v === 'B' ? { ...env, ...bEnv } : env);
   const shelter = (v: 'A' | 'B') => join(versions[v].packages, 'agent/bin/shelter.js');
   await run(node, [shelter('B'), 'init', '--endpoint', gw.url, '--bucket', cred.bucket, '--access-key', cred.accessKeyId, '--secret-key', cred.secretAccessKey, '--ca-cert', gw.caFile, '--key-file', join(work, 'key')], env);
   const log = join(work, 'log');
   // a backup name per version: each one's parent is its own last snapshot (and its local cache)
-  const backup = (v: 'A' | 'B', p = true) => timed(node, [...(p ? prof(v) : []), shelter(v), 'backup', 'files', data, '--name', `ab-${v}`, '--json'], { env, logFile: log, serverPid: gw.proc.pid });
+  const backup = (v: 'A' | 'B', p = true) => timed(node, [...(p ? prof(v) : []), shelter(v), 'backup', 'files', data, '--name', `ab-${v}`, '--json'], { env: envOf(v), logFile: log, serverPid: gw.proc.pid });
   if (args.op !== 'initial') {
     say(`initial backup (B): ${(await backup('B', false)).wall} s`);
     say(`initial backup (A, everything stored already): ${(await backup('A', false)).wall} s`);
@@ -76,19 +80,19 @@ try {
       let t;
       if (args.op === 'restore') {
         const target = join(work, `restore-${v}-${i}`);
-        t = await timed(node, [...prof(v), shelter(v), 'restore', 'latest', '--name', 'ab-B', '--target', target], { env, logFile: log, serverPid: gw.proc.pid });
+        t = await timed(node, [...prof(v), shelter(v), 'restore', 'latest', '--name', 'ab-B', '--target', target], { env: envOf(v), logFile: log, serverPid: gw.proc.pid });
       } else if (args.op === 'export') {
         const archive = join(work, `export-${v}-${i}.tar.gz`);
-        t = await timed(node, [...prof(v), shelter(v), 'restore', 'latest', '--name', 'ab-B', '--export', archive], { env, logFile: log, serverPid: gw.proc.pid });
+        t = await timed(node, [...prof(v), shelter(v), 'restore', 'latest', '--name', 'ab-B', '--export', archive], { env: envOf(v), logFile: log, serverPid: gw.proc.pid });
         rmSync(archive, { force: true });
       } else if (args.op === 'initial') {
         // a fresh bucket per run
         const c = gw.createServer(`ab-${v.toLowerCase()}${i}`);
-        const e2 = { ...env, SHELTER_CONFIG_DIR: join(work, `config-${v}${i}`) };
+        const e2 = { ...envOf(v), SHELTER_CONFIG_DIR: join(work, `config-${v}${i}`) };
         await run(node, [shelter('B'), 'init', '--endpoint', gw.url, '--bucket', c.bucket, '--access-key', c.accessKeyId, '--secret-key', c.secretAccessKey, '--ca-cert', gw.caFile, '--key-file', join(work, 'key')], e2);
         t = await timed(node, [...prof(v), shelter(v), 'backup', 'files', data, '--name', 'ab', '--json'], { env: e2, logFile: log, serverPid: gw.proc.pid });
       } else if (args.op === 'reread') {
-        t = await timed(node, [...prof(v), shelter(v), 'backup', 'files', data, '--name', `reread-${v.toLowerCase()}${i}`, '--json'], { env, logFile: log, serverPid: gw.proc.pid });
+        t = await timed(node, [...prof(v), shelter(v), 'backup', 'files', data, '--name', `reread-${v.toLowerCase()}${i}`, '--json'], { env: envOf(v), logFile: log, serverPid: gw.proc.pid });
       } else if (args.op === 'change') {
         undoChange();
         await backup(v, false);
