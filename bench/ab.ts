@@ -22,9 +22,10 @@ import { snapshot, workingTree } from './lib/agent-snapshot.ts';
 const { values: args } = parseArgs({ options: {
   op: { type: 'string', default: 'nochange' }, a: { type: 'string', default: 'HEAD' }, runs: { type: 'string', default: '3' },
   dataset: { type: 'string', default: 'linux' }, 'bench-dir': { type: 'string' }, profile: { type: 'string' },
-  'b-env': { type: 'string', multiple: true },
+  'b-env': { type: 'string', multiple: true }, 'restore-dir': { type: 'string' },
 } });
 // --profile DIR: B runs under --cpu-prof (summarise with bench/lib/cpuprofile.ts)
+// --restore-dir DIR: restores go there (a tmpfs: /dev/shm), not under the scratch directory (see bench/agent.ts)
 // --b-env NAME=VALUE (repeatable): set for B's timed runs only (an experiment behind a variable, A/B'd on the same code)
 const prof = (v: 'A' | 'B') => (args.profile && v === 'B' ? ['--cpu-prof', '--cpu-prof-dir', resolve(args.profile)] : []);
 const root = resolve(import.meta.dirname, '..');
@@ -79,7 +80,12 @@ try {
     for (const v of (i % 2 ? ['B', 'A'] : ['A', 'B']) as Array<'A' | 'B'>) {
       let t;
       if (args.op === 'restore') {
-        const target = join(work, `restore-${v}-${i}`);
+        const into = args['restore-dir'] ? resolve(args['restore-dir']) : work;
+        const target = join(into, `restore-${process.pid}-${v}-${i}`);
+        // the previous restore's files deleted and every dirty page written first (untimed): else
+        // creating files stalls in the kernel behind them, for one version or the other
+        for (const old of readdirSync(into).filter((n) => n.startsWith(`restore-${process.pid}-`))) rmSync(join(into, old), { recursive: true, force: true });
+        execFileSync('sync');
         t = await timed(node, [...prof(v), shelter(v), 'restore', 'latest', '--name', 'ab-B', '--target', target], { env: envOf(v), logFile: log, serverPid: gw.proc.pid });
       } else if (args.op === 'export') {
         const archive = join(work, `export-${v}-${i}.tar.gz`);
@@ -112,4 +118,5 @@ try {
 } finally {
   await gw.stop();
   rmSync(work, { recursive: true, force: true });
+  if (args['restore-dir']) for (const old of readdirSync(resolve(args['restore-dir'])).filter((n) => n.startsWith(`restore-${process.pid}-`))) rmSync(join(resolve(args['restore-dir']), old), { recursive: true, force: true });
 }

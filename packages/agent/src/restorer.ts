@@ -2,12 +2,15 @@
 // byte-identical; modes, times, symlinks, hard links, empty directories, special files, and
 // ownership when running as root.
 //
-// How: (1) load the whole hierarchy (grouped tree requests); (2) create directories, symlinks and
-// special files, and plan every file's chunks; (3) fetch data pack range by pack range (a few
-// concurrent ranged GETs, each at most 8 MiB of plaintext: memory stays bounded); the worker
-// thread that decrypts a range also writes its chunks where they belong (pwrite), skipping
-// all-zero chunks so holes stay holes; (4) give files spread over several ranges their length and
-// metadata, create empty files and hard links, then give directories their metadata, deepest first.
+// How: (1) walk the hierarchy depth first (its trees loaded ahead in grouped requests, each
+// decoded when its directory is reached), creating directories, symlinks and special files; (2)
+// plan the chunks of every BATCH_FILES files gathered; (3) fetch each batch's data pack range by
+// pack range (a few concurrent ranged GETs, each at most 8 MiB of plaintext) while the walk
+// gathers the next batch; the worker thread that decrypts a range also writes its chunks where
+// they belong (pwrite), skipping all-zero chunks so holes stay holes; files spread over several
+// ranges get their length and metadata once their last part is in, empty files are created after
+// their batch; (4) hard links, then directories' metadata, deepest first. Memory stays bounded:
+// ranges in flight, and two batches' plans.
 import { chmodSync, closeSync, existsSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync, utimesSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
@@ -20,8 +23,7 @@ import { createFile, finishFile, type FileMeta } from './filewrite.ts';
 import { pathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 import { BackendError } from './backend/types.ts';
-import { loadAllTrees } from './trees.ts';
-import { collectGarbage } from './collect.ts';
+import { treeLoader, type TreeLoader } from './trees.ts';
 
 export interface RestoreOptions {
   target: string;
@@ -31,6 +33,8 @@ export interface RestoreOptions {
   ignoreExisting?: boolean;
   /** concurrent pack downloads (default 4) */
   concurrency?: number;
+  /** files planned and fetched together (default BATCH_FILES; tests use small batches) */
+  batchFiles?: number;
   onProgress?: (p: { files: number; bytes: number; currentPath: string }) => void;
   onWarning?: (path: string, message: string) => void;
 }
@@ -38,6 +42,13 @@ export interface RestoreOptions {
 export interface RestoreResult { files: number; dirs: number; bytes: number; warnings: number }
 
 const toTime = (ns: bigint) => Number(ns) / 1e9;
+
+/**
+ * Files planned, fetched and written together: enough that a batch's ranges keep every worker
+ * busy and few ranges are cut at a batch's edges (a range whose blobs two batches need is
+ * fetched by each), few enough that plans stay small (~300 bytes of heap per file).
+ */
+const BATCH_FILES = 16384;
 
 /**
  * A file to restore. Only what the restore needs is kept (not its tree node): on the linux tree
@@ -74,29 +85,38 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     } catch (e) { warn(path, `cannot set metadata: ${(e as Error).message}`); }
   };
 
-  // (1) the hierarchy, (2) directories, links, special files, and the files to write (the
-  // hierarchy is garbage once this returns)
-  const { files, links, dirs } = createHierarchy(await loadAllTrees(repo, snap.snapshot.tree));
-  function createHierarchy(trees: Map<string, TreeNode[]>) {
-  const files: PlannedFile[] = [];
+  // (1) the hierarchy, walked depth first: directories, symlinks and special files made as they
+  // come; files gathered in batches of BATCH_FILES, each batch's contents planned, fetched and
+  // written (2-3) while the walk goes on to the next. The trees load in the background in the
+  // walk's order (trees.ts); each is decoded when the walk reaches its directory and is garbage
+  // once the directory is done. Memory does not grow with the number of files, only with the
+  // number of directories (their metadata is set last, deepest first) and of hard links: on the
+  // linux tree the whole hierarchy's nodes, then every file's plan, were ~150 MiB of the main
+  // thread's heap, and V8 kept the heap that size for the rest of the run.
   const links: Array<{ path: Buffer; first: PlannedFile }> = [];
   const hardlinks = new Map<string, PlannedFile>();
   const dirs: Array<[Buffer, TreeNode]> = [];
-  const walk = (dir: Buffer, rel: string, subtree: Buffer) => {
-    const nodes = trees.get(toHex(subtree));
-    if (!nodes) { warn(dir, 'directory listing missing from the snapshot'); return; }
+  const trees = treeLoader(repo, snap.snapshot.tree, { release: true });
+  const batches = batchRunner();
+  let batch: PlannedFile[] = [];
+  const walk = async (dir: Buffer, rel: string, subtree: Buffer) => {
+    // (a tree that cannot be loaded fails the restore: storage unreachable, or a damaged repository)
+    const nodes = await trees.nodes(subtree);
     for (const n of nodes) {
       const path = joinPath(dir, n.name);
       const childRel = rel ? `${rel}/${n.name.toString()}` : n.name.toString();
       if (!selected(childRel, n.type === 'dir')) continue;
+      if (n.type === 'dir') {
+        try { if (!existsSync(path)) mkdirSync(path, { mode: 0o700 }); }
+        catch (e) { warn(path, `cannot restore: ${(e as Error).message}`); continue; }
+        result.dirs++;
+        // outside the try: a tree that cannot be loaded fails the restore (the loader stops at its first failure)
+        await walk(path, childRel, n.subtree!);
+        dirs.push([path, n]);
+        continue;
+      }
       try {
         switch (n.type) {
-          case 'dir':
-            if (!existsSync(path)) mkdirSync(path, { mode: 0o700 });
-            result.dirs++;
-            walk(path, childRel, n.subtree!);
-            dirs.push([path, n]);
-            break;
           case 'file': {
             if (opts.ignoreExisting && exists(path)) break; // (an lstat per file only when asked: 1 s on the linux tree)
             const linkKey = hardlinkKey(n);
@@ -105,7 +125,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
             // created when its first chunk arrives (one open per file, not one per chunk)
             const content = n.content ?? [];
             const f: PlannedFile = { path, meta: fileMeta(n), content, empty: content.length === 0, failed: false, rangesLeft: 0, whole: false, done: false };
-            files.push(f);
+            batch.push(f);
             if (linkKey) hardlinks.set(linkKey, f);
             break;
           }
@@ -132,10 +152,44 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
             break; // sockets belong to a running process: nothing to restore
         }
       } catch (e) { warn(path, `cannot restore: ${(e as Error).message}`); }
+      if (batch.length >= (opts.batchFiles ?? BATCH_FILES)) { const full = batch; batch = []; await batches.add(full); }
     }
   };
-  walk(target, '', snap.snapshot.tree);
-  return { files, links, dirs };
+  try {
+    await walk(target, '', snap.snapshot.tree);
+    await batches.add(batch);
+  } finally {
+    // (after a failure: the batches still running are waited for, their errors the first one's consequences)
+    await batches.drain();
+  }
+
+  // (4) hard links (their first file is written), then directories deepest first
+  for (const l of links) {
+    try {
+      if (exists(l.path)) throw new Error('a file of that name already exists');
+      linkSync(l.first.path, l.path);
+      result.files++;
+    } catch (e) { warn(l.path, `cannot link: ${(e as Error).message}`); }
+  }
+  for (const [path, n] of dirs) setMeta(path, n, false); // dirs were pushed children first
+
+  /**
+   * Batches of files, fetched and written one after the other: add() plans a batch while the one
+   * before it is fetched, waits for that one, starts its own and returns (the walk gathers the
+   * next meanwhile): at most two batches' plans in memory. A batch's failure (storage
+   * unreachable) is thrown by the next add(), or by drain().
+   */
+  function batchRunner() {
+    let running: Promise<void> = Promise.resolve();
+    return {
+      async add(files: PlannedFile[]) {
+        const plan = planContents(files);
+        await running;
+        running = fetchBatch(files, plan);
+        running.catch(() => { /* thrown by the next add() or drain() */ });
+      },
+      drain: () => running,
+    };
   }
 
   // (3) contents. Every chunk is written by the worker thread that decrypts the range holding it:
@@ -145,7 +199,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   // several ranges (a large one) is created empty here first; each range's worker writes its part
   // into it, and once the last part is in, it gets its length and metadata here.
   /** an empty file ('w': created here), or one written in parts by several workers ('r+') */
-  const finish = (f: PlannedFile, flags: 'w' | 'r+') => {
+  function finish(f: PlannedFile, flags: 'w' | 'r+') {
     f.done = true;
     let fd = -1;
     try {
@@ -162,14 +216,9 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
       result.files++;
     } catch (e) { f.failed = true; warn(f.path, `cannot finish: ${(e as Error).message}`); }
     finally { if (fd >= 0) closeSync(fd); }
-  };
-  const { ranges, writesOf } = planContents();
-  // the hierarchy's nodes and the planning's maps are garbage now: collected before the fetches
-  // begin, the heap is sized for what the fetches need, not for what planning held (linux tree:
-  // peak RSS 526 -> 476 MiB in an A/B, no slower)
-  collectGarbage('major');
+  }
   /** which range holds each chunk, and what each range's worker writes (the maps are garbage after) */
-  function planContents() {
+  function planContents(files: PlannedFile[]) {
     // a blob is known by where it is: pack number and offset (one index lookup per chunk, no hex string)
     const where = (pack: number, offset: number) => pack * 2 ** 32 + offset;
     const byPack = new Map<number, PackEntry[]>();
@@ -243,44 +292,38 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     };
     return { ranges, writesOf };
   }
-  // decryption and zstd on the repository's worker threads (one per core); no plaintext comes back here
-  const pool = repo.sealPool();
-  await mapLimit(ranges.map((r, i) => [r, i] as const), opts.concurrency ?? 4, async ([r, ri]) => {
-    const mine = writesOf(ri);
-    try {
-      const fileResults = await writeRange(repo, r, pool, mine.map((m) => m.write));
-      mine.forEach(({ file: f, write }, i) => {
-        if (f.failed) return; // another part of it failed already
-        const res = fileResults[i];
-        if (res && 'error' in res) { f.failed = true; warn(f.path, res.error); return; }
-        if (res) warn(f.path, res.warning);
-        for (const c of write.chunks) result.bytes += r.entries[c.entry]!.rawLength;
-        if (--f.rangesLeft > 0) return;
-        if (write.whole) { f.done = true; result.files++; } else finish(f, 'r+');
-      });
-    } catch (err) {
-      // storage unreachable (after retries): stop, rather than leave hundreds of empty files
-      if (err instanceof BackendError && err.code !== 'Integrity') throw err;
-      for (const { file: f } of mine) {
-        if (!f.failed) { f.failed = true; warn(f.path, `content unavailable: ${(err as Error).message}`); }
+  /** a batch's contents: its ranges fetched, decrypted and written; then its empty files */
+  async function fetchBatch(files: PlannedFile[], { ranges, writesOf }: ReturnType<typeof planContents>) {
+    // decryption and zstd on the repository's worker threads (one per core); no plaintext comes back here
+    const pool = repo.sealPool();
+    await mapLimit(ranges.map((r, i) => [r, i] as const), opts.concurrency ?? 4, async ([r, ri]) => {
+      const mine = writesOf(ri);
+      try {
+        const fileResults = await writeRange(repo, r, pool, mine.map((m) => m.write));
+        mine.forEach(({ file: f, write }, i) => {
+          if (f.failed) return; // another part of it failed already
+          const res = fileResults[i];
+          if (res && 'error' in res) { f.failed = true; warn(f.path, res.error); return; }
+          if (res) warn(f.path, res.warning);
+          for (const c of write.chunks) result.bytes += r.entries[c.entry]!.rawLength;
+          if (--f.rangesLeft > 0) return;
+          if (write.whole) { f.done = true; result.files++; } else finish(f, 'r+');
+        });
+      } catch (err) {
+        // storage unreachable (after retries): stop, rather than leave hundreds of empty files
+        if (err instanceof BackendError && err.code !== 'Integrity') throw err;
+        for (const { file: f } of mine) {
+          if (!f.failed) { f.failed = true; warn(f.path, `content unavailable: ${(err as Error).message}`); }
+        }
       }
+      opts.onProgress?.({ files: result.files, bytes: result.bytes, currentPath: '' });
+    });
+    for (const f of files) {
+      if (f.failed || f.done) continue;
+      if (f.empty) finish(f, 'w');
+      else { f.failed = true; warn(f.path, `${f.rangesLeft} part(s) of its contents never arrived`); }
     }
-    opts.onProgress?.({ files: result.files, bytes: result.bytes, currentPath: '' });
-  });
+  }
 
-  // (4) files without chunks (empty), hard links, then directories deepest first
-  for (const f of files) {
-    if (f.failed || f.done) continue;
-    if (f.empty) finish(f, 'w');
-    else { f.failed = true; warn(f.path, `${f.rangesLeft} part(s) of its contents never arrived`); }
-  }
-  for (const l of links) {
-    try {
-      if (exists(l.path)) throw new Error('a file of that name already exists');
-      linkSync(l.first.path, l.path);
-      result.files++;
-    } catch (e) { warn(l.path, `cannot link: ${(e as Error).message}`); }
-  }
-  for (const [path, n] of dirs) setMeta(path, n, false); // dirs were pushed children first
   return result;
 }
