@@ -20,6 +20,8 @@ export interface TreeLoader {
    * in the order given, after what is asked for meanwhile.
    */
   prefetch(ids: readonly Buffer[]): void;
+  /** bytes of opened trees waiting to be taken (`release`: the background load pauses above its limit) */
+  readonly readyBytes: number;
 }
 
 /** trees opened per request to the workers: small enough that a tree asked for waits little */
@@ -27,15 +29,24 @@ const BATCH = 128;
 const BATCHES_IN_FLIGHT = 2;
 /** a batch this small is opened on the main thread while the seal workers are not running */
 const OPEN_HERE = 8;
+/**
+ * With `release` (a walk that takes each tree once): the background load pauses while this many
+ * bytes of opened trees wait to be taken, and at most this many whole tree packs are kept, so
+ * that a walk slower than the load (a restore writing files) holds a bounded part of a large
+ * hierarchy, not all of it. What the walk asks for is loaded regardless.
+ */
+const MAX_READY_BYTES = 32 * 1024 * 1024;
+const MAX_WHOLE_PACKS = 8;
 
-interface Slot { plain: Promise<Buffer>; resolve: (b: Buffer) => void; reject: (e: Error) => void; requested: boolean }
+interface Slot { plain: Promise<Buffer>; resolve: (b: Buffer) => void; reject: (e: Error) => void; requested: boolean; bytes: number }
 
 /**
  * Starts loading every tree reachable from `roots` in the background. `follow: false`: nothing in
  * the background, each tree is loaded when asked for (a backup with a directory cache needs only
  * the trees of the directories that changed).
  */
-export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { release?: boolean; follow?: boolean } = {}): TreeLoader {
+export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { release?: boolean; follow?: boolean; maxReadyBytes?: number } = {}): TreeLoader {
+  const maxReady = opts.maxReadyBytes ?? MAX_READY_BYTES;
   const follow = opts.follow ?? true;
   const slots = new Map<string, Slot>();
   /** trees taken and forgotten (`release`): not loaded again when named again */
@@ -47,6 +58,8 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
   const packBytes = (n: number) => {
     let p = wholePacks.get(n);
     if (!p) {
+      // (a walk that takes each tree once keeps the last few packs: its next trees are mostly in them)
+      if (opts.release && wholePacks.size >= MAX_WHOLE_PACKS) wholePacks.delete(wholePacks.keys().next().value!);
       const key = packKey(repo.index.packId(n));
       p = repo.backend.get(key).then((b) => {
         if (!b) throw new RepositoryError('Missing', `pack ${key} is missing`);
@@ -86,7 +99,7 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
       let resolve!: (b: Buffer) => void, reject!: (e: Error) => void;
       const plain = new Promise<Buffer>((res, rej) => { resolve = res; reject = rej; });
       plain.catch(() => { /* awaited by nodes() if ever asked for */ });
-      s = { plain, resolve, reject, requested: false };
+      s = { plain, resolve, reject, requested: false, bytes: 0 };
       slots.set(hex, s);
     }
     return s;
@@ -141,8 +154,12 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
     await Promise.all(opened);
   };
   /** (called for a batch's trees in reverse order: the first one's subtrees end on top) */
+  /** bytes of opened trees not taken yet (counted with `release` only) */
+  let readyBytes = 0;
   const received = (id: Buffer, plain: Buffer, subtrees: Buffer[]) => {
-    slotOf(toHex(id)).resolve(plain);
+    const slot = slotOf(toHex(id));
+    slot.resolve(plain);
+    if (opts.release && slots.has(toHex(id))) { slot.bytes = plain.length; readyBytes += plain.length; }
     if (!follow) return;
     for (let k = subtrees.length - 1; k >= 0; k--) {
       const sub = subtrees[k]!;
@@ -154,6 +171,7 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
     const batch: Buffer[] = [];
     const add = (id: Buffer) => { const s = slotOf(toHex(id)); if (!s.requested) { s.requested = true; batch.push(id); } };
     while (urgent.length && batch.length < BATCH) add(urgent.shift()!);
+    if (opts.release && readyBytes >= maxReady) return batch; // the walk is behind: what it asks for only
     for (;;) {
       // (a tree taken and forgotten meanwhile, asked for before its turn came: not loaded again)
       while (later.length && batch.length < BATCH) { const id = later.pop()!; if (!released.has(toHex(id))) add(id); }
@@ -190,11 +208,18 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
       pump();
     }
     const payload = await s.plain;
-    if (opts.release) { slots.delete(hex); released.add(hex); } // asked for again: loaded again
+    if (opts.release && slots.get(hex) === s) {
+      // asked for again: loaded again; the background load may go on
+      slots.delete(hex);
+      released.add(hex);
+      readyBytes -= s.bytes;
+      if (!failure) pump();
+    }
     return payload;
   };
   return {
     done,
+    get readyBytes() { return readyBytes; },
     prefetch(ids) {
       for (const id of ids) {
         const hex = toHex(id);

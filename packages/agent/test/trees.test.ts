@@ -1,0 +1,58 @@
+// The tree loader (trees.ts) of a walk that takes each tree once (`release`: restore, backup's
+// parent trees): its background load pauses while the opened trees waiting to be taken exceed
+// its limit, so a slow walk holds a bounded part of a large hierarchy; every tree still comes,
+// identical to what loadAllTrees gives.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRepository, encodeTree, toHex, type TreeNode } from '@shelter/format';
+import { backupFiles } from '../src/archiver.ts';
+import { initRepository, openRepo } from '../src/repository.ts';
+import { loadAllTrees, treeLoader } from '../src/trees.ts';
+import { memoryBackend } from './lib/memory-backend.ts';
+
+test('tree loader with release: the background load stays within its limit while the walk waits, and every tree comes', async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'shelter-trees-'));
+  t.after(() => rmSync(work, { recursive: true, force: true }));
+  const src = join(work, 'src');
+  // 40 x 40 directories, two files each: ~1,640 trees
+  for (let a = 0; a < 40; a++) for (let b = 0; b < 40; b++) {
+    const dir = join(src, `a${a}`, `b${b}`);
+    mkdirSync(dir, { recursive: true });
+    for (let f = 0; f < 2; f++) writeFileSync(join(dir, `file-with-a-longish-name-${f}`), `${a}/${b}/${f}`);
+  }
+  const backend = memoryBackend();
+  const { master, configBytes } = createRepository();
+  await initRepository(backend, configBytes);
+  const repo = await openRepo(backend, master, { sealWorkers: 1, startWorkers: true });
+  t.after(() => repo.close());
+  await backupFiles(repo, { name: 'x', paths: [src] });
+  const root = (await repo.listSnapshots()).pop()!.snapshot.tree;
+  const all = await loadAllTrees(repo, root);
+  const total = all.size;
+  assert.ok(total > 1600);
+  const sizes = [...all.values()].map((nodes) => encodeTree(nodes).length);
+  const totalBytes = sizes.reduce((x, y) => x + y, 0);
+
+  const limit = 4096;
+  const loader = treeLoader(repo, root, { release: true, maxReadyBytes: limit });
+  await sleep(300); // the background load runs ahead of a walk that has not started
+  const ahead = loader.readyBytes;
+  // at most the limit plus the batches already on their way when it was reached (2 x 128 trees),
+  // far from the whole hierarchy
+  assert.ok(ahead >= limit && ahead <= limit + 2 * 128 * Math.max(...sizes) && ahead < totalBytes / 3, `${ahead} bytes of trees waiting (limit ${limit}, hierarchy ${totalBytes})`);
+  // the walk: every tree, as loadAllTrees gives it; the background load resumes as trees are taken
+  const seen = new Set<string>();
+  const walk = async (id: Buffer) => {
+    const nodes: TreeNode[] = await loader.nodes(id);
+    assert.deepEqual(nodes, all.get(toHex(id)));
+    seen.add(toHex(id));
+    for (const n of nodes) if (n.subtree) await walk(n.subtree);
+  };
+  await walk(root);
+  assert.equal(seen.size, total);
+  assert.equal(loader.readyBytes, 0);
+});
