@@ -8,7 +8,7 @@
 // and after; the audit log holds every step and verifies.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,7 +17,7 @@ import {
   CopyObjectCommand, CreateMultipartUploadCommand, DeleteObjectCommand, PutObjectLegalHoldCommand, DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectVersionsCommand, PutObjectCommand, type S3Client,
 } from '@aws-sdk/client-s3';
 import { pseudoRandomBytes, reportGatewayLogs, s3Client } from '../lib/clients.ts';
-import { auditRecords, createOperatorKey, createServer, nodeBin, removeDir, shelterd, shelterdBin, startGateway, tempDir, type Gateway } from '../lib/gateway.ts';
+import { auditRecords, createOperatorKey, createServer, filesUnder, nodeBin, removeDir, shelterd, shelterdBin, startGateway, tempDir, type Gateway } from '../lib/gateway.ts';
 import { MiB, assertSameTrees, initAgent, scanTree, type Agent, type BackupSummary, type SnapshotRow } from '../lib/agent.ts';
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -404,6 +404,48 @@ describe('controlled deletion: requests, delay, cancel, executor, retention, GC 
     assert.ok(runCycle(gw, 22 * DAY + 120_000).executed.includes(req.id));
     assert.equal(await status(s.s3, s.bucket, held), 404);
     assert.equal((await s.agent.json<SnapshotRow[]>(['snapshots', '--json'])).length, 1, 'the snapshot itself is untouched');
+    cli(gw, ['audit', 'verify']);
+  });
+
+  it('a bucket whose policy no longer parses, and blobs the storage refuses to remove, hold up nothing else', async () => {
+    const [x, y] = [await setup('del-robust-x', 2), await setup('del-robust-y', 2)];
+    // the bucket examined first gets the damaged policy: the other one comes after it
+    const [broken, healthy] = x.bucket < y.bucket ? [x, y] : [y, x];
+    for (const s of [broken, healthy]) cli(gw, ['retention', 'set', s.name, '--policy', JSON.stringify({ keepWithin: '1d' })]);
+    // a policy that no longer parses (written by hand, or by a version that knew more)
+    const db = new DatabaseSync(join(gw.dataDir, 'meta.db'));
+    try { db.prepare('UPDATE retention_policies SET policy = ? WHERE bucket = ?').run('{"tiers":"not a list"}', broken.bucket); } finally { db.close(); }
+    const run = (offsetMs: number) => {
+      const r = shelterd(['deletion', 'run', '--data', gw.dataDir, '--json'], { SHELTERD_CLOCK_OFFSET_MS: String(offsetMs) });
+      return { status: r.status, stderr: r.stderr, summary: JSON.parse(r.stdout) as { executed: string[]; filedByPolicy: string[]; failed: string[]; trashFailed: string[]; blobsRemoved: number } };
+    };
+    const filing = run(40 * DAY);
+    assert.equal(filing.status, 1, 'a failed step makes the exit code 1');
+    assert.ok(filing.stderr.includes(`retention policy of bucket ${broken.bucket} failed`), filing.stderr);
+    const filed = deletions(gw, healthy.name).filter((r) => filing.summary.filedByPolicy.includes(r.id));
+    assert.deepEqual(filed.map((r) => r.target), [healthy.snaps[0]], 'the bucket after the broken one still had its policy applied');
+    assert.deepEqual(deletions(gw, broken.name), [], 'nothing filed for the broken one');
+    cli(gw, ['retention', 'set', broken.name, '--policy', JSON.stringify({ keepWithin: '1d' })]);
+
+    // storage refuses to remove every blob (immutable files: as a failing disk or store would)
+    const blobs = filesUnder(join(gw.dataDir, 'objects'));
+    const chattr = (flag: string) => { for (let i = 0; i < blobs.length; i += 200) execFileSync('chattr', [flag, ...blobs.slice(i, i + 200)]); };
+    chattr('+i');
+    try {
+      const due = run(55 * DAY);
+      assert.ok(due.summary.executed.includes(filed[0]!.id), 'the due request executed though the trash could not be emptied');
+      assert.ok(due.summary.trashFailed.length > 0 && due.summary.trashFailed.length <= 10 + 1, `${due.summary.trashFailed.length} blobs left in the trash (the run stops after 10 in a row)`);
+      assert.equal(due.status, 1);
+      assert.deepEqual((await healthy.agent.json<SnapshotRow[]>(['snapshots', '--json'])).map((r) => r.id), [healthy.snaps[1]]);
+    } finally { chattr('-i'); }
+    // storage healthy again: the next run empties the trash
+    const after = run(55 * DAY + 60_000);
+    assert.deepEqual(after.summary.trashFailed, []);
+    assert.ok(after.summary.blobsRemoved > 0);
+    assert.equal(after.status, 0, after.stderr);
+    const target = join(work, 'restore-robust');
+    await healthy.agent.ok(['restore', 'latest', '--target', target]);
+    assertSameTrees(scanTree(healthy.src), scanTree(join(target, healthy.src)), 'restore of the kept snapshot');
     cli(gw, ['audit', 'verify']);
   });
 });

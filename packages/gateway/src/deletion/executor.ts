@@ -92,12 +92,27 @@ export function planDeletion(ctx: Context, req: DeletionRequest, now: number): D
   return { snapshots, keys, blocked, blockedKeys };
 }
 
-export interface ExecutionSummary { executed: string[]; waiting: string[]; failed: string[]; blobsRemoved: number }
+export interface ExecutionSummary {
+  executed: string[]; waiting: string[]; failed: string[]; blobsRemoved: number;
+  /** blobs that could not be removed from storage (left in the trash for the next run) */
+  trashFailed: string[];
+}
 
-/** Runs every due request now, then empties the blob trash. Safe to run from several processes. */
+/**
+ * Runs every due request now, emptying the blob trash before and after each. Safe to run from
+ * several processes. Storage that fails to remove blobs leaves them in the trash (reported), and
+ * due requests execute all the same: their metadata no longer offers the data either way.
+ */
 export async function runDueDeletions(ctx: Context): Promise<ExecutionSummary> {
-  const summary: ExecutionSummary = { executed: [], waiting: [], failed: [], blobsRemoved: 0 };
-  summary.blobsRemoved += await emptyTrash(ctx);
+  const summary: ExecutionSummary = { executed: [], waiting: [], failed: [], blobsRemoved: 0, trashFailed: [] };
+  const trash = async () => {
+    try {
+      const t = await emptyTrash(ctx);
+      summary.blobsRemoved += t.removed;
+      for (const f of t.failed) if (!summary.trashFailed.includes(f)) summary.trashFailed.push(f);
+    } catch (e) { summary.trashFailed.push(`the trash could not be read: ${(e as Error).message}`); }
+  };
+  await trash();
   const now = ctx.now().getTime();
   const due = (ctx.db.stmt("SELECT id FROM deletion_requests WHERE status IN ('pending', 'waiting') AND due_at <= ? ORDER BY due_at, id").all(now) as Row[])
     .map((r) => r.id as string);
@@ -111,7 +126,7 @@ export async function runDueDeletions(ctx: Context): Promise<ExecutionSummary> {
       // rolled back: the request stays due and is tried again on the next run; others go ahead
       summary.failed.push(`${id}: ${(e as Error).message}`);
     }
-    summary.blobsRemoved += await emptyTrash(ctx);
+    await trash();
   }
   return summary;
 }
@@ -193,19 +208,38 @@ function removeVersions(ctx: Context, req: DeletionRequest, keys: Map<string, Ve
   return { versions, bytes, liveLost };
 }
 
-/** Removes from storage the blobs of versions that executed deletions removed; returns how many. */
-export async function emptyTrash(ctx: Context): Promise<number> {
+/** consecutive blobs that could not be removed after which a run stops trying (storage is down) */
+const TRASH_FAILURES_IN_A_ROW = 10;
+
+/**
+ * Removes from storage the blobs of versions that executed deletions removed. A blob that cannot
+ * be removed now stays in the trash for the next run and is reported; the others are removed
+ * (one that failed used to stop the run, and with it every due request after it).
+ */
+export async function emptyTrash(ctx: Context): Promise<{ removed: number; failed: string[] }> {
   let removed = 0;
+  const failed: string[] = [];
+  let inARow = 0;
+  let after = '';
   for (;;) {
-    const batch = (ctx.db.stmt('SELECT blob_id FROM blob_trash LIMIT 500').all() as Row[]).map((r) => r.blob_id as string);
-    if (!batch.length) return removed;
+    const batch = (ctx.db.stmt('SELECT blob_id FROM blob_trash WHERE blob_id > ? ORDER BY blob_id LIMIT 500').all(after) as Row[]).map((r) => r.blob_id as string);
+    if (!batch.length) return { removed, failed };
+    after = batch[batch.length - 1]!;
+    const gone: string[] = [];
     for (const blob of batch) {
-      // a failure stops this run; the rows stay and the next run tries again
-      await ctx.blobs.remove(blob);
-      removed++;
+      try {
+        await ctx.blobs.remove(blob);
+        gone.push(blob);
+        removed++;
+        inARow = 0;
+      } catch (e) {
+        failed.push(`blob ${blob}: ${(e as Error).message}`);
+        if (++inARow >= TRASH_FAILURES_IN_A_ROW) break;
+      }
       if (pauseMs()) await sleep(pauseMs());
     }
     // one transaction per batch: a crash before it only means removing these blobs again
-    ctx.db.writeNow(() => { for (const blob of batch) ctx.db.stmt('DELETE FROM blob_trash WHERE blob_id = ?').run(blob); });
+    ctx.db.writeNow(() => { for (const blob of gone) ctx.db.stmt('DELETE FROM blob_trash WHERE blob_id = ?').run(blob); });
+    if (inARow >= TRASH_FAILURES_IN_A_ROW) return { removed, failed };
   }
 }

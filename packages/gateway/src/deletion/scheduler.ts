@@ -62,6 +62,20 @@ export function setRetentionPolicy(ctx: Context, actor: Actor, bucket: string, n
 
 const bucketsWithManifests = (ctx: Context) => (ctx.db.stmt('SELECT DISTINCT bucket FROM manifests ORDER BY bucket').all() as Row[]).map((r) => r.bucket as string);
 
+/** told when a bucket's step failed (the other buckets go ahead) */
+export type BucketFailure = (bucket: string, error: unknown) => void;
+
+/**
+ * `fn` for each bucket on its own: one that fails (a policy that no longer parses, a busy
+ * database) is reported to `failed` and the others go ahead; a bucket's requests are filed in one
+ * transaction, so a failure files none of its own.
+ */
+function forEachBucket(buckets: readonly string[], failed: BucketFailure, fn: (bucket: string) => void): void {
+  for (const bucket of buckets) {
+    try { fn(bucket); } catch (e) { failed(bucket, e); }
+  }
+}
+
 /**
  * Evaluates every policy now and files a request for each snapshot it expires. Snapshots that
  * already have an open request are left out of the evaluation (they are going away: they must not
@@ -69,11 +83,11 @@ const bucketsWithManifests = (ctx: Context) => (ctx.db.stmt('SELECT DISTINCT buc
  * the time a client wrote into its manifest (a client cannot backdate its way into a policy).
  * Beyond the policy and its 7-day floor, the newest snapshot of every backup name is always kept.
  */
-export function applyRetentionPolicies(ctx: Context): DeletionRequest[] {
+export function applyRetentionPolicies(ctx: Context, failed: BucketFailure): DeletionRequest[] {
   const filed: DeletionRequest[] = [];
-  for (const bucket of bucketsWithManifests(ctx)) {
+  forEachBucket(bucketsWithManifests(ctx), failed, (bucket) => {
     const policies = new Map(retentionPolicies(ctx, bucket).map((p) => [p.name, p]));
-    if (!policies.size) continue;
+    if (!policies.size) return;
     ctx.db.writeNow(() => {
       const now = ctx.now().getTime();
       const open = openDeletionRequests(ctx, bucket);
@@ -110,7 +124,7 @@ export function applyRetentionPolicies(ctx: Context): DeletionRequest[] {
         }
       }
     });
-  }
+  });
   return filed;
 }
 
@@ -121,10 +135,10 @@ export function applyRetentionPolicies(ctx: Context): DeletionRequest[] {
  * another tool (restic writes the same key shapes, without manifests) is never touched.
  * The executor checks again that each object is still unreferenced and untouched.
  */
-export function collectOrphans(ctx: Context): DeletionRequest[] {
+export function collectOrphans(ctx: Context, failed: BucketFailure): DeletionRequest[] {
   const filed: DeletionRequest[] = [];
-  for (const bucket of bucketsWithManifests(ctx)) {
-    if (!orphanCollectionAllowed(ctx, bucket)) continue;
+  forEachBucket(bucketsWithManifests(ctx), failed, (bucket) => {
+    if (!orphanCollectionAllowed(ctx, bucket)) return;
     ctx.db.writeNow(() => {
       const now = ctx.now().getTime();
       const open = openDeletionRequests(ctx, bucket);
@@ -142,7 +156,7 @@ export function collectOrphans(ctx: Context): DeletionRequest[] {
         detail: { request: request.id, kind: 'orphans', objects: keys.length, reason: request.reason, dueAt: request.dueAt } });
       filed.push(request);
     });
-  }
+  });
   return filed;
 }
 
@@ -158,8 +172,11 @@ export async function runDeletionCycle(ctx: Context, log: (ev: Record<string, un
   const step = <T>(what: string, fn: () => T, fallback: T): T => {
     try { return fn(); } catch (e) { log({ level: 'error', msg: `deletion cycle: ${what} failed`, error: String((e as Error)?.stack ?? e) }); return fallback; }
   };
-  const filedByPolicy = filing ? step('retention policies', () => applyRetentionPolicies(ctx).map((r) => r.id), []) : [];
-  const filedForOrphans = filing ? step('collection of unreferenced objects', () => collectOrphans(ctx).map((r) => r.id), []) : [];
+  const bucketFailed = (what: string): BucketFailure => (bucket, e) => {
+    log({ level: 'error', msg: `deletion cycle: ${what} of bucket ${bucket} failed (the other buckets went ahead)`, bucket, error: String((e as Error)?.stack ?? e) });
+  };
+  const filedByPolicy = filing ? step('retention policies', () => applyRetentionPolicies(ctx, bucketFailed('retention policy')).map((r) => r.id), []) : [];
+  const filedForOrphans = filing ? step('collection of unreferenced objects', () => collectOrphans(ctx, bucketFailed('collection of unreferenced objects')).map((r) => r.id), []) : [];
   const executed = await runDueDeletions(ctx);
   return { filedByPolicy, filedForOrphans, ...executed };
 }
@@ -181,7 +198,7 @@ export function startDeletionService(ctx: Context, log: (ev: Record<string, unkn
     if (filing) lastFiling = Date.now();
     running = runDeletionCycle(ctx, log, { filing })
       .then((s) => {
-        if (s.executed.length || s.filedByPolicy.length || s.filedForOrphans.length || s.waiting.length || s.failed.length || s.blobsRemoved) log({ level: 'info', msg: 'deletion cycle', ...s });
+        if (s.executed.length || s.filedByPolicy.length || s.filedForOrphans.length || s.waiting.length || s.failed.length || s.trashFailed.length || s.blobsRemoved) log({ level: 'info', msg: 'deletion cycle', ...s });
       })
       .catch((e: unknown) => log({ level: 'error', msg: 'deletion cycle failed', error: String((e as Error)?.stack ?? e) }))
       .finally(() => { running = null; });
