@@ -32,8 +32,17 @@ function inlineHasher(sha256: boolean, alg: ChecksumAlgorithm | null): Hasher {
   };
 }
 
-interface PoolWorker { w: Worker; jobs: number; dead: boolean }
+interface PoolWorker { w: Worker; jobs: number; dead: boolean; started: number }
 let pool: PoolWorker[] | undefined;
+/**
+ * A worker that dies within QUICK_DEATH_MS of its start is replaced after a delay that doubles,
+ * up to MAX_RESTART_DELAY_MS (one that cannot start at all, a module that no longer loads or no
+ * memory, must not be restarted in a loop); bodies are hashed in place while no worker lives.
+ */
+const QUICK_DEATH_MS = 10_000;
+const FIRST_RESTART_DELAY_MS = 250;
+const MAX_RESTART_DELAY_MS = 60_000;
+const restartDelays: number[] = [];
 /** digests awaited, by job: the worker that owns each, to fail them if it dies */
 const waiting = new Map<number, { pw: PoolWorker; done: (h: BodyHashes) => void; fail: (e: Error) => void }>();
 let nextJob = 1;
@@ -54,7 +63,7 @@ function workers(): PoolWorker[] {
   const n = Math.max(1, Math.min(4, Number(process.env.SHELTERD_HASH_WORKERS ?? availableParallelism())));
   const start = (i: number): PoolWorker => {
     const w = new Worker(new URL('./hashworker.ts', import.meta.url));
-    const pw: PoolWorker = { w, jobs: 0, dead: false };
+    const pw: PoolWorker = { w, jobs: 0, dead: false, started: Date.now() };
     w.on('message', (m: { job: number; md5: Uint8Array; sha256: Uint8Array | null; checksum: Uint8Array | null } | { slot: ArrayBuffer }) => {
       if ('slot' in m) {
         if (slots.length < MAX_IDLE_SLOTS) slots.push(m.slot);
@@ -69,7 +78,12 @@ function workers(): PoolWorker[] {
       if (pw.dead) return;
       pw.dead = true;
       for (const [job, j] of waiting) if (j.pw === pw) { waiting.delete(job); j.fail(e); }
-      if (pool) pool[i] = start(i);
+      if (!pool) return;
+      const quick = Date.now() - pw.started < QUICK_DEATH_MS;
+      const delay = quick ? Math.min(MAX_RESTART_DELAY_MS, Math.max(FIRST_RESTART_DELAY_MS, 2 * (restartDelays[i] ?? 0))) : 0;
+      restartDelays[i] = delay;
+      if (delay === 0) { pool[i] = start(i); return; }
+      setTimeout(() => { if (pool?.[i] === pw) pool[i] = start(i); }, delay).unref();
     };
     w.on('error', died);
     w.on('exit', (code) => died(new Error(`body hash worker exited (${code})`)));
@@ -81,9 +95,16 @@ function workers(): PoolWorker[] {
   return pool;
 }
 
+/** the pool's workers (diagnostics and tests): each one's thread and whether it died (its replacement not started yet) */
+export function hashPool(): ReadonlyArray<{ worker: Worker; dead: boolean }> {
+  return (pool ?? []).map((pw) => ({ worker: pw.w, dead: pw.dead }));
+}
+
 export function createHasher(opts: { sha256: boolean; checksum: ChecksumAlgorithm | null; expectedBytes: number }): Hasher {
   if (opts.expectedBytes < OFFLOAD_BYTES || process.env.SHELTERD_HASH_WORKERS === '0') return inlineHasher(opts.sha256, opts.checksum);
-  const pw = workers().reduce((a, b) => (b.jobs < a.jobs ? b : a));
+  const live = workers().filter((p) => !p.dead);
+  if (!live.length) return inlineHasher(opts.sha256, opts.checksum); // every worker died: until one is back
+  const pw = live.reduce((a, b) => (b.jobs < a.jobs ? b : a));
   // a worker with jobs keeps the process alive until they finish; an idle one does not
   if (pw.jobs++ === 0) pw.w.ref();
   const release = () => { if (--pw.jobs === 0) pw.w.unref(); };
