@@ -96,7 +96,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   const links: Array<{ path: Buffer; first: PlannedFile }> = [];
   const hardlinks = new Map<string, PlannedFile>();
   const dirs: Array<[Buffer, TreeNode]> = [];
-  const trees = treeLoader(repo, snap.snapshot.tree, { release: true });
+  const trees = treeLoader(repo, snap.snapshot.tree, { release: true, bounded: true });
   const batches = batchRunner();
   let batch: PlannedFile[] = [];
   const walk = async (dir: Buffer, rel: string, subtree: Buffer) => {
@@ -105,10 +105,10 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     for (const n of nodes) {
       const path = joinPath(dir, n.name);
       const childRel = rel ? `${rel}/${n.name.toString()}` : n.name.toString();
-      if (!selected(childRel, n.type === 'dir')) continue;
+      if (!selected(childRel, n.type === 'dir')) { if (n.type === 'dir') trees.skip(n.subtree!); continue; }
       if (n.type === 'dir') {
         try { if (!existsSync(path)) mkdirSync(path, { mode: 0o700 }); }
-        catch (e) { warn(path, `cannot restore: ${(e as Error).message}`); continue; }
+        catch (e) { warn(path, `cannot restore: ${(e as Error).message}`); trees.skip(n.subtree!); continue; }
         result.dirs++;
         // outside the try: a tree that cannot be loaded fails the restore (the loader stops at its first failure)
         await walk(path, childRel, n.subtree!);
@@ -165,6 +165,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
 
   // (4) hard links (their first file is written), then directories deepest first
   for (const l of links) {
+    // (its first name was not restored, or not whole: a link would give this name a broken file too)
+    if (l.first.failed || !l.first.done) { warn(l.path, `not restored: it is a hard link of ${l.first.path.toString()}, which could not be restored`); continue; }
     try {
       if (exists(l.path)) throw new Error('a file of that name already exists');
       linkSync(l.first.path, l.path);

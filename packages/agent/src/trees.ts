@@ -20,8 +20,14 @@ export interface TreeLoader {
    * in the order given, after what is asked for meanwhile.
    */
   prefetch(ids: readonly Buffer[]): void;
-  /** bytes of opened trees waiting to be taken (`release`: the background load pauses above its limit) */
+  /** bytes of opened trees waiting to be taken (`bounded`: the background load pauses above its limit) */
   readonly readyBytes: number;
+  /**
+   * A tree the walk will not take (an excluded directory), nor its subtrees: forgotten, and not
+   * loaded in the background any more (in `bounded` mode, trees never taken would keep the
+   * background load paused). Asked for anyway, it is loaded then.
+   */
+  skip(id: Buffer): void;
 }
 
 /** trees opened per request to the workers: small enough that a tree asked for waits little */
@@ -30,22 +36,28 @@ const BATCHES_IN_FLIGHT = 2;
 /** a batch this small is opened on the main thread while the seal workers are not running */
 const OPEN_HERE = 8;
 /**
- * With `release` (a walk that takes each tree once): the background load pauses while this many
- * bytes of opened trees wait to be taken, and at most this many whole tree packs are kept, so
- * that a walk slower than the load (a restore writing files) holds a bounded part of a large
- * hierarchy, not all of it. What the walk asks for is loaded regardless.
+ * `bounded` (a walk that takes each tree once, or skips it, and may be slower than the load: a
+ * restore writing files): the background load pauses while this many bytes of opened trees wait
+ * to be taken, and the most recently used MAX_WHOLE_PACKS tree packs are kept, so that the walk
+ * holds a bounded part of a large hierarchy, not all of it. What the walk asks for is loaded
+ * regardless.
  */
 const MAX_READY_BYTES = 32 * 1024 * 1024;
 const MAX_WHOLE_PACKS = 8;
 
-interface Slot { plain: Promise<Buffer>; resolve: (b: Buffer) => void; reject: (e: Error) => void; requested: boolean; bytes: number }
+interface Slot {
+  plain: Promise<Buffer>; resolve: (b: Buffer) => void; reject: (e: Error) => void; requested: boolean;
+  /** once opened: its size while it waits to be taken (`bounded`), and its subtrees (for skip) */
+  bytes: number; subtrees?: Buffer[];
+}
 
 /**
  * Starts loading every tree reachable from `roots` in the background. `follow: false`: nothing in
  * the background, each tree is loaded when asked for (a backup with a directory cache needs only
  * the trees of the directories that changed).
  */
-export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { release?: boolean; follow?: boolean; maxReadyBytes?: number } = {}): TreeLoader {
+export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { release?: boolean; follow?: boolean; bounded?: boolean; maxReadyBytes?: number } = {}): TreeLoader {
+  const bounded = (opts.bounded ?? false) && (opts.release ?? false);
   const maxReady = opts.maxReadyBytes ?? MAX_READY_BYTES;
   const follow = opts.follow ?? true;
   const slots = new Map<string, Slot>();
@@ -57,9 +69,10 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
   const wholePacks = new Map<number, Promise<Buffer>>();
   const packBytes = (n: number) => {
     let p = wholePacks.get(n);
+    // bounded: the most recently used packs are kept (a Map iterates in insertion order: a pack used is moved last)
+    if (p && bounded) { wholePacks.delete(n); wholePacks.set(n, p); }
     if (!p) {
-      // (a walk that takes each tree once keeps the last few packs: its next trees are mostly in them)
-      if (opts.release && wholePacks.size >= MAX_WHOLE_PACKS) wholePacks.delete(wholePacks.keys().next().value!);
+      if (bounded && wholePacks.size >= MAX_WHOLE_PACKS) wholePacks.delete(wholePacks.keys().next().value!);
       const key = packKey(repo.index.packId(n));
       p = repo.backend.get(key).then((b) => {
         if (!b) throw new RepositoryError('Missing', `pack ${key} is missing`);
@@ -154,12 +167,14 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
     await Promise.all(opened);
   };
   /** (called for a batch's trees in reverse order: the first one's subtrees end on top) */
-  /** bytes of opened trees not taken yet (counted with `release` only) */
+  /** bytes of opened trees not taken yet (counted when `bounded` only) */
   let readyBytes = 0;
   const received = (id: Buffer, plain: Buffer, subtrees: Buffer[]) => {
-    const slot = slotOf(toHex(id));
+    const slot = slots.get(toHex(id));
+    if (!slot) { for (const sub of subtrees) skip(sub); return; } // skipped while it was being opened
     slot.resolve(plain);
-    if (opts.release && slots.has(toHex(id))) { slot.bytes = plain.length; readyBytes += plain.length; }
+    slot.subtrees = subtrees;
+    if (bounded) { slot.bytes = plain.length; readyBytes += plain.length; }
     if (!follow) return;
     for (let k = subtrees.length - 1; k >= 0; k--) {
       const sub = subtrees[k]!;
@@ -171,7 +186,7 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
     const batch: Buffer[] = [];
     const add = (id: Buffer) => { const s = slotOf(toHex(id)); if (!s.requested) { s.requested = true; batch.push(id); } };
     while (urgent.length && batch.length < BATCH) add(urgent.shift()!);
-    if (opts.release && readyBytes >= maxReady) return batch; // the walk is behind: what it asks for only
+    if (bounded && readyBytes >= maxReady) return batch; // the walk is behind: what it asks for only
     for (;;) {
       // (a tree taken and forgotten meanwhile, asked for before its turn came: not loaded again)
       while (later.length && batch.length < BATCH) { const id = later.pop()!; if (!released.has(toHex(id))) add(id); }
@@ -217,9 +232,22 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
     }
     return payload;
   };
+  const skip = (id: Buffer): void => {
+    const hex = toHex(id);
+    if (released.has(hex)) return;
+    released.add(hex);
+    const s = slots.get(hex);
+    if (!s) return;
+    slots.delete(hex);
+    readyBytes -= s.bytes;
+    // opened already: its subtrees were found, and are forgotten too (else when it arrives: received)
+    for (const sub of s.subtrees ?? []) skip(sub);
+    if (!failure) pump();
+  };
   return {
     done,
     get readyBytes() { return readyBytes; },
+    skip,
     prefetch(ids) {
       for (const id of ids) {
         const hex = toHex(id);

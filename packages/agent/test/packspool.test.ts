@@ -111,8 +111,11 @@ test('no spool file for the next pack (its directory gone mid-backup) fails the 
   t.after(() => rmSync(work, { recursive: true, force: true }));
   const src = join(work, 'src');
   mkdirSync(src);
-  // one large file, streamed by a worker: more than two 16 MiB packs of data blobs
-  writeFileSync(join(src, 'big'), randomBytes(40 << 20));
+  // one large file, streamed by a worker: five 16 MiB packs of data blobs. With one upload at a
+  // time, at most three packs (one uploading, one queued, one filling) have their spool files
+  // before the first upload reaches the bucket, however the threads are scheduled: the later
+  // ones find the directory gone (with 40 MiB, a loaded machine could spool all three first)
+  writeFileSync(join(src, 'big'), randomBytes(72 << 20));
   const spoolDir = join(work, 'spool');
   mkdirSync(spoolDir);
   const backend = memoryBackend();
@@ -123,13 +126,13 @@ test('no spool file for the next pack (its directory gone mid-backup) fails the 
   await initRepository(backend, configBytes);
   // the file's blobs cannot all be stored: that is the repository's failure (flush reports it),
   // not only this file's (the archiver would skip the file with a warning and go on)
-  const repo = await openRepo(backend, master, { sealWorkers: 1, spoolDir });
+  const repo = await openRepo(backend, master, { sealWorkers: 1, spoolDir, uploads: 1 });
   await assert.rejects(repo.saveFileStream(Buffer.from(join(src, 'big'))), /cannot create a pack spool file/);
   await assert.rejects(repo.flush(), /cannot create a pack spool file in .*spool/);
   await repo.close();
   // and through a backup
   mkdirSync(spoolDir);
-  const second = await openRepo(backend, master, { sealWorkers: 1, spoolDir });
+  const second = await openRepo(backend, master, { sealWorkers: 1, spoolDir, uploads: 1 });
   await assert.rejects(backupFiles(second, { name: 'a', paths: [src] }), /cannot create a pack spool file in .*spool/);
   await second.close();
   assert.equal([...backend.objects.keys()].filter((k) => k.startsWith('snapshots/')).length, 0, 'no snapshot');

@@ -38,9 +38,14 @@ test('tree loader with release: the background load stays within its limit while
   const totalBytes = sizes.reduce((x, y) => x + y, 0);
 
   const limit = 4096;
-  const loader = treeLoader(repo, root, { release: true, maxReadyBytes: limit });
-  await sleep(300); // the background load runs ahead of a walk that has not started
-  const ahead = loader.readyBytes;
+  const loader = treeLoader(repo, root, { release: true, bounded: true, maxReadyBytes: limit });
+  // the background load runs ahead of a walk that has not started, then stops near the limit
+  let ahead = -1;
+  for (let waited = 0; loader.readyBytes !== ahead || ahead < limit; waited += 100) {
+    if (waited > 20_000) assert.fail(`the background load did not settle (${loader.readyBytes} bytes waiting)`);
+    ahead = loader.readyBytes;
+    await sleep(100);
+  }
   // at most the limit plus the batches already on their way when it was reached (2 x 128 trees),
   // far from the whole hierarchy
   assert.ok(ahead >= limit && ahead <= limit + 2 * 128 * Math.max(...sizes) && ahead < totalBytes / 3, `${ahead} bytes of trees waiting (limit ${limit}, hierarchy ${totalBytes})`);
@@ -55,4 +60,31 @@ test('tree loader with release: the background load stays within its limit while
   await walk(root);
   assert.equal(seen.size, total);
   assert.equal(loader.readyBytes, 0);
+
+  // a walk that skips half the hierarchy (excluded directories): the skipped trees, loaded ahead
+  // or not, stop counting, and the background load is not left paused by them
+  const partial = treeLoader(repo, root, { release: true, bounded: true, maxReadyBytes: limit });
+  // down the path to the source directory (the snapshot's root is /)
+  let top = await partial.nodes(root);
+  while (!top.some((n) => n.name.toString() === 'a0')) top = await partial.nodes(top[0]!.subtree!);
+  const a = top.find((n) => n.name.toString() === 'a0');
+  // the background load has opened what it runs ahead with (the first directories, those skipped)
+  for (let last = -1, waited = 0; partial.readyBytes !== last || last === 0; waited += 100) {
+    if (waited > 20_000) assert.fail('the background load did not settle');
+    last = partial.readyBytes;
+    await sleep(100);
+  }
+  assert.ok(partial.readyBytes > 0);
+  const half = top.slice(0, top.length >> 1);
+  for (const n of half) partial.skip(n.subtree!);
+  let taken = 0;
+  const walkPartial = async (id: Buffer) => {
+    for (const n of await partial.nodes(id)) if (n.subtree) { taken++; await walkPartial(n.subtree); }
+  };
+  for (const n of top.slice(top.length >> 1)) { taken++; await walkPartial(n.subtree!); }
+  assert.ok(a && half.includes(a), 'a0 was among the skipped');
+  assert.equal(taken, (top.length - half.length) * 41, 'every tree of the other half came');
+  // what was opened of the skipped half before skip() is forgotten; nothing of it stays counted
+  await sleep(200);
+  assert.equal(partial.readyBytes, 0, 'no skipped tree left waiting');
 });

@@ -206,8 +206,8 @@ deletion.command('run')
       // what the service would log goes to stderr; a failed step or request makes the exit code 1
       let errors = 0;
       const s = await runDeletionCycle(ctx, (ev) => { if (ev.level === 'error') errors++; process.stderr.write(`${JSON.stringify(ev)}\n`); });
-      print(!!o.json, s, () => `filed by retention policies: ${s.filedByPolicy.length}\nfiled for unreferenced objects: ${s.filedForOrphans.length}\nexecuted: ${s.executed.join(' ') || 'none'}\nwaiting (object lock): ${s.waiting.join(' ') || 'none'}\nfailed: ${s.failed.join(' ') || 'none'}\nblobs removed: ${s.blobsRemoved}${s.trashFailed.length ? `\nblobs left in the trash (storage refused their removal; tried again next run): ${s.trashFailed.length}\n  ${s.trashFailed.slice(0, 10).join('\n  ')}` : ''}`);
-      if (errors || s.failed.length || s.trashFailed.length) process.exitCode = 1;
+      print(!!o.json, s, () => `filed by retention policies: ${s.filedByPolicy.length}\nfiled for unreferenced objects: ${s.filedForOrphans.length}\nexecuted: ${s.executed.join(' ') || 'none'}\nwaiting (object lock): ${s.waiting.join(' ') || 'none'}\nfailed: ${s.failed.join(' ') || 'none'}\nblobs removed: ${s.blobsRemoved}${s.trashFailed ? `\nblobs left in the trash (storage refused their removal; tried again next run): ${s.trashFailed}\n  ${s.trashFailures.join('\n  ')}` : ''}`);
+      if (errors || s.failed.length || s.trashFailed) process.exitCode = 1;
     } finally { ctx.close(); }
   });
 deletion.command('delay [days]').description(`show or raise the deletion delay (at least ${MIN_DELETION_DELAY_DAYS} days)`).addOption(dataOption())

@@ -15,6 +15,7 @@
 //
 // Sites: storage here is one BlobStore; when replication (G9) lands, the same trash rows drive
 // the removal on every site.
+import { randomBytes } from 'node:crypto';
 import type { Context } from '../context.ts';
 import type { Version } from '../meta/types.ts';
 import { toVersion } from '../meta/store.ts';
@@ -94,9 +95,14 @@ export function planDeletion(ctx: Context, req: DeletionRequest, now: number): D
 
 export interface ExecutionSummary {
   executed: string[]; waiting: string[]; failed: string[]; blobsRemoved: number;
-  /** blobs that could not be removed from storage (left in the trash for the next run) */
-  trashFailed: string[];
+  /** how many blobs could not be removed from storage (left in the trash for the next run) */
+  trashFailed: number;
+  /** the first of them, with the storage's reason */
+  trashFailures: string[];
 }
+
+/** trash failures named in a summary (the count has them all) */
+const TRASH_FAILURES_REPORTED = 20;
 
 /**
  * Runs every due request now, emptying the blob trash before and after each. Safe to run from
@@ -104,13 +110,21 @@ export interface ExecutionSummary {
  * due requests execute all the same: their metadata no longer offers the data either way.
  */
 export async function runDueDeletions(ctx: Context): Promise<ExecutionSummary> {
-  const summary: ExecutionSummary = { executed: [], waiting: [], failed: [], blobsRemoved: 0, trashFailed: [] };
+  const summary: ExecutionSummary = { executed: [], waiting: [], failed: [], blobsRemoved: 0, trashFailed: 0, trashFailures: [] };
+  const failedBlobs = new Set<string>();
   const trash = async () => {
     try {
-      const t = await emptyTrash(ctx);
+      const t = await emptyTrash(ctx, failedBlobs);
       summary.blobsRemoved += t.removed;
-      for (const f of t.failed) if (!summary.trashFailed.includes(f)) summary.trashFailed.push(f);
-    } catch (e) { summary.trashFailed.push(`the trash could not be read: ${(e as Error).message}`); }
+      for (const [blob, why] of t.failed) {
+        failedBlobs.add(blob);
+        summary.trashFailed++;
+        if (summary.trashFailures.length < TRASH_FAILURES_REPORTED) summary.trashFailures.push(`blob ${blob}: ${why}`);
+      }
+    } catch (e) {
+      summary.trashFailed++;
+      summary.trashFailures.push(`the trash could not be read: ${(e as Error).message}`);
+    }
   };
   await trash();
   const now = ctx.now().getTime();
@@ -214,32 +228,42 @@ const TRASH_FAILURES_IN_A_ROW = 10;
 /**
  * Removes from storage the blobs of versions that executed deletions removed. A blob that cannot
  * be removed now stays in the trash for the next run and is reported; the others are removed
- * (one that failed used to stop the run, and with it every due request after it).
+ * (one that failed used to stop the run, and with it every due request after it). Each run starts
+ * at a random point of the trash and wraps around, so blobs that always fail cannot keep the run
+ * from the others by coming first; `failedBefore` (this run's earlier failures) are not tried again.
  */
-export async function emptyTrash(ctx: Context): Promise<{ removed: number; failed: string[] }> {
+export async function emptyTrash(ctx: Context, failedBefore: Set<string> = new Set()): Promise<{ removed: number; failed: Map<string, string> }> {
   let removed = 0;
-  const failed: string[] = [];
+  const failed = new Map<string, string>();
   let inARow = 0;
-  let after = '';
-  for (;;) {
-    const batch = (ctx.db.stmt('SELECT blob_id FROM blob_trash WHERE blob_id > ? ORDER BY blob_id LIMIT 500').all(after) as Row[]).map((r) => r.blob_id as string);
-    if (!batch.length) return { removed, failed };
-    after = batch[batch.length - 1]!;
-    const gone: string[] = [];
-    for (const blob of batch) {
-      try {
-        await ctx.blobs.remove(blob);
-        gone.push(blob);
-        removed++;
-        inARow = 0;
-      } catch (e) {
-        failed.push(`blob ${blob}: ${(e as Error).message}`);
-        if (++inARow >= TRASH_FAILURES_IN_A_ROW) break;
+  const start = randomBytes(8).toString('hex');
+  // [lower bound (exclusive), upper bound (inclusive) or null]: from the random start to the end, then from the beginning to it
+  for (const [from, to] of [[start, null], ['', start]] as Array<[string, string | null]>) {
+    let after = from;
+    for (;;) {
+      const batch = (to === null
+        ? ctx.db.stmt('SELECT blob_id FROM blob_trash WHERE blob_id > ? ORDER BY blob_id LIMIT 500').all(after)
+        : ctx.db.stmt('SELECT blob_id FROM blob_trash WHERE blob_id > ? AND blob_id <= ? ORDER BY blob_id LIMIT 500').all(after, to)) as Row[];
+      if (!batch.length) break;
+      after = batch[batch.length - 1]!.blob_id as string;
+      const gone: string[] = [];
+      for (const { blob_id: blob } of batch as Array<{ blob_id: string }>) {
+        if (failedBefore.has(blob)) continue;
+        try {
+          await ctx.blobs.remove(blob);
+          gone.push(blob);
+          removed++;
+          inARow = 0;
+        } catch (e) {
+          failed.set(blob, (e as Error).message);
+          if (++inARow >= TRASH_FAILURES_IN_A_ROW) break;
+        }
+        if (pauseMs()) await sleep(pauseMs());
       }
-      if (pauseMs()) await sleep(pauseMs());
+      // one transaction per batch: a crash before it only means removing these blobs again
+      ctx.db.writeNow(() => { for (const blob of gone) ctx.db.stmt('DELETE FROM blob_trash WHERE blob_id = ?').run(blob); });
+      if (inARow >= TRASH_FAILURES_IN_A_ROW) return { removed, failed };
     }
-    // one transaction per batch: a crash before it only means removing these blobs again
-    ctx.db.writeNow(() => { for (const blob of gone) ctx.db.stmt('DELETE FROM blob_trash WHERE blob_id = ?').run(blob); });
-    if (inARow >= TRASH_FAILURES_IN_A_ROW) return { removed, failed };
   }
+  return { removed, failed };
 }

@@ -70,10 +70,13 @@ export type BucketFailure = (bucket: string, error: unknown) => void;
  * database) is reported to `failed` and the others go ahead; a bucket's requests are filed in one
  * transaction, so a failure files none of its own.
  */
-function forEachBucket(buckets: readonly string[], failed: BucketFailure, fn: (bucket: string) => void): void {
+function forEachBucket(buckets: readonly string[], failed: BucketFailure, fn: (bucket: string) => DeletionRequest[]): DeletionRequest[] {
+  const filed: DeletionRequest[] = [];
   for (const bucket of buckets) {
-    try { fn(bucket); } catch (e) { failed(bucket, e); }
+    // (a bucket's requests count once its transaction committed: a failure rolled them back)
+    try { filed.push(...fn(bucket)); } catch (e) { failed(bucket, e); }
   }
+  return filed;
 }
 
 /**
@@ -84,10 +87,10 @@ function forEachBucket(buckets: readonly string[], failed: BucketFailure, fn: (b
  * Beyond the policy and its 7-day floor, the newest snapshot of every backup name is always kept.
  */
 export function applyRetentionPolicies(ctx: Context, failed: BucketFailure): DeletionRequest[] {
-  const filed: DeletionRequest[] = [];
-  forEachBucket(bucketsWithManifests(ctx), failed, (bucket) => {
+  return forEachBucket(bucketsWithManifests(ctx), failed, (bucket) => {
+    const filed: DeletionRequest[] = [];
     const policies = new Map(retentionPolicies(ctx, bucket).map((p) => [p.name, p]));
-    if (!policies.size) return;
+    if (!policies.size) return filed;
     ctx.db.writeNow(() => {
       const now = ctx.now().getTime();
       const open = openDeletionRequests(ctx, bucket);
@@ -124,8 +127,8 @@ export function applyRetentionPolicies(ctx: Context, failed: BucketFailure): Del
         }
       }
     });
+    return filed;
   });
-  return filed;
 }
 
 /**
@@ -136,9 +139,9 @@ export function applyRetentionPolicies(ctx: Context, failed: BucketFailure): Del
  * The executor checks again that each object is still unreferenced and untouched.
  */
 export function collectOrphans(ctx: Context, failed: BucketFailure): DeletionRequest[] {
-  const filed: DeletionRequest[] = [];
-  forEachBucket(bucketsWithManifests(ctx), failed, (bucket) => {
-    if (!orphanCollectionAllowed(ctx, bucket)) return;
+  return forEachBucket(bucketsWithManifests(ctx), failed, (bucket) => {
+    const filed: DeletionRequest[] = [];
+    if (!orphanCollectionAllowed(ctx, bucket)) return filed;
     ctx.db.writeNow(() => {
       const now = ctx.now().getTime();
       const open = openDeletionRequests(ctx, bucket);
@@ -156,8 +159,8 @@ export function collectOrphans(ctx: Context, failed: BucketFailure): DeletionReq
         detail: { request: request.id, kind: 'orphans', objects: keys.length, reason: request.reason, dueAt: request.dueAt } });
       filed.push(request);
     });
+    return filed;
   });
-  return filed;
 }
 
 export interface CycleSummary extends ExecutionSummary { filedByPolicy: string[]; filedForOrphans: string[] }
@@ -198,7 +201,7 @@ export function startDeletionService(ctx: Context, log: (ev: Record<string, unkn
     if (filing) lastFiling = Date.now();
     running = runDeletionCycle(ctx, log, { filing })
       .then((s) => {
-        if (s.executed.length || s.filedByPolicy.length || s.filedForOrphans.length || s.waiting.length || s.failed.length || s.trashFailed.length || s.blobsRemoved) log({ level: 'info', msg: 'deletion cycle', ...s });
+        if (s.executed.length || s.filedByPolicy.length || s.filedForOrphans.length || s.waiting.length || s.failed.length || s.trashFailed || s.blobsRemoved) log({ level: s.failed.length || s.trashFailed ? 'error' : 'info', msg: 'deletion cycle', ...s });
       })
       .catch((e: unknown) => log({ level: 'error', msg: 'deletion cycle failed', error: String((e as Error)?.stack ?? e) }))
       .finally(() => { running = null; });

@@ -82,8 +82,13 @@ function workers(): PoolWorker[] {
       const quick = Date.now() - pw.started < QUICK_DEATH_MS;
       const delay = quick ? Math.min(MAX_RESTART_DELAY_MS, Math.max(FIRST_RESTART_DELAY_MS, 2 * (restartDelays[i] ?? 0))) : 0;
       restartDelays[i] = delay;
-      if (delay === 0) { pool[i] = start(i); return; }
-      setTimeout(() => { if (pool?.[i] === pw) pool[i] = start(i); }, delay).unref();
+      const replace = () => {
+        if (pool?.[i] !== pw) return;
+        // a worker that cannot even be created (no memory, no descriptor) counts as a quick death
+        try { pool[i] = start(i); } catch (err) { pw.started = Date.now(); pw.dead = false; died(err as Error); }
+      };
+      if (delay === 0) replace();
+      else setTimeout(replace, delay).unref();
     };
     w.on('error', died);
     w.on('exit', (code) => died(new Error(`body hash worker exited (${code})`)));
@@ -95,9 +100,9 @@ function workers(): PoolWorker[] {
   return pool;
 }
 
-/** the pool's workers (diagnostics and tests): each one's thread and whether it died (its replacement not started yet) */
-export function hashPool(): ReadonlyArray<{ worker: Worker; dead: boolean }> {
-  return (pool ?? []).map((pw) => ({ worker: pw.w, dead: pw.dead }));
+/** the pool's workers (diagnostics and tests): each one's thread, when it started (ms), whether it died (its replacement not started yet) */
+export function hashPool(): ReadonlyArray<{ worker: Worker; started: number; dead: boolean }> {
+  return (pool ?? []).map((pw) => ({ worker: pw.w, started: pw.started, dead: pw.dead }));
 }
 
 export function createHasher(opts: { sha256: boolean; checksum: ChecksumAlgorithm | null; expectedBytes: number }): Hasher {
