@@ -64,7 +64,10 @@ const say = (m: string) => process.stderr.write(`${m}\n`);
 try {
   const cred = gw.createServer('ab');
   const env = { ...process.env, SHELTER_CONFIG_DIR: join(work, 'config'), XDG_CACHE_HOME: join(work, 'cache') };
-  const bEnv = Object.fromEntries((args['b-env'] ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const bEnv = Object.fromEntries((args['b-env'] ?? []).map((kv) => {
+    if (kv.indexOf('=') < 1) throw new Error(`--b-env ${kv}: expected NAME=VALUE`);
+    return [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)];
+  }));
   const envOf = (v: 'A' | 'B') => (v === 'B' ? { ...env, ...bEnv } : env);
   const shelter = (v: 'A' | 'B') => join(versions[v].packages, 'agent/bin/shelter.js');
   await run(node, [shelter('B'), 'init', '--endpoint', gw.url, '--bucket', cred.bucket, '--access-key', cred.accessKeyId, '--secret-key', cred.secretAccessKey, '--ca-cert', gw.caFile, '--key-file', join(work, 'key')], env);
