@@ -260,7 +260,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
    * `prefix`: its leading chunks, verified unchanged (prefixToVerify); reading starts after them.
    */
   async function saveContent(path: Buffer, size: number, prefix?: Prefix, walked?: FileStat, hashHere = !unhashed): Promise<{ ids: Buffer[] | Promise<Buffer[]>; bytes: number }> {
-    const fd = openForBackup(path);
+    const fd = openForBackup(path, opts.followSymlinks);
     if (prefix && walked) {
       // the prefix was verified earlier: a file changed since the walk (another inode, or written
       // again) is read whole, not stored as the old leading chunks and new trailing bytes

@@ -76,12 +76,12 @@ let loadedKey: LoadedKey | undefined;
  * `workers`: the command will seal or open blobs (backup, restore, check): start the seal workers at once.
  * `cache`: index and snapshot objects from local copies when there are (objectcache.ts); never for check.
  */
-async function open(opts: { workers?: boolean; cache?: boolean } = {}): Promise<Repository> {
+async function open(opts: { workers?: boolean; cache?: boolean; followSymlinks?: boolean } = {}): Promise<Repository> {
   const cfg = requireConfig(loadConfig());
   const backend = await backendOf(cfg);
   loadedKey = await loadMasterKey(cfg.key, backend);
   const repo = await openRepo(backend, loadedKey.master, {
-    startWorkers: opts.workers, onNotice: notice,
+    startWorkers: opts.workers, onNotice: notice, followSymlinks: opts.followSymlinks,
     cacheDir: opts.cache ? cacheRoot() : undefined, onCacheProblem: (why) => log({ msg: 'object cache not used', why }),
   });
   opened.push(repo);
@@ -182,7 +182,7 @@ backup.command('files <paths...>')
     // the file-system walk runs on its own thread from now on, while the repository opens (unref'd: a
     // failure before backupFiles does not wait for it)
     const walk = beginWalk({ paths, include: o.include, exclude: o.exclude, followSymlinks: o.followSymlinks, oneFileSystem: o.oneFileSystem });
-    const repo = await open({ cache: o.cache });
+    const repo = await open({ cache: o.cache, followSymlinks: o.followSymlinks });
     const snapshots = await repo.listSnapshots();
     const parent = snapshots.filter((s) => s.snapshot.name === o.name).pop();
     // the local directory cache: the parent's, if this machine made it with the same options

@@ -57,14 +57,24 @@ export const hardlinkKey = (n: TreeNode): string | undefined =>
  * not change what it backs up, and an atime changed by the previous run would make every directory
  * listing differ from the parent's. O_NOATIME is allowed on one's own files (or as root); for the
  * others the file is opened plainly. O_NONBLOCK (no effect on a regular file): a file replaced by
- * a fifo since the walk fails to read instead of blocking the backup forever.
+ * a fifo since the walk fails to read instead of blocking the backup forever. O_NOFOLLOW unless
+ * the backup follows symlinks (`follow`): a file its owner replaced by a symlink since the walk
+ * (to /etc/shadow, say, for a backup running as root) fails to open (ELOOP), rather than have
+ * the target's bytes stored under the owner's file name, theirs at the next restore.
  */
 const noAtime = constants.O_NOATIME ?? 0;
 const flags = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
-export function openForBackup(path: Buffer): number {
-  if (noAtime) {
-    try { return openSync(path, flags | noAtime); }
-    catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw e; }
+const noFollow = constants.O_NOFOLLOW ?? 0;
+export function openForBackup(path: Buffer, follow = false): number {
+  const f = follow ? flags : flags | noFollow;
+  try {
+    if (noAtime) {
+      try { return openSync(path, f | noAtime); }
+      catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw e; }
+    }
+    return openSync(path, f);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP' && !follow) throw Object.assign(new Error('it is a symlink now, not the file listed: not read (replaced during the backup?)'), { code: 'ELOOP' });
+    throw e;
   }
-  return openSync(path, flags);
 }

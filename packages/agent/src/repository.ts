@@ -143,6 +143,8 @@ export interface OpenRepoOptions {
   cacheDir?: string;
   /** told (once) when the object cache cannot be used */
   onCacheProblem?: (message: string) => void;
+  /** a backup that follows symlinks: its files may be opened through them (sealpool.ts) */
+  followSymlinks?: boolean;
 }
 
 export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoOptions = {}): Promise<Repository> {
@@ -160,7 +162,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   }
   // new blobs are sealed on worker threads; the main thread goes on chunking meanwhile
   let pool: SealPool | undefined;
-  const sealPool = () => (pool ??= createSealPool(keys, { workers: opts.sealWorkers, smallFileMax: config.chunker.min }));
+  const sealPool = () => (pool ??= createSealPool(keys, { workers: opts.sealWorkers, smallFileMax: config.chunker.min, followSymlinks: opts.followSymlinks }));
   if (opts.startWorkers) sealPool();
 
   // ---- index: every index object, plus packs that no index lists yet (an interrupted backup's)

@@ -100,12 +100,13 @@ const VERIFY_PART = 8 * 1024 * 1024;
 const VERIFY_AHEAD = 2;
 
 /** `smallFileMax`: submitSmallFile reads files of fewer bytes (the chunker's minimum: such a file is one chunk) */
-export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?: number; smallFileMax?: number } = {}): SealPool {
+/** `followSymlinks`: files read for a backup may be reached through symlinks (--follow-symlinks; fsnode.ts openForBackup) */
+export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?: number; smallFileMax?: number; followSymlinks?: boolean } = {}): SealPool {
   const smallFileMax = opts.smallFileMax ?? 64 * 1024;
   const n = Math.max(1, opts.workers ?? availableParallelism());
   const plainKeys = { ...keys };
   const workers = Array.from({ length: n }, () => {
-    const w = new Worker(new URL('./sealworker.ts', import.meta.url), { workerData: { keys: plainKeys, level: opts.level ?? SEAL_LEVEL } });
+    const w = new Worker(new URL('./sealworker.ts', import.meta.url), { workerData: { keys: plainKeys, level: opts.level ?? SEAL_LEVEL, followSymlinks: opts.followSymlinks ?? false } });
     return { w, busy: 0, dead: null as Error | null };
   });
   let closing = false;

@@ -15,6 +15,7 @@ import type { FileResult } from './sealpool.ts';
 const k = workerData.keys as Record<string, Uint8Array | string>;
 const keys = Object.fromEntries(Object.entries(k).map(([n, v]) => [n, typeof v === 'string' ? v : Buffer.from(v)])) as unknown as RepoKeys;
 const level = workerData.level as number;
+const follow = workerData.followSymlinks === true;
 
 // This thread's JS heap stays tiny while it allocates and drops hundreds of MiB of zstd and
 // cipher output outside it, so V8 rarely sees a reason to collect, and the process's memory grows
@@ -90,7 +91,7 @@ const readInto = (fd: number, n: number, at: number): number => {
 function readSmallFile(path: Uint8Array, max: number): Buffer | null | string {
   let fd = -1;
   try {
-    fd = openForBackup(Buffer.from(path.buffer, path.byteOffset, path.byteLength));
+    fd = openForBackup(Buffer.from(path.buffer, path.byteOffset, path.byteLength), follow);
     const n = readInto(fd, max, 0);
     return n >= max ? null : readBuf.subarray(0, n);
   } catch (e) {
@@ -108,7 +109,7 @@ function verifyChunks(seq: number, ids: Uint8Array, job: VerifyJob): void {
   let fd = -1;
   let matched = 0;
   try {
-    fd = openForBackup(Buffer.from(job.path.buffer, job.path.byteOffset, job.path.byteLength));
+    fd = openForBackup(Buffer.from(job.path.buffer, job.path.byteOffset, job.path.byteLength), follow);
     let at = job.start;
     for (const n of job.lengths) {
       const got = readInto(fd, n, at);
@@ -151,7 +152,7 @@ function streamWindow(seq: number, job: StreamJob): void {
     if (!st) {
       const p = job.params!;
       gear ??= gearTable(keys.chunker);
-      const fd = openForBackup(Buffer.from(job.path!.buffer, job.path!.byteOffset, job.path!.byteLength));
+      const fd = openForBackup(Buffer.from(job.path!.buffer, job.path!.byteOffset, job.path!.byteLength), follow);
       // room for a window plus the bytes of a chunk not yet cut
       const size = job.window + p.max;
       const spare = spareBuffers.pop();

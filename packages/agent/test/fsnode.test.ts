@@ -1,8 +1,9 @@
-// Opening a file for backup: a path that became a fifo since the walk must not block the backup.
+// Opening a file for backup: a path that became a fifo since the walk must not block the backup;
+// one that became a symlink is not followed (unless the backup follows symlinks).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, readSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openForBackup } from '../src/fsnode.ts';
@@ -22,5 +23,19 @@ test('openForBackup: a regular file reads as usual; a fifo without writer opens 
       process.stdout.write(String(readSync(fd, Buffer.alloc(16), 0, 16, null))); closeSync(fd);`;
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', probe], { timeout: 10_000, encoding: 'utf8' });
     assert.equal(out, '0', 'a fifo without writer reads as empty');
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
+test('openForBackup: a file replaced by a symlink is not opened through it (ELOOP, a clear message); with follow it is', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shelter-open-'));
+  try {
+    writeFileSync(join(dir, 'secret'), 'not yours');
+    symlinkSync(join(dir, 'secret'), join(dir, 'was-a-file'));
+    assert.throws(() => openForBackup(Buffer.from(join(dir, 'was-a-file'))), (e: NodeJS.ErrnoException) => e.code === 'ELOOP' && /symlink now/.test(e.message));
+    const fd = openForBackup(Buffer.from(join(dir, 'was-a-file')), true);
+    try {
+      const buf = Buffer.alloc(16);
+      assert.equal(buf.subarray(0, readSync(fd, buf, 0, 16, 0)).toString(), 'not yours');
+    } finally { closeSync(fd); }
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blobId, Chunker, chunkLengths, createRepository, encodeTree, openBlob, openRepository, sealBlob } from '@shelter/format';
@@ -103,8 +103,8 @@ test('submitSmallFile: the worker reads, hashes and seals a file below the limit
     const { master, configBytes } = createRepository();
     const { keys } = openRepository(master, configBytes);
     const pool = createSealPool(keys, { workers: 2, smallFileMax: 4096 });
+    const body = randomBytes(4095);
     try {
-      const body = randomBytes(4095);
       writeFileSync(join(dir, 'small'), body);
       writeFileSync(join(dir, 'limit'), randomBytes(4096));
       writeFileSync(join(dir, 'empty'), '');
@@ -123,6 +123,16 @@ test('submitSmallFile: the worker reads, hashes and seals a file below the limit
       assert.deepEqual(empty, { length: 0 });
       assert.ok('error' in missing && /ENOENT/.test(missing.error));
     } finally { await pool.close(); }
+    // a file that became a symlink since the walk: not read through it, unless the backup follows symlinks
+    symlinkSync(join(dir, 'small'), join(dir, 'now-a-link'));
+    for (const followSymlinks of [false, true]) {
+      const p = createSealPool(keys, { workers: 1, smallFileMax: 4096, followSymlinks });
+      try {
+        const r = await p.submitSmallFile(Buffer.from(join(dir, 'now-a-link')), 4095);
+        if (followSymlinks) assert.ok('sealed' in r && r.id.equals(blobId(keys, body)), 'read through the link');
+        else assert.ok('error' in r && /symlink now/.test(r.error), JSON.stringify(r));
+      } finally { await p.close(); }
+    }
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
