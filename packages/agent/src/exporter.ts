@@ -1,6 +1,7 @@
 // `shelter restore --export FILE.tar.gz`: a snapshot as a gzip-compressed POSIX (pax) tar, made
-// as a stream. File contents go out blob by blob in order, a few blobs fetched ahead: memory is
-// bounded by the directory listings and that window, never by the size of a file.
+// as a stream. File contents go out blob by blob in order, a few blobs fetched ahead, and the
+// hierarchy is walked as the archive is written: memory is bounded by that window and a batch of
+// entries, never by the size of a file or the number of files.
 //
 // The archive holds directories, regular files, symlinks, hard links (the second and later names
 // of an inode are hard-link entries naming the first), fifos and device nodes, each with its mode,
@@ -21,7 +22,7 @@ import { blobOfRange, readRange } from './blobfetch.ts';
 import { ConfigError } from './config.ts';
 import { pathFilter, type PathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
-import { loadAllTrees } from './trees.ts';
+import { treeLoader } from './trees.ts';
 import { devNumbers, hardlinkKey } from './fsnode.ts';
 
 export interface ExportOptions {
@@ -29,6 +30,8 @@ export interface ExportOptions {
   exclude?: string[];
   /** blobs fetched ahead of the one being written (default 8) */
   ahead?: number;
+  /** entries planned and written together (default BATCH_ENTRIES; tests use small batches) */
+  batchEntries?: number;
   onProgress?: (p: { files: number; bytes: number; currentPath: string }) => void;
   onWarning?: (path: string, message: string) => void;
 }
@@ -53,6 +56,8 @@ const AHEAD_BYTES = 32 * 1024 * 1024;
 /** one request covers at most this many bytes of a pack, skipping gaps of at most RANGE_GAP */
 const RANGE_BYTES = 8 * 1024 * 1024;
 const RANGE_GAP = 256 * 1024;
+/** entries walked, checked and written together: the fetch-ahead window restarts at each batch */
+const BATCH_ENTRIES = 8192;
 const TYPE_BITS: Record<TreeNode['type'], number> = { file: 0o100000, dir: 0o040000, symlink: 0o120000, chardev: 0o020000, blockdev: 0o060000, fifo: 0o010000, socket: 0o140000 };
 const TAR_TYPE: Record<Exclude<TreeNode['type'], 'socket'>, Header['type']> = { file: 'file', dir: 'directory', symlink: 'symlink', chardev: 'character-device', blockdev: 'block-device', fifo: 'fifo' };
 
@@ -96,31 +101,41 @@ export function tarHeader(e: Planned, target: string | undefined): Header {
 }
 
 /**
- * The entries of the archive, in tree order (a directory before what it holds). Names are relative
- * (the snapshot's absolute paths without the leading slash), directories end in "/". With
- * --include, a directory is written when it matches or holds something that does.
+ * The entries of the archive, in tree order (a directory before what it holds), handed to `emit`
+ * in batches of `batchEntries` as the walk finds them: each tree is loaded (bounded tree loader)
+ * when its directory is reached and is garbage once the directory is done, so memory does not
+ * grow with the number of files. Names are relative (the snapshot's absolute paths without the
+ * leading slash), directories end in "/". With --include, a directory is written when it matches
+ * or holds something that does (it waits, unwritten, until something under it is).
  */
-function planEntries(repo: Repository, trees: Map<string, TreeNode[]>, root: Buffer, filter: PathFilter, warn: (path: string, m: string) => void): Planned[] {
-  const out: Planned[] = [];
+async function walkEntries(repo: Repository, root: Buffer, filter: PathFilter, warn: (path: string, m: string) => void,
+  batchEntries: number, emit: (batch: Planned[]) => Promise<void>): Promise<void> {
+  const trees = treeLoader(repo, root, { release: true, bounded: true });
+  let out: Planned[] = [];
+  /** directories not written yet (--include): written before the first entry under them */
+  const pending: Planned[] = [];
   const firstName = new Map<string, string>(); // device:inode -> the name written with the content
-  const walk = (subtree: Buffer, prefix: string) => {
-    const nodes = trees.get(toHex(subtree));
-    if (!nodes) { warn(`/${prefix}`, 'directory listing missing from the snapshot'); return; }
-    for (const n of nodes) {
+  const add = async (e: Planned) => {
+    if (pending.length) { out.push(...pending); pending.length = 0; }
+    out.push(e);
+    if (out.length >= batchEntries) { const full = out; out = []; await emit(full); }
+  };
+  const walk = async (subtree: Buffer, prefix: string) => {
+    for (const n of await trees.nodes(subtree)) {
       const rel = prefix ? `${prefix}/${n.name.toString()}` : n.name.toString();
-      if (filter.excluded(rel)) continue;
+      if (filter.excluded(rel)) { if (n.type === 'dir') trees.skip(n.subtree!); continue; }
       if (n.type === 'dir') {
-        const at = out.length;
-        out.push({ name: `${rel}/`, node: n });
-        walk(n.subtree!, rel);
-        if (filter.hasIncludes && out.length === at + 1 && !filter.included(rel)) out.length = at;
+        const dir: Planned = { name: `${rel}/`, node: n };
+        if (!filter.hasIncludes || filter.included(rel)) await add(dir); else pending.push(dir);
+        await walk(n.subtree!, rel);
+        if (pending[pending.length - 1] === dir) pending.pop(); // nothing under it was included
         continue;
       }
       if ((filter.hasIncludes && !filter.included(rel)) || n.type === 'socket') continue;
-      if (n.type !== 'file') { out.push({ name: rel, node: n }); continue; }
+      if (n.type !== 'file') { await add({ name: rel, node: n }); continue; }
       const linkKey = hardlinkKey(n);
       const first = linkKey ? firstName.get(linkKey) : undefined;
-      if (first !== undefined) { out.push({ name: rel, node: n, linkTo: first }); continue; }
+      if (first !== undefined) { await add({ name: rel, node: n, linkTo: first }); continue; }
       // a tar entry announces its size before its bytes: check the chunks add up before writing it
       let stored = 0;
       const missing = (n.content ?? []).filter((id) => { const loc = repo.index.lookup(id); stored += loc?.rawLength ?? 0; return !loc; }).length;
@@ -128,12 +143,12 @@ function planEntries(repo: Repository, trees: Map<string, TreeNode[]>, root: Buf
         warn(`/${rel}`, missing ? `${missing} of its chunks are in no index: left out` : `its chunks hold ${stored} bytes but the snapshot recorded ${n.size}: left out`);
         continue;
       }
-      out.push({ name: rel, node: n });
       if (linkKey) firstName.set(linkKey, rel);
+      await add({ name: rel, node: n });
     }
   };
-  walk(root, '');
-  return out;
+  await walk(root, '');
+  if (out.length) await emit(out);
 }
 
 /**
@@ -233,14 +248,12 @@ async function write(sink: Sink, chunk: Buffer): Promise<void> {
 export async function exportSnapshot(repo: Repository, snap: SnapshotEntry, dest: NodeJS.WritableStream, opts: ExportOptions = {}): Promise<ExportResult> {
   const result: ExportResult = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, warnings: 0 };
   const warn = (p: string, m: string) => { result.warnings++; opts.onWarning?.(p, m); };
-  const trees = await loadAllTrees(repo, snap.snapshot.tree);
-  const plan = planEntries(repo, trees, snap.snapshot.tree, pathFilter(opts.include, opts.exclude), warn);
-  function* contentIds() { for (const e of plan) if (e.node.type === 'file' && e.linkTo === undefined) yield* e.node.content ?? []; }
-  const nextBlob = blobReader(repo, contentIds(), opts.ahead ?? 8);
-
   const pack = tarPack();
   const streamed = pipeline(pack, createGzip(), dest);
-  const writeAll = async () => {
+  /** a batch's entries written in order, their blobs fetched ahead (blobReader) */
+  const writeEntries = async (plan: Planned[]) => {
+    function* contentIds() { for (const e of plan) if (e.node.type === 'file' && e.linkTo === undefined) yield* e.node.content ?? []; }
+    const nextBlob = blobReader(repo, contentIds(), opts.ahead ?? 8);
     for (const e of plan) {
       const n = e.node;
       if (!isUtf8(n.name)) warn(`/${e.name}`, 'the name is not UTF-8: written with U+FFFD in place of its invalid bytes');
@@ -263,6 +276,9 @@ export async function exportSnapshot(repo: Repository, snap: SnapshotEntry, dest
       else if (n.type === 'file') result.files++;
       opts.onProgress?.({ files: result.files, bytes: result.bytes, currentPath: `/${e.name}` });
     }
+  };
+  const writeAll = async () => {
+    await walkEntries(repo, snap.snapshot.tree, pathFilter(opts.include, opts.exclude), warn, opts.batchEntries ?? BATCH_ENTRIES, writeEntries);
     pack.finalize();
   };
   try {
