@@ -22,9 +22,10 @@ import { snapshot, workingTree } from './lib/agent-snapshot.ts';
 const { values: args } = parseArgs({ options: {
   op: { type: 'string', default: 'nochange' }, a: { type: 'string', default: 'HEAD' }, runs: { type: 'string', default: '3' },
   dataset: { type: 'string', default: 'linux' }, 'bench-dir': { type: 'string' }, profile: { type: 'string' },
-  'b-env': { type: 'string', multiple: true }, 'restore-dir': { type: 'string' },
+  'b-env': { type: 'string', multiple: true }, 'restore-dir': { type: 'string' }, 'no-cache': { type: 'boolean', default: false },
 } });
 // --profile DIR: B runs under --cpu-prof (summarise with bench/lib/cpuprofile.ts)
+// --no-cache: timed backups run with --no-cache (every directory compared with the parent's trees)
 // --restore-dir DIR: restores go there (a tmpfs: /dev/shm), not under the scratch directory (see bench/agent.ts)
 // --b-env NAME=VALUE (repeatable): set for B's timed runs only (an experiment behind a variable, A/B'd on the same code)
 const prof = (v: 'A' | 'B') => (args.profile && v === 'B' ? ['--cpu-prof', '--cpu-prof-dir', resolve(args.profile)] : []);
@@ -73,7 +74,7 @@ try {
   await run(node, [shelter('B'), 'init', '--endpoint', gw.url, '--bucket', cred.bucket, '--access-key', cred.accessKeyId, '--secret-key', cred.secretAccessKey, '--ca-cert', gw.caFile, '--key-file', join(work, 'key')], env);
   const log = join(work, 'log');
   // a backup name per version: each one's parent is its own last snapshot (and its local cache)
-  const backup = (v: 'A' | 'B', p = true) => timed(node, [...(p ? prof(v) : []), shelter(v), 'backup', 'files', data, '--name', `ab-${v}`, '--json'], { env: envOf(v), logFile: log, serverPid: gw.proc.pid });
+  const backup = (v: 'A' | 'B', p = true) => timed(node, [...(p ? prof(v) : []), shelter(v), 'backup', 'files', data, '--name', `ab-${v}`, '--json', ...(p && args['no-cache'] ? ['--no-cache'] : [])], { env: envOf(v), logFile: log, serverPid: gw.proc.pid });
   if (args.op !== 'initial') {
     say(`initial backup (B): ${(await backup('B', false)).wall} s`);
     say(`initial backup (A, everything stored already): ${(await backup('A', false)).wall} s`);

@@ -135,7 +135,15 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   // the parent snapshot's hierarchy, loaded in the background (grouped requests, in the walk's
   // order) while the walk goes on; each directory's listing is decoded when the walk reaches it
   const dirCache = opts.parent ? opts.dirCache : undefined;
-  const parentTrees = opts.parent ? treeLoader(repo, opts.parent.snapshot.tree, { release: true, follow: !dirCache }) : undefined;
+  // Without a directory cache the whole parent hierarchy loads ahead: bounded (tree loader), and
+  // the parent's subdirectories the walk does not enter (deleted, excluded, another file system)
+  // are skipped once their directory is done (parentDirsDone)
+  const parentTrees = opts.parent ? treeLoader(repo, opts.parent.snapshot.tree, { release: true, follow: !dirCache, bounded: !dirCache }) : undefined;
+  /** a directory done: its parent's subdirectories not taken by now never will be (taken ones: no-op) */
+  const parentDirsDone = (before: Map<string, TreeNode>) => {
+    if (!parentTrees || dirCache) return;
+    for (const n of before.values()) if (n.type === 'dir' && n.subtree) parentTrees.skip(n.subtree);
+  };
   if (dirCache && parentTrees) {
     // Trees are loaded only for directories that changed: as the walker lists one whose digest is
     // not the recorded one, its parent tree is fetched ahead (grouped requests, opened by the
@@ -354,6 +362,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       abandon(waits, [...verifying.values()]);
       throw e;
     }
+    parentDirsDone(before);
     summary.dirs++;
     progress.dirs++;
     // nothing in it changed: the parent's listing is this one, byte for byte (no encoding, no hashing)
@@ -625,6 +634,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       abandon(waits);
       throw e;
     }
+    parentDirsDone(before);
     await Promise.all(waits);
     return saveTree(nodes.filter((n) => !unreadable.has(n)));
   }
