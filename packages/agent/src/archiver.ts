@@ -142,7 +142,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   /** a directory done: its parent's subdirectories not taken by now never will be (taken ones: no-op) */
   const parentDirsDone = (before: Map<string, TreeNode>) => {
     if (!parentTrees || dirCache) return;
-    for (const n of before.values()) if (n.type === 'dir' && n.subtree) parentTrees.skip(n.subtree);
+    for (const n of before.values()) if (n.type === 'dir' && n.subtree) parentTrees.forget(n.subtree);
   };
   if (dirCache && parentTrees) {
     // Trees are loaded only for directories that changed: as the walker lists one whose digest is

@@ -123,7 +123,7 @@ async function walkEntries(repo: Repository, root: Buffer, filter: PathFilter, w
   const walk = async (subtree: Buffer, prefix: string) => {
     for (const n of await trees.nodes(subtree)) {
       const rel = prefix ? `${prefix}/${n.name.toString()}` : n.name.toString();
-      if (filter.excluded(rel)) { if (n.type === 'dir') trees.skip(n.subtree!); continue; }
+      if (filter.excluded(rel)) { if (n.type === 'dir') trees.forget(n.subtree!); continue; }
       if (n.type === 'dir') {
         const dir: Planned = { name: `${rel}/`, node: n };
         if (!filter.hasIncludes || filter.included(rel)) await add(dir); else pending.push(dir);

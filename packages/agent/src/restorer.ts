@@ -105,10 +105,10 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     for (const n of nodes) {
       const path = joinPath(dir, n.name);
       const childRel = rel ? `${rel}/${n.name.toString()}` : n.name.toString();
-      if (!selected(childRel, n.type === 'dir')) { if (n.type === 'dir') trees.skip(n.subtree!); continue; }
+      if (!selected(childRel, n.type === 'dir')) { if (n.type === 'dir') trees.forget(n.subtree!); continue; }
       if (n.type === 'dir') {
         try { if (!existsSync(path)) mkdirSync(path, { mode: 0o700 }); }
-        catch (e) { warn(path, `cannot restore: ${(e as Error).message}`); trees.skip(n.subtree!); continue; }
+        catch (e) { warn(path, `cannot restore: ${(e as Error).message}`); trees.forget(n.subtree!); continue; }
         result.dirs++;
         // outside the try: a tree that cannot be loaded fails the restore (the loader stops at its first failure)
         await walk(path, childRel, n.subtree!);

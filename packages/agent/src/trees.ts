@@ -27,7 +27,7 @@ export interface TreeLoader {
    * loaded in the background any more (in `bounded` mode, trees never taken would keep the
    * background load paused). Asked for anyway, it is loaded then.
    */
-  skip(id: Buffer): void;
+  forget(id: Buffer): void;
 }
 
 /** trees opened per request to the workers: small enough that a tree asked for waits little */
@@ -36,7 +36,7 @@ const BATCHES_IN_FLIGHT = 2;
 /** a batch this small is opened on the main thread while the seal workers are not running */
 const OPEN_HERE = 8;
 /**
- * `bounded` (a walk that takes each tree once, or skips it, and may be slower than the load: a
+ * `bounded` (a walk that takes each tree once, or forgets it, and may be slower than the load: a
  * restore writing files): the background load pauses while this many bytes of opened trees wait
  * to be taken, and the most recently used MAX_WHOLE_PACKS tree packs are kept, so that the walk
  * holds a bounded part of a large hierarchy, not all of it. What the walk asks for is loaded
@@ -47,7 +47,7 @@ const MAX_WHOLE_PACKS = 8;
 
 interface Slot {
   plain: Promise<Buffer>; resolve: (b: Buffer) => void; reject: (e: Error) => void; requested: boolean;
-  /** once opened: its size while it waits to be taken (`bounded`), and its subtrees (for skip) */
+  /** once opened: its size while it waits to be taken (`bounded`), and its subtrees (for forget) */
   bytes: number; subtrees?: Buffer[];
 }
 
@@ -171,7 +171,7 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
   let readyBytes = 0;
   const received = (id: Buffer, plain: Buffer, subtrees: Buffer[]) => {
     const slot = slots.get(toHex(id));
-    if (!slot) { for (const sub of subtrees) skip(sub); return; } // skipped while it was being opened
+    if (!slot) { for (const sub of subtrees) forget(sub); return; } // forgotten while it was being opened
     slot.resolve(plain);
     slot.subtrees = subtrees;
     if (bounded) { slot.bytes = plain.length; readyBytes += plain.length; }
@@ -232,7 +232,7 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
     }
     return payload;
   };
-  const skip = (id: Buffer): void => {
+  const forget = (id: Buffer): void => {
     const hex = toHex(id);
     if (released.has(hex)) return;
     released.add(hex);
@@ -241,13 +241,13 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
     slots.delete(hex);
     readyBytes -= s.bytes;
     // opened already: its subtrees were found, and are forgotten too (else when it arrives: received)
-    for (const sub of s.subtrees ?? []) skip(sub);
+    for (const sub of s.subtrees ?? []) forget(sub);
     if (!failure) pump();
   };
   return {
     done,
     get readyBytes() { return readyBytes; },
-    skip,
+    forget,
     prefetch(ids) {
       for (const id of ids) {
         const hex = toHex(id);

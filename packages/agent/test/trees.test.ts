@@ -61,14 +61,14 @@ test('tree loader with release: the background load stays within its limit while
   assert.equal(seen.size, total);
   assert.equal(loader.readyBytes, 0);
 
-  // a walk that skips half the hierarchy (excluded directories): the skipped trees, loaded ahead
+  // a walk that leaves out half the hierarchy (excluded directories): the forgotten trees, loaded ahead
   // or not, stop counting, and the background load is not left paused by them
   const partial = treeLoader(repo, root, { release: true, bounded: true, maxReadyBytes: limit });
   // down the path to the source directory (the snapshot's root is /)
   let top = await partial.nodes(root);
   while (!top.some((n) => n.name.toString() === 'a0')) top = await partial.nodes(top[0]!.subtree!);
   const a = top.find((n) => n.name.toString() === 'a0');
-  // the background load has opened what it runs ahead with (the first directories, those skipped)
+  // the background load has opened what it runs ahead with (the first directories, those left out)
   for (let last = -1, waited = 0; partial.readyBytes !== last || last === 0; waited += 100) {
     if (waited > 20_000) assert.fail('the background load did not settle');
     last = partial.readyBytes;
@@ -76,15 +76,15 @@ test('tree loader with release: the background load stays within its limit while
   }
   assert.ok(partial.readyBytes > 0);
   const half = top.slice(0, top.length >> 1);
-  for (const n of half) partial.skip(n.subtree!);
+  for (const n of half) partial.forget(n.subtree!);
   let taken = 0;
   const walkPartial = async (id: Buffer) => {
     for (const n of await partial.nodes(id)) if (n.subtree) { taken++; await walkPartial(n.subtree); }
   };
   for (const n of top.slice(top.length >> 1)) { taken++; await walkPartial(n.subtree!); }
-  assert.ok(a && half.includes(a), 'a0 was among the skipped');
+  assert.ok(a && half.includes(a), 'a0 was among those left out');
   assert.equal(taken, (top.length - half.length) * 41, 'every tree of the other half came');
-  // what was opened of the skipped half before skip() is forgotten; nothing of it stays counted
+  // what was opened of the forgotten half before forget() no longer counts
   await sleep(200);
-  assert.equal(partial.readyBytes, 0, 'no skipped tree left waiting');
+  assert.equal(partial.readyBytes, 0, 'no forgotten tree left waiting');
 });
