@@ -9,11 +9,8 @@ import { createWriteStream, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSy
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRepository } from '@shelter/format';
-import { backupFiles } from '../src/archiver.ts';
-import { initRepository, openRepo } from '../src/repository.ts';
 import { exportSnapshot } from '../src/exporter.ts';
-import { memoryBackend } from './lib/memory-backend.ts';
+import { backedUp } from './lib/backed-up.ts';
 import { assertSameTrees, scanTree } from '../../../test/lib/agent.ts';
 
 test('export in small batches: the same tree as one batch; --include keeps only matching directories and those above them', async (t) => {
@@ -30,13 +27,7 @@ test('export in small batches: the same tree as one batch; --include keeps only 
   symlinkSync('d1/f2.txt', join(src, 'a-symlink'));
   writeFileSync(join(src, 'd1', 'big'), randomBytes(3 * 1024 * 1024));
 
-  const backend = memoryBackend();
-  const { master, configBytes } = createRepository();
-  await initRepository(backend, configBytes);
-  const repo = await openRepo(backend, master, { sealWorkers: 1 });
-  t.after(() => repo.close());
-  await backupFiles(repo, { name: 'x', paths: [src] });
-  const snap = (await repo.listSnapshots()).pop()!;
+  const { repo, snap } = await backedUp(t, src);
   const expected = scanTree(src);
 
   const exported = async (name: string, opts: Parameters<typeof exportSnapshot>[3]) => {

@@ -8,12 +8,9 @@ import { linkSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writ
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRepository } from '@shelter/format';
-import { backupFiles } from '../src/archiver.ts';
-import { initRepository, openRepo } from '../src/repository.ts';
 import { restoreSnapshot } from '../src/restorer.ts';
 import { BackendError } from '../src/backend/types.ts';
-import { memoryBackend } from './lib/memory-backend.ts';
+import { backedUp } from './lib/backed-up.ts';
 import { assertSameTrees, scanTree } from '../../../test/lib/agent.ts';
 
 test('restore in small batches: identical to the source, hard links and multi-range files across batches', async (t) => {
@@ -35,13 +32,7 @@ test('restore in small batches: identical to the source, hard links and multi-ra
   writeFileSync(join(src, 'd2', 'big'), randomBytes(20 * 1024 * 1024));
   utimesSync(join(src, 'd2'), new Date('2001-02-03T04:05:06Z'), new Date('2001-02-03T04:05:06Z'));
 
-  const backend = memoryBackend();
-  const { master, configBytes } = createRepository();
-  await initRepository(backend, configBytes);
-  const repo = await openRepo(backend, master, { sealWorkers: 2 });
-  t.after(() => repo.close());
-  await backupFiles(repo, { name: 'x', paths: [src] });
-  const snap = (await repo.listSnapshots()).pop()!;
+  const { repo, snap } = await backedUp(t, src, { sealWorkers: 2 });
   const expected = scanTree(src);
 
   for (const batchFiles of [4, 1, undefined]) {
@@ -60,13 +51,7 @@ test('restore: storage failing during a later batch fails the restore with that 
   const src = join(work, 'src');
   mkdirSync(src);
   for (let f = 0; f < 40; f++) writeFileSync(join(src, `f${String(f).padStart(2, '0')}`), randomBytes(300_000));
-  const backend = memoryBackend();
-  const { master, configBytes } = createRepository();
-  await initRepository(backend, configBytes);
-  const repo = await openRepo(backend, master, { sealWorkers: 1 });
-  t.after(() => repo.close());
-  await backupFiles(repo, { name: 'x', paths: [src] });
-  const snap = (await repo.listSnapshots()).pop()!;
+  const { repo, snap, backend } = await backedUp(t, src);
   // data ranges fail from the third GET on (trees come first and still load)
   let dataGets = 0;
   const get = backend.get.bind(backend);

@@ -8,11 +8,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRepository, encodeTree, toHex, type TreeNode } from '@shelter/format';
-import { backupFiles } from '../src/archiver.ts';
-import { initRepository, openRepo } from '../src/repository.ts';
+import { encodeTree, toHex, type TreeNode } from '@shelter/format';
 import { loadAllTrees, treeLoader } from '../src/trees.ts';
-import { memoryBackend } from './lib/memory-backend.ts';
+import { backedUp } from './lib/backed-up.ts';
 
 test('tree loader with release: the background load stays within its limit while the walk waits, and every tree comes', async (t) => {
   const work = mkdtempSync(join(tmpdir(), 'shelter-trees-'));
@@ -24,13 +22,8 @@ test('tree loader with release: the background load stays within its limit while
     mkdirSync(dir, { recursive: true });
     for (let f = 0; f < 2; f++) writeFileSync(join(dir, `file-with-a-longish-name-${f}`), `${a}/${b}/${f}`);
   }
-  const backend = memoryBackend();
-  const { master, configBytes } = createRepository();
-  await initRepository(backend, configBytes);
-  const repo = await openRepo(backend, master, { sealWorkers: 1, startWorkers: true });
-  t.after(() => repo.close());
-  await backupFiles(repo, { name: 'x', paths: [src] });
-  const root = (await repo.listSnapshots()).pop()!.snapshot.tree;
+  const { repo, snap } = await backedUp(t, src, { startWorkers: true });
+  const root = snap.snapshot.tree;
   const all = await loadAllTrees(repo, root);
   const total = all.size;
   assert.ok(total > 1600);
