@@ -78,23 +78,30 @@ function workers(): PoolWorker[] {
       if (pw.dead) return;
       pw.dead = true;
       for (const [job, j] of waiting) if (j.pw === pw) { waiting.delete(job); j.fail(e); }
-      if (!pool) return;
-      const quick = Date.now() - pw.started < QUICK_DEATH_MS;
-      const delay = quick ? Math.min(MAX_RESTART_DELAY_MS, Math.max(FIRST_RESTART_DELAY_MS, 2 * (restartDelays[i] ?? 0))) : 0;
-      restartDelays[i] = delay;
-      const replace = () => {
-        if (pool?.[i] !== pw) return;
-        // a worker that cannot even be created (no memory, no descriptor) counts as a quick death
-        try { pool[i] = start(i); } catch (err) { pw.started = Date.now(); pw.dead = false; died(err as Error); }
-      };
-      if (delay === 0) replace();
-      else setTimeout(replace, delay).unref();
+      replace(i, pw);
     };
     w.on('error', died);
     w.on('exit', (code) => died(new Error(`body hash worker exited (${code})`)));
     // after adding the listener (which refs the port): idle workers must not keep a process alive
     w.unref();
     return pw;
+  };
+  /**
+   * Slot i's worker `gone` died (`since`: when it, or the last attempt to replace it, started): a
+   * new one now, or after the growing delay if it died quickly; one that cannot even be created
+   * (no memory, no descriptor) counts as a quick death.
+   */
+  const replace = (i: number, gone: PoolWorker, since = gone.started) => {
+    if (!pool) return;
+    const delay = Date.now() - since < QUICK_DEATH_MS ? Math.min(MAX_RESTART_DELAY_MS, Math.max(FIRST_RESTART_DELAY_MS, 2 * (restartDelays[i] ?? 0))) : 0;
+    restartDelays[i] = delay;
+    const attempt = () => {
+      if (pool?.[i] !== gone) return;
+      const at = Date.now();
+      try { pool[i] = start(i); } catch { replace(i, gone, at); }
+    };
+    if (delay === 0) attempt();
+    else setTimeout(attempt, delay).unref();
   };
   pool = Array.from({ length: n }, (_, i) => start(i));
   return pool;
