@@ -11,7 +11,7 @@
 // export: `restore latest --export FILE.tar.gz` of the last snapshot (the archive is deleted after each run).
 // --a REV: the baseline (default HEAD); B is the working tree.
 import { parseArgs } from 'node:util';
-import { appendFileSync, mkdirSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
@@ -34,6 +34,12 @@ const benchDir = resolve(args['bench-dir'] ?? process.env.BENCH_DIR ?? '/tmp/she
 const work = join(benchDir, `ab-${process.pid}`);
 mkdirSync(work, { recursive: true });
 const original = join(benchDir, 'data', args.dataset!);
+const restoreDir = args['restore-dir'] ? resolve(args['restore-dir']) : work;
+/** this run's restores (in the scratch directory or --restore-dir), removed */
+const removeRestores = () => {
+  if (!existsSync(restoreDir)) return;
+  for (const old of readdirSync(restoreDir).filter((n) => n.startsWith(`restore-${process.pid}-`))) rmSync(join(restoreDir, old), { recursive: true, force: true });
+};
 // change: a copy this script may modify (never the kit's dataset)
 const data = args.op === 'change' ? join(work, 'data', args.dataset!) : original;
 if (args.op === 'change') { mkdirSync(join(work, 'data')); execFileSync('cp', ['-a', original, data]); }
@@ -84,11 +90,10 @@ try {
     for (const v of (i % 2 ? ['B', 'A'] : ['A', 'B']) as Array<'A' | 'B'>) {
       let t;
       if (args.op === 'restore') {
-        const into = args['restore-dir'] ? resolve(args['restore-dir']) : work;
-        const target = join(into, `restore-${process.pid}-${v}-${i}`);
+        const target = join(restoreDir, `restore-${process.pid}-${v}-${i}`);
         // the previous restore's files deleted and every dirty page written first (untimed): else
         // creating files stalls in the kernel behind them, for one version or the other
-        for (const old of readdirSync(into).filter((n) => n.startsWith(`restore-${process.pid}-`))) rmSync(join(into, old), { recursive: true, force: true });
+        removeRestores();
         execFileSync('sync');
         t = await timed(node, [...prof(v), shelter(v), 'restore', 'latest', '--name', 'ab-B', '--target', target], { env: envOf(v), logFile: log, serverPid: gw.proc.pid });
       } else if (args.op === 'export') {
@@ -122,5 +127,5 @@ try {
 } finally {
   await gw.stop();
   rmSync(work, { recursive: true, force: true });
-  if (args['restore-dir']) for (const old of readdirSync(resolve(args['restore-dir'])).filter((n) => n.startsWith(`restore-${process.pid}-`))) rmSync(join(resolve(args['restore-dir']), old), { recursive: true, force: true });
+  removeRestores();
 }
