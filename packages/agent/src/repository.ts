@@ -2,7 +2,7 @@
 // the pack being filled, uploads (bounded concurrency), index objects, snapshots and manifests.
 // Everything it writes is new and named after its content: no delete, no overwrite.
 import {
-  BlobIndex, CONFIG_KEY, INDEX_TARGET_BLOBS, blobId, FormatError, PackWriter, encodeManifest, extractBlob, indexKey, manifestKey, onlyTreeEntries, openIndex, openIndexCompact,
+  BlobIndex, CONFIG_KEY, INDEX_TARGET_BLOBS, blobId, FormatError, PackWriter, encodeManifest, extractBlob, encodeEntries, indexKey, manifestKey, onlyTreeEntries, openIndex, openIndexCompact,
   openRepository, openSnapshot, packKey, parseObjectKey, readPackHeader, seal, sealIndex, sealSnapshot, snapshotKey, toHex,
   type BlobType, type EncodedIndexedPack, type FinishedPackParts, type IndexedPack, type PackEntry, type ParsedConfig, type RepoKeys, type Snapshot,
 } from '@shelter/format';
@@ -183,13 +183,14 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   const lostIndex = BlobIndex.fromEncoded(lost);
   const index = BlobIndex.fromEncoded(lists.map((l) => l.packs));
   const treePacks = new Set<number>();
-  const noteTreePack = (n: number, entries: readonly PackEntry[]) => { if (entries.length && entries.every((e) => e.type === 'tree')) treePacks.add(n); };
+  /** pack n holds tree blobs only (its entries as stored): a tree pack, read whole when trees load */
+  const noteTreePack = (n: number, encodedEntries: Buffer) => { if (onlyTreeEntries(encodedEntries)) treePacks.add(n); };
   const packIndexKey = new Map<number, string>();
   for (const l of lists) {
     for (const p of l.packs) {
       const n = index.addPack(p.id);
       packIndexKey.set(n, l.key);
-      if (onlyTreeEntries(p.encodedEntries)) treePacks.add(n);
+      noteTreePack(n, p.encodedEntries);
     }
   }
 
@@ -219,7 +220,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
     return writers[type];
   };
   // packs uploaded (or found) since the last index object, and their blob count
-  let unindexed: Array<IndexedPack | EncodedIndexedPack> = [];
+  let unindexed: EncodedIndexedPack[] = [];
   let unindexedBlobs = 0;
   const stats = { packsUploaded: 0, bytesUploaded: 0, blobsAdded: 0, sealedBytes: 0 };
   let failure: unknown;
@@ -238,9 +239,10 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
         entries = readPackHeader(keys, tail!, size);
       }
       const ip: IndexedPack = { id: Buffer.from(id, 'hex'), size, entries };
-      noteTreePack(index.addPack(ip.id), entries);
+      const encodedEntries = encodeEntries(entries);
+      noteTreePack(index.addPack(ip.id), encodedEntries);
       index.addPackEntries(ip);
-      unindexed.push(ip);
+      unindexed.push({ id: ip.id, size, encodedEntries });
       unindexedBlobs += entries.length;
     } catch { /* unreadable leftover (e.g. another key's): ignored here, reported by check */ }
   }
@@ -269,7 +271,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
     stats.bytesUploaded += pack.size;
     // only now is the blob durable: add it to the index (dedup of later blobs may rely on it)
     const ip: IndexedPack = { id: pack.id, size: pack.size, entries: pack.entries };
-    noteTreePack(index.addPack(pack.id), pack.entries);
+    noteTreePack(index.addPack(pack.id), pack.encodedEntries);
     index.addPackEntries(ip);
     for (const e of pack.entries) pending.delete(e.id.toString('hex'));
     // kept encoded until the index object is written (the entry objects are ~4x larger)
