@@ -20,7 +20,9 @@ export interface BenchGateway {
 export async function startBenchGateway(packages: string, dataDir: string): Promise<BenchGateway> {
   const bin = join(packages, 'gateway/bin/shelterd.js');
   const node = process.execPath;
-  const proc = spawn(node, [bin, 'serve', '--data', dataDir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_GATEWAY_PROFILE=DIR: shelterd runs under --cpu-prof (written when it stops; bench/lib/cpuprofile.ts)
+  const prof = process.env.BENCH_GATEWAY_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_GATEWAY_PROFILE] : [];
+  const proc = spawn(node, [...prof, bin, 'serve', '--data', dataDir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((res) => proc.once('exit', () => res()));
   const early: string[] = [];
   createInterface({ input: proc.stderr! }).on('line', (l) => { if (early.length < 200) early.push(l); });

@@ -11,7 +11,7 @@ import type { Backend } from './backend/types.ts';
 import { mapLimit } from './limit.ts';
 import { openPackSpool, type PackSpool } from './packspool.ts';
 import { objectCache, readObject, type ObjectCache } from './objectcache.ts';
-import { createSealPool, SEAL_LEVEL, type SealPool } from './sealpool.ts';
+import { createSealPool, SEAL_LEVEL, type SealPool, type StreamWindow } from './sealpool.ts';
 
 /** a tree this small is sealed on the main thread unless a batch for the workers is pending anyway (saveBlob) */
 const SEAL_HERE_BYTES = 64 * 1024;
@@ -60,9 +60,10 @@ export interface Repository {
    */
   saveSmallFileUnhashed(path: Buffer, size: number): { queued: Promise<void>; result: Promise<SmallFileSaved> };
   /**
-   * A backup without parent: a large file read, chunked, hashed and sealed by a seal worker, a
-   * window at a time, each asked for once there is room (bounded memory). Resolves with its chunks
-   * in order (`added`: new to the repository) and the bytes read; duplicates are dropped.
+   * A backup without parent: a large file read, chunked and hashed by a seal worker, a window at
+   * a time, each asked for once there is room (bounded memory); its new chunks are sealed by any
+   * worker. Resolves with its chunks in order (`added`: new to the repository) and the bytes read
+   * once every chunk is queued (flush() waits for the sealing); duplicates are never sealed.
    */
   saveFileStream(path: Buffer): Promise<{ chunks: Array<{ id: Buffer; added: boolean; raw: number }>; bytes: number }>;
   hasBlob(id: Buffer): boolean;
@@ -384,6 +385,33 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   const saveSmallFileUnhashed = (path: Buffer, size: number) => queueJob(size, () => sealPool().submitSmallFile(path, size)
     .then((r): SmallFileSaved => ('sealed' in r ? { id: r.id, added: keepSealed('data', r.id, r.sealed, r.length), length: r.length } : r)));
 
+  /**
+   * A file stream's window (read, cut and hashed by a worker): its chunks appended to `chunks`, the
+   * new ones sealed by the least busy worker and stored, duplicates (in the index, pending, or
+   * earlier in the window) dropped before anything is compressed.
+   */
+  const sealWindow = (w: StreamWindow, chunks: Array<{ id: Buffer; added: boolean; raw: number }>) => {
+    if (failure) throw failure;
+    let skip: Uint8Array | undefined;
+    const fresh: number[] = [];
+    let freshBytes = 0;
+    w.lengths.forEach((raw, i) => {
+      const id = w.ids.subarray(32 * i, 32 * i + 32);
+      const added = !hasBlob(id);
+      if (added) {
+        pending.add(id.toString('hex'));
+        stats.blobsAdded++;
+        fresh.push(i);
+        freshBytes += raw;
+      } else (skip ??= new Uint8Array(w.lengths.length))[i] = 1;
+      chunks.push({ id, added, raw });
+    });
+    if (!fresh.length) return;
+    track(freshBytes, sealPool().sealWindow(w, skip).then((sealed) => {
+      for (const i of fresh) store('data', w.ids.subarray(32 * i, 32 * i + 32), sealed[i]!, w.lengths[i]!);
+    }));
+  };
+
   const saveFileStream = async (path: Buffer) => {
     const stream = sealPool().streamFile(path, config.chunker);
     const chunks: Array<{ id: Buffer; added: boolean; raw: number }> = [];
@@ -392,7 +420,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
       for (;;) {
         await room();
         const w = await stream.next();
-        for (const c of w.chunks) chunks.push({ id: c.id, added: keepSealed('data', c.id, c.sealed, c.raw), raw: c.raw });
+        sealWindow(w, chunks);
         bytes += w.read;
         if (w.done) return { chunks, bytes };
       }

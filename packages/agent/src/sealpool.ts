@@ -31,8 +31,11 @@ export interface OpenedTree { plain: Buffer; subtrees: Buffer[] }
 /** a small file read by a worker: sealed (`length` > 0), empty, too large to be one chunk, or unreadable */
 export type SmallFile = { id: Buffer; sealed: Buffer; length: number } | { length: 0 } | { large: true } | { error: string };
 
+/** a window of a file stream: its chunks' plaintexts laid end to end in `data` (a buffer of its own), their `lengths` and ids (32 bytes each) */
+export interface StreamWindow { data: Buffer; lengths: number[]; ids: Buffer; read: number; done: boolean }
+
 export interface FileStream {
-  next(): Promise<{ chunks: Array<{ id: Buffer; sealed: Buffer; raw: number }>; read: number; done: boolean }>;
+  next(): Promise<StreamWindow>;
   close(): void;
 }
 
@@ -53,11 +56,17 @@ export interface SealPool {
    */
   submitSmallFile(path: Buffer, size: number): Promise<SmallFile>;
   /**
-   * A backup without parent: a large file read, chunked (with `params`), hashed and sealed by one
-   * worker, a window at a time: next() asks for the next window's chunks; after the last (`done`)
-   * or an error the stream is gone; close() drops one given up before its end.
+   * A backup without parent: a large file read, chunked (with `params`) and hashed by one worker,
+   * a window at a time: next() asks for the next window's chunks; after the last (`done`) or an
+   * error the stream is gone; close() drops one given up before its end. Its chunks are sealed by
+   * sealWindow, on any worker.
    */
   streamFile(path: Buffer, params: ChunkerParams): FileStream;
+  /**
+   * A stream window's chunks sealed by the least busy worker, in order, except those marked in
+   * `skip` (duplicates: an empty buffer in their place). `window.data` is handed over (detached).
+   */
+  sealWindow(window: StreamWindow, skip?: Uint8Array): Promise<Buffer[]>;
   /**
    * Restore: decrypts every blob of a pack range (bytes starting at pack offset `start`) and writes
    * `files` from them; `result[i]` says how files[i] went. Rejects, before writing anything, when
@@ -230,13 +239,18 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
           if (!wk) return Promise.reject(noWorker());
           const stream = opened ? { id, window: STREAM_WINDOW } : { id, path, params, window: STREAM_WINDOW };
           opened = true;
-          return sendTo(wk, { stream }, []).then((r) => {
-            const ids = Buffer.from(r.ids!.buffer, r.ids!.byteOffset, r.ids!.byteLength);
-            return { chunks: split(r.sealed, r.lengths).map((sealed, i) => ({ id: ids.subarray(32 * i, 32 * i + 32), sealed, raw: r.raw![i]! })), read: r.read!, done: r.done! };
-          });
+          return sendTo(wk, { stream }, []).then((r) => ({
+            data: r.sealed, lengths: r.lengths, ids: Buffer.from(r.ids!.buffer, r.ids!.byteOffset, r.ids!.byteLength), read: r.read!, done: r.done!,
+          }));
         },
         close: () => { if (wk && opened) sendTo(wk, { stream: { id, window: 0, close: true } }, []).catch(() => { /* a dead worker holds nothing */ }); },
       };
+    },
+    sealWindow(window, skip) {
+      // the worker's reply owns its memory: transferred on without a copy (ids are cloned: the caller keeps them)
+      const data = new Uint8Array(window.data.buffer as ArrayBuffer, window.data.byteOffset, window.data.byteLength);
+      const ids = new Uint8Array(window.ids);
+      return send({ ids, skip, lengths: window.lengths, data }, [data.buffer, ids.buffer]).then((r) => split(r.sealed, r.lengths));
     },
     submitSmallFile: (path, size) => enqueue(undefined, null, path, size).then((r): SmallFile => {
       if (r.raw === -2) return { error: r.error ?? 'cannot read' };

@@ -1,7 +1,7 @@
 // Worker thread: the CPU-heavy part of a backup or restore, so that every core works. Backup: it
 // seals chunks (zstd + AES-256-GCM, format's `seal`) the main thread hands over, hashing them too
 // when there is no parent; without parent it also reads small files itself (one chunk each) and
-// streams large ones (reads, chunks, hashes, seals a window at a time); with a parent it verifies
+// streams large ones (reads, chunks and hashes a window at a time, for any worker to seal); with a parent it verifies
 // a changed file's leading chunks by hashing. Both: it opens tree blobs and finds their subtrees.
 // Restore: it decrypts fetched pack ranges and writes the files.
 import { closeSync, openSync, readSync } from 'node:fs';
@@ -32,7 +32,7 @@ const handled = (bytes: number) => {
 interface FileJob extends FileMeta { path: Uint8Array; whole: boolean; chunks: Array<{ entry: number; offset: number }> }
 interface WriteJob { start: number; entries: Array<{ id: Uint8Array; offset: number; length: number; rawLength: number }>; files: FileJob[] }
 
-parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array; lengths: number[]; data: Uint8Array; files?: FilesJob; write?: WriteJob; open?: OpenJob; verify?: VerifyJob; stream?: StreamJob }) => {
+parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array; skip?: Uint8Array; lengths: number[]; data: Uint8Array; files?: FilesJob; write?: WriteJob; open?: OpenJob; verify?: VerifyJob; stream?: StreamJob }) => {
   if (m.stream) return streamWindow(m.seq, m.stream);
   if (m.verify) return verifyChunks(m.seq, m.ids, m.verify);
   if (m.write) return writeRange(m.seq, m.data, m.write);
@@ -56,6 +56,8 @@ parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array;
       } else {
         chunk = m.data.subarray(at, at + n);
         at += n;
+        // a duplicate the main thread found in a file stream's window: not sealed
+        if (m.skip?.[i]) { sealed.push(EMPTY); return; }
       }
       // an id the main thread left to this thread (a backup without parent): HMAC here, then seal
       if (m.hash?.[i]) m.ids.set(blobId(keys, chunk), 32 * i);
@@ -127,7 +129,7 @@ function verifyChunks(seq: number, ids: Uint8Array, job: VerifyJob): void {
 }
 
 /**
- * A large file of a backup without parent, read, chunked, hashed and sealed here a window at a
+ * A large file of a backup without parent, read, chunked and hashed here a window at a
  * time (the main thread asks for the next window when it has room): `path` and `params` open the
  * stream, later windows name it by `id` alone; `close` drops it (the backup stopped).
  */
@@ -138,7 +140,7 @@ const streams = new Map<number, FileStream>();
 const spareBuffers: Buffer[] = [];
 let gear: Int32Array | undefined;
 
-/** the next window of a file stream: its chunks sealed, as one buffer plus lengths, ids and plaintext lengths (`raw`); `done` at its end */
+/** the next window of a file stream: its chunks' plaintexts as one buffer (a copy: the stream's buffer is reused) plus lengths and ids; `done` at its end */
 function streamWindow(seq: number, job: StreamJob): void {
   let st = streams.get(job.id);
   const drop = () => {
@@ -175,15 +177,13 @@ function streamWindow(seq: number, job: StreamJob): void {
       s.chunker.end();
       if (s.end > s.start) plains.push(s.buf.subarray(s.start, s.end));
     }
+    // hashed here, sealed by whichever worker is least busy (the main thread sends on the new
+    // chunks): one large file no longer holds one worker for its zstd while the other idles
     const ids = new Uint8Array(32 * plains.length);
-    const sealed = plains.map((chunk, i) => {
-      const id = blobId(keys, chunk);
-      ids.set(id, 32 * i);
-      return seal(keys, chunk, id, { level });
-    });
-    const all = join(sealed);
+    plains.forEach((chunk, i) => ids.set(blobId(keys, chunk), 32 * i));
+    const all = join(plains);
     if (done) drop();
-    parentPort!.postMessage({ seq, sealed: all, lengths: sealed.map((b) => b.length), ids, raw: plains.map((c) => c.length), done, read }, [all.buffer, ids.buffer]);
+    parentPort!.postMessage({ seq, sealed: all, lengths: plains.map((c) => c.length), ids, done, read }, [all.buffer, ids.buffer]);
     handled(read);
   } catch (e) {
     drop();
