@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { startBenchGateway } from './lib/agent-gateway.ts';
-import { run, timed, median } from './lib/agent-run.ts';
+import { agentCommand, run, timed, median } from './lib/agent-run.ts';
 import { snapshot, workingTree } from './lib/agent-snapshot.ts';
 
 const { values: args } = parseArgs({ options: {
@@ -28,7 +28,7 @@ const { values: args } = parseArgs({ options: {
 // --no-cache: timed backups run with --no-cache (every directory compared with the parent's trees)
 // --restore-dir DIR: restores go there (a tmpfs: /dev/shm), not under the scratch directory (see bench/agent.ts)
 // --b-env NAME=VALUE (repeatable): set for B's timed runs only (an experiment behind a variable, A/B'd on the same code)
-const prof = (v: 'A' | 'B') => (args.profile && v === 'B' ? ['--cpu-prof', '--cpu-prof-dir', resolve(args.profile)] : []);
+const profDir = (v: 'A' | 'B') => (args.profile && v === 'B' ? resolve(args.profile) : undefined);
 const root = resolve(import.meta.dirname, '..');
 const benchDir = resolve(args['bench-dir'] ?? process.env.BENCH_DIR ?? '/tmp/shelter-bench');
 const work = join(benchDir, `ab-${process.pid}`);
@@ -76,11 +76,16 @@ try {
     return [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)];
   }));
   const envOf = (v: 'A' | 'B') => (v === 'B' ? { ...env, ...bEnv } : env);
-  const shelter = (v: 'A' | 'B') => join(versions[v].packages, 'agent/bin/shelter.js');
-  await run(node, [shelter('B'), 'init', '--endpoint', gw.url, '--bucket', cred.bucket, '--access-key', cred.accessKeyId, '--secret-key', cred.secretAccessKey, '--ca-cert', gw.caFile, '--key-file', join(work, 'key')], env);
   const log = join(work, 'log');
+  const shelter = (v: 'A' | 'B') => join(versions[v].packages, 'agent/bin/shelter.js');
+  /** a timed command of version v, run as users run it (bench/lib/agent-run.ts agentCommand); `profile`: B under --cpu-prof */
+  const agent = (v: 'A' | 'B', argv: string[], e: NodeJS.ProcessEnv, profile = true) => {
+    const c = agentCommand(shelter(v), e, profile ? profDir(v) : undefined);
+    return timed(c.cmd, argv, { env: c.env, logFile: log, serverPid: gw.proc.pid });
+  };
+  await run(node, [shelter('B'), 'init', '--endpoint', gw.url, '--bucket', cred.bucket, '--access-key', cred.accessKeyId, '--secret-key', cred.secretAccessKey, '--ca-cert', gw.caFile, '--key-file', join(work, 'key')], env);
   // a backup name per version: each one's parent is its own last snapshot (and its local cache)
-  const backup = (v: 'A' | 'B', p = true) => timed(node, [...(p ? prof(v) : []), shelter(v), 'backup', 'files', data, '--name', `ab-${v}`, '--json', ...(p && args['no-cache'] ? ['--no-cache'] : [])], { env: envOf(v), logFile: log, serverPid: gw.proc.pid });
+  const backup = (v: 'A' | 'B', p = true) => agent(v, ['backup', 'files', data, '--name', `ab-${v}`, '--json', ...(p && args['no-cache'] ? ['--no-cache'] : [])], envOf(v), p);
   if (args.op !== 'initial') {
     say(`initial backup (B): ${(await backup('B', false)).wall} s`);
     say(`initial backup (A, everything stored already): ${(await backup('A', false)).wall} s`);
@@ -95,19 +100,19 @@ try {
         // creating files stalls in the kernel behind them, for one version or the other
         removeRestores();
         execFileSync('sync');
-        t = await timed(node, [...prof(v), shelter(v), 'restore', 'latest', '--name', 'ab-B', '--target', target], { env: envOf(v), logFile: log, serverPid: gw.proc.pid });
+        t = await agent(v, ['restore', 'latest', '--name', 'ab-B', '--target', target], envOf(v));
       } else if (args.op === 'export') {
         const archive = join(work, `export-${v}-${i}.tar.gz`);
-        t = await timed(node, [...prof(v), shelter(v), 'restore', 'latest', '--name', 'ab-B', '--export', archive], { env: envOf(v), logFile: log, serverPid: gw.proc.pid });
+        t = await agent(v, ['restore', 'latest', '--name', 'ab-B', '--export', archive], envOf(v));
         rmSync(archive, { force: true });
       } else if (args.op === 'initial') {
         // a fresh bucket per run
         const c = gw.createServer(`ab-${v.toLowerCase()}${i}`);
         const e2 = { ...envOf(v), SHELTER_CONFIG_DIR: join(work, `config-${v}${i}`) };
         await run(node, [shelter('B'), 'init', '--endpoint', gw.url, '--bucket', c.bucket, '--access-key', c.accessKeyId, '--secret-key', c.secretAccessKey, '--ca-cert', gw.caFile, '--key-file', join(work, 'key')], e2);
-        t = await timed(node, [...prof(v), shelter(v), 'backup', 'files', data, '--name', 'ab', '--json'], { env: e2, logFile: log, serverPid: gw.proc.pid });
+        t = await agent(v, ['backup', 'files', data, '--name', 'ab', '--json'], e2);
       } else if (args.op === 'reread') {
-        t = await timed(node, [...prof(v), shelter(v), 'backup', 'files', data, '--name', `reread-${v.toLowerCase()}${i}`, '--json'], { env: envOf(v), logFile: log, serverPid: gw.proc.pid });
+        t = await agent(v, ['backup', 'files', data, '--name', `reread-${v.toLowerCase()}${i}`, '--json'], envOf(v));
       } else if (args.op === 'change') {
         undoChange();
         await backup(v, false);

@@ -12,7 +12,7 @@ import { ListObjectVersionsCommand, S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { Agent as HttpsAgent } from 'node:https';
 import { startBenchGateway, type BenchGateway as Gateway } from './lib/agent-gateway.ts';
-import { killRunning, median, run, timed, type Timed } from './lib/agent-run.ts';
+import { agentCommand, killRunning, median, run, timed, type Timed } from './lib/agent-run.ts';
 import { snapshot, workingTree, type CodeSource } from './lib/agent-snapshot.ts';
 import { compareTrees, digestTree, treeStats, type TreeComparison, type TreeStats } from './lib/agent-tree.ts';
 import { formatSummary, profilesIn, summarizeProfile, type ProfileSummary } from './lib/cpuprofile.ts';
@@ -128,15 +128,18 @@ interface Driver {
 function shelterDriver(gw: Gateway, runDir: string, name: string): Driver {
   const cred = gw.createServer(name);
   const env = cleanEnv({ SHELTER_CONFIG_DIR: join(runDir, 'shelter-config'), XDG_STATE_HOME: join(runDir, 'shelter-state'), XDG_CACHE_HOME: join(runDir, 'shelter-cache') });
-  const node = (prof?: string) => (prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []);
+  const agent = (args: string[], log: string, prof?: string) => {
+    const c = agentCommand(shelterBin, env, prof);
+    return timed(c.cmd, args, { env: c.env, logFile: log, serverPid: gw.proc.pid, timeoutSec });
+  };
   return {
     tool: 'shelter', bucket: cred.bucket, s3: s3Client(gw, cred.accessKeyId, cred.secretAccessKey),
     async init() {
       await run(nodeBin, [shelterBin, 'init', '--endpoint', gw.url, '--bucket', cred.bucket, '--access-key', cred.accessKeyId, '--secret-key', cred.secretAccessKey,
         '--ca-cert', gw.caFile, '--key-file', join(runDir, 'shelter.key'), '--json'], env);
     },
-    backup: (src, log, prof) => timed(nodeBin, [...node(prof), shelterBin, 'backup', 'files', src, '--name', 'bench', '--json'], { env, logFile: log, serverPid: gw.proc.pid, timeoutSec }),
-    restore: (target, log, prof) => timed(nodeBin, [...node(prof), shelterBin, 'restore', 'latest', '--name', 'bench', '--target', target, '--json'], { env, logFile: log, serverPid: gw.proc.pid, timeoutSec }),
+    backup: (src, log, prof) => agent(['backup', 'files', src, '--name', 'bench', '--json'], log, prof),
+    restore: (target, log, prof) => agent(['restore', 'latest', '--name', 'bench', '--target', target, '--json'], log, prof),
   };
 }
 

@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { dirname } from 'node:path';
 import { cpuSeconds, processTree, systemBusySeconds } from './proc.ts';
 
 export interface Timed {
@@ -38,6 +39,16 @@ export interface RunOptions {
 const running = new Set<number>();
 export function killRunning(): void {
   for (const pid of running) { try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ } }
+}
+
+/**
+ * The agent run as its users run it (`shelter ...`, `npx shelter ...`): its bin executed, its #!
+ * line giving Node its V8 flags (run as `node bin/shelter.js` it would re-execute itself for them),
+ * this script's Node first on PATH. `prof`: a directory for --cpu-prof profiles (NODE_OPTIONS).
+ */
+export function agentCommand(bin: string, env: NodeJS.ProcessEnv, prof?: string): { cmd: string; env: NodeJS.ProcessEnv } {
+  const profiling = prof ? { NODE_OPTIONS: `${env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${prof}`.trim() } : {};
+  return { cmd: bin, env: { ...env, PATH: `${dirname(process.execPath)}:${env.PATH ?? ''}`, ...profiling } };
 }
 
 const serverCpuOf = (pid: number | undefined) => (pid ? processTree(pid).reduce((s, p) => s + (cpuSeconds(p) || 0), 0) : 0);

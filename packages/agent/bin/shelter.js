@@ -1,14 +1,15 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8
 // Runs the TypeScript sources directly (Node >= 24 strips types; npm scripts and npx put the
 // Node 24 from the `node` package first on PATH). Version check, V8 flags and compile cache:
-// packages/launch.
+// packages/launch. The #! line gives Node the V8 flag below when the command is run as `shelter`
+// or `npx shelter`, so that it does not start twice; `node bin/shelter.js` re-executes instead.
 import { launch } from '@shelter/launch';
 // A small young generation (V8's semi-space): the agent makes a steady stream of short-lived
 // buffers whose memory lives outside the JS heap, and the default 16 MiB semi-space let hundreds
 // of MiB of them wait for a scavenge (peak RSS of a backup of the linux tree: 1 GB). 2 MiB held
 // it to ~540 MB but cost ~12% of the backup's CPU in scavenges; since packs are streamed and
 // the seal workers collect their own garbage, 8 MiB gives ~600 MB at nearly the speed of 16.
-// Only the commands that move data pay for the re-exec (~40 ms).
+// Only the commands that move data need it (the re-exec, when the #! line was not used, costs ~30 ms).
 launch({ name: 'shelter', v8Flags: ['backup', 'restore', 'check'].includes(process.argv[2] ?? '') ? ['--max-semi-space-size=8'] : [] });
 // Small Buffers (Buffer.from of an id, a path, a digest) are slices of a shared pool slab; one that
 // lives long keeps its whole slab alive. Node 24's slabs are 64 KiB: the directory cache's records

@@ -16,7 +16,7 @@ import { isUtf8 } from 'node:buffer';
 import { dirname, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import { pack as tarPack, type Header, type Pack } from 'tar-stream';
+import type { Header, Pack } from 'tar-stream';
 import { toHex, type PackEntry, type TreeNode } from '@shelter/format';
 import { blobOfRange, readRange } from './blobfetch.ts';
 import { ConfigError } from './config.ts';
@@ -248,6 +248,8 @@ async function write(sink: Sink, chunk: Buffer): Promise<void> {
 export async function exportSnapshot(repo: Repository, snap: SnapshotEntry, dest: NodeJS.WritableStream, opts: ExportOptions = {}): Promise<ExportResult> {
   const result: ExportResult = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, warnings: 0 };
   const warn = (p: string, m: string) => { result.warnings++; opts.onWarning?.(p, m); };
+  // loaded here: every other command (a backup among them) would pay for tar-stream at start
+  const { pack: tarPack } = await import('tar-stream');
   const pack = tarPack();
   const streamed = pipeline(pack, createGzip(), dest);
   /** a batch's entries written in order, their blobs fetched ahead (blobReader) */

@@ -118,12 +118,20 @@ async function readIndexWith<T>(backend: Backend, keys: RepoKeys, key: string, o
 export const readIndexObject = (backend: Backend, keys: RepoKeys, key: string, cache?: ObjectCache): Promise<IndexedPack[]> =>
   readIndexWith(backend, keys, key, openIndex, cache);
 
-/** every index object of the bucket, opened (entries compact: no object per blob), and the size of every pack the bucket holds */
-async function readIndexes(backend: Backend, keys: RepoKeys, objects: ObjectCache | undefined) {
+/** the bucket's index objects and the size of every pack it holds: the two listings run at once */
+async function listIndexesAndPacks(backend: Backend) {
   const indexKeys: string[] = [];
   const packSizes = new Map<string, number>();
-  for await (const o of backend.list('index/')) if (parseObjectKey(o.key)?.type === 'index') indexKeys.push(o.key);
-  for await (const o of backend.list('data/')) { const p = parseObjectKey(o.key); if (p?.type === 'pack') packSizes.set(p.id!, o.size); }
+  await Promise.all([
+    (async () => { for await (const o of backend.list('index/')) if (parseObjectKey(o.key)?.type === 'index') indexKeys.push(o.key); })(),
+    (async () => { for await (const o of backend.list('data/')) { const p = parseObjectKey(o.key); if (p?.type === 'pack') packSizes.set(p.id!, o.size); } })(),
+  ]);
+  return { indexKeys, packSizes };
+}
+
+/** every index object listed, opened (entries compact: no object per blob), and the size of every pack the bucket holds */
+async function readIndexes(backend: Backend, keys: RepoKeys, objects: ObjectCache | undefined, listing: Promise<{ indexKeys: string[]; packSizes: Map<string, number> }>) {
+  const { indexKeys, packSizes } = await listing;
   objects?.keepOnly('index', new Set(indexKeys));
   const lists = await mapLimit(indexKeys, 8, async (key) => ({ key, packs: await readIndexWith(backend, keys, key, openIndexCompact, objects) }));
   return { packSizes, lists };
@@ -149,6 +157,10 @@ export interface OpenRepoOptions {
 }
 
 export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoOptions = {}): Promise<Repository> {
+  // the listings the index needs go out with the config's request (each is a round trip); a
+  // failure of theirs is reported after the config's own (a missing repository says so first)
+  const listing = listIndexesAndPacks(backend);
+  listing.catch(() => { /* awaited by readIndexes, or not needed: the config failed first */ });
   const configBytes = await backend.get(CONFIG_KEY);
   if (!configBytes) throw new RepositoryError('NotInitialised', `no repository at ${backend.location} (run \`shelter init\`)`);
   let keys: RepoKeys;
@@ -169,7 +181,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   // ---- index: every index object, plus packs that no index lists yet (an interrupted backup's)
   const objects = opts.cacheDir ? objectCache(opts.cacheDir, toHex(config.id), opts.onCacheProblem) : undefined;
   let loaded: Awaited<ReturnType<typeof readIndexes>>;
-  try { loaded = await readIndexes(backend, keys, objects); }
+  try { loaded = await readIndexes(backend, keys, objects, listing); }
   catch (e) {
     // the seal workers started above are not left running for a repository nobody will use
     await pool?.close();

@@ -100,6 +100,19 @@ export function openS3Backend(o: S3BackendOptions): Backend {
     requestChecksumCalculation: o.legacyChecksums ? 'WHEN_REQUIRED' as const : 'WHEN_SUPPORTED' as const,
     responseChecksumValidation: o.legacyChecksums ? 'WHEN_REQUIRED' as const : 'WHEN_SUPPORTED' as const,
     requestHandler,
+    // Everything else the SDK would look up in the environment and in ~/.aws/config (the files read
+    // at start, ~10 ms): the agent's settings are its own config's, never a shell profile's
+    // (an AWS profile's `use_fips_endpoint` must not redirect a backup)
+    defaultsMode: 'legacy' as const,
+    authSchemePreference: [],
+    sigv4aSigningRegionSet: [],
+    disableS3ExpressSessionAuth: true,
+    useArnRegion: false,
+    useDualstackEndpoint: false,
+    useFipsEndpoint: false,
+    userAgentAppId: 'shelter',
+    ignoreConfiguredEndpointUrls: true,
+    disableClockSkewCorrection: false, // signing times follow the store's clock (a skewed host still gets in)
   });
   const maxAttempts = o.maxAttempts ?? 8;
   const client = new S3Client(clientConfig(maxAttempts));
