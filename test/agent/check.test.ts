@@ -297,6 +297,21 @@ describe('shelter check and failure modes (real shelterd over HTTPS)', () => {
     assert.equal(rows.length, 1);
   });
 
+  it('an AWS profile or AWS_* settings of the shell do not change where or how the agent talks (its own config decides)', async () => {
+    const { agent, src } = repo('good');
+    // settings the AWS SDK would otherwise take from ~/.aws/config and the environment: FIPS and
+    // dual-stack endpoints (refused with a custom endpoint), another endpoint, another profile
+    mkdirSync(join(agent.home, '.aws'), { recursive: true });
+    writeFileSync(join(agent.home, '.aws', 'config'), '[default]\nuse_fips_endpoint = true\nuse_dualstack_endpoint = true\nendpoint_url = https://127.0.0.1:9\nrequest_checksum_calculation = bogus\n');
+    const hostile = { AWS_USE_FIPS_ENDPOINT: 'true', AWS_USE_DUALSTACK_ENDPOINT: 'true', AWS_ENDPOINT_URL: 'https://127.0.0.1:9', AWS_ENDPOINT_URL_S3: 'https://127.0.0.1:9' };
+    try {
+      const b = await agent.run(['backup', 'files', src, '--name', 'profile', '--json'], hostile);
+      assertExit(b, 0, 'backup under a hostile AWS profile');
+      const rows = JSON.parse((await agent.run(['snapshots', '--name', 'profile', '--json'], hostile)).stdout) as SnapshotRow[];
+      assert.deepEqual(rows.map((r) => r.id), [(JSON.parse(b.stdout) as BackupSummary).snapshotId]);
+    } finally { removeDir(join(agent.home, '.aws')); }
+  });
+
   describe('plain http:// needs --insecure-http', () => {
     it('init with an http:// endpoint and no flag: exit 2, nothing sent, no config written', async () => {
       const server = createServer(gw.dataDir, 'check-http');
