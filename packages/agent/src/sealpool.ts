@@ -81,6 +81,8 @@ export interface SealPool {
   openTrees(blobs: ReadonlyArray<{ id: Buffer; sealed: Uint8Array; rawLength: number }>): Promise<OpenedTree[]>;
   /** whether chunks are waiting to be sent in a batch (one will be sent in this event-loop turn) */
   batchPending(): boolean;
+  /** whether a worker has loaded its code (jobs sent before wait for that) */
+  ready(): boolean;
   /**
    * Backup of a changed file: how many of its chunks at the parent snapshot (`ids`, plaintext
    * `lengths`, laid end to end from offset 0) the file still holds, each read and hashed by a
@@ -116,7 +118,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   const plainKeys = { ...keys };
   const workers = Array.from({ length: n }, () => {
     const w = new Worker(new URL('./sealworker.ts', import.meta.url), { workerData: { keys: plainKeys, level: opts.level ?? SEAL_LEVEL, followSymlinks: opts.followSymlinks ?? false } });
-    return { w, busy: 0, dead: null as Error | null };
+    return { w, busy: 0, dead: null as Error | null, ready: false };
   });
   let closing = false;
   /** the least busy live worker; undefined once every worker has died */
@@ -142,6 +144,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   };
   for (const wk of workers) {
     wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; read?: number; done?: boolean; error?: string }) => {
+      if ((m as { ready?: boolean }).ready) { wk.ready = true; return; }
       const job = waiting.get(m.seq);
       if (!job) return;
       waiting.delete(m.seq);
@@ -229,6 +232,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   return {
     submit: (id, plaintext) => enqueue(id, plaintext).then((r) => r.sealed),
     batchPending: () => batch !== null,
+    ready: () => workers.some((wk) => wk.ready && !wk.dead),
     submitUnhashed: (plaintext) => enqueue(undefined, plaintext),
     streamFile(path, params) {
       const wk = pick();

@@ -288,3 +288,7 @@ function writeFile(f: FileJob, chunk: (entry: number) => Buffer): FileResult {
     if (fd >= 0) try { closeSync(fd); } catch { /* the error above, if any, says more */ }
   }
 }
+
+// loaded: jobs from here on are handled at once (the main thread opens trees itself until a
+// worker says so: a thread's start costs ~0.1 s, in which an incremental backup would wait)
+parentPort!.postMessage({ ready: true });

@@ -134,8 +134,9 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
       if (list.some((e) => e.offset + e.length > bytes.length)) {
         throw new RepositoryError('Corrupt', `pack ${packKey(repo.index.packId(pack))} is shorter than its index says (truncated?)`);
       }
-      // a few trees and no workers yet (a small incremental backup): opened here, no threads started
-      if (!repo.sealPoolStarted() && list.length <= OPEN_HERE) {
+      // opened here: a few trees and no workers yet (a small incremental backup: no threads
+      // started for them), or workers still starting (a batch here takes milliseconds, their start ~0.1 s)
+      if ((!repo.sealPoolStarted() && list.length <= OPEN_HERE) || !repo.sealPool().ready()) {
         for (let i = list.length - 1; i >= 0; i--) {
           const e = list[i]!;
           let plain: Buffer, nodes: TreeNode[];
