@@ -45,7 +45,8 @@ export function seal(keys: RepoKeys, plaintext: Uint8Array, context: Uint8Array,
   let payload: Uint8Array = plaintext;
   let flags = 0;
   if (opts.compression !== 'none' && plaintext.length > 0) {
-    const z = compressFrame(plaintext, opts.level ?? DEFAULT_ZSTD_LEVEL);
+    // transient: encrypted (copied) below, before any other frame is made on this thread
+    const z = compressFrame(plaintext, opts.level ?? DEFAULT_ZSTD_LEVEL, { transient: true });
     if (z.length < plaintext.length) { payload = z; flags = FLAG_ZSTD; }
   }
   const nonce = (opts.rng ?? systemRng)(NONCE_BYTES);

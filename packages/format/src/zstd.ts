@@ -60,11 +60,21 @@ function oneShotCompress(plaintext: Uint8Array, level: number): Buffer {
   return zstdCompressSync(plaintext, { params: { [zc.ZSTD_c_compressionLevel]: level }, chunkSize: zstdBound(plaintext.length), pledgedSrcSize: plaintext.length });
 }
 
-/** One zstd frame of `plaintext` (content size in its header). */
-export function compressFrame(plaintext: Uint8Array, level: number): Buffer {
+/** compressFrame's output when `transient`: kept from call to call (up to SCRATCH_MAX bytes) */
+let scratch = Buffer.alloc(0);
+const SCRATCH_MAX = 4 * 1024 * 1024;
+
+/**
+ * One zstd frame of `plaintext` (content size in its header). `transient`: the frame is a view of
+ * a buffer this thread reuses, valid until the next call (a caller that encrypts it at once: a
+ * fresh output per blob cost the kernel's page faults and the GC, on hundreds of MiB).
+ */
+export function compressFrame(plaintext: Uint8Array, level: number, opts: { transient?: boolean } = {}): Buffer {
   const e = compressorOf(level);
   if (e) {
-    const out = Buffer.allocUnsafe(zstdBound(plaintext.length));
+    const bound = zstdBound(plaintext.length);
+    if (opts.transient && scratch.length < bound && bound <= SCRATCH_MAX) scratch = Buffer.allocUnsafeSlow(Math.max(bound, 1024 * 1024 + 16 * 1024));
+    const out = opts.transient && bound <= scratch.length ? scratch.subarray(0, bound) : Buffer.allocUnsafe(bound);
     const n = run(e, plaintext, out);
     // the whole frame fits with room to spare; a full buffer would mean it may not be complete
     if (n > 0 && n < out.length) return out.subarray(0, n);

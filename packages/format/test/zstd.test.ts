@@ -20,6 +20,21 @@ test('compressFrame: the same bytes as a one-shot zstdCompressSync, call after c
   }
 });
 
+test('compressFrame transient: the same frames, in one reused buffer (a view valid until the next call); sizes past it get their own', () => {
+  const a = text(200_000, 5), b = text(300_000, 6), huge = Buffer.concat([text(3_000_000, 7), randomBytes(2_000_000)]);
+  const fa = compressFrame(a, 3, { transient: true });
+  assert.ok(fa.equals(oneShot(a, 3)));
+  const copy = Buffer.from(fa);
+  const fb = compressFrame(b, 3, { transient: true });
+  assert.ok(fb.equals(oneShot(b, 3)));
+  assert.equal(fa.buffer, fb.buffer, 'the same buffer, reused');
+  assert.ok(!fa.equals(copy), 'the first view was overwritten by the second frame');
+  const fh = compressFrame(huge, 3, { transient: true });
+  assert.ok(zstdDecompressSync(fh).equals(huge));
+  assert.notEqual(fh.buffer, fb.buffer, 'a frame larger than the kept buffer gets its own');
+  assert.ok(compressFrame(a, 3).buffer !== fb.buffer, 'not transient: never the shared buffer');
+});
+
 test('decompressFrame: round trips; a frame of another length or a damaged frame throws, and the next frame still opens', () => {
   const a = text(70_000, 5), b = randomBytes(1000);
   const fa = compressFrame(a, 3), fb = compressFrame(b, 3);
