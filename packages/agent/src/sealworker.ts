@@ -251,18 +251,32 @@ function subtreeIds(plain: Buffer, out: Buffer[]): void {
   }
 }
 
+/**
+ * restore: the plaintexts of a range's blobs, laid end to end (each written once, to files, and
+ * dropped before the next range): kept from range to range, up to ARENA_MAX bytes
+ */
+let arena = Buffer.alloc(0);
+const ARENA_MAX = 64 * 1024 * 1024;
+
 /** restore: decrypts every blob of a fetched pack range, then writes the files given */
 function writeRange(seq: number, data: Uint8Array, job: WriteJob): void {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  // (the byte after each plaintext is where decompressFrame detects a frame that holds more)
+  const need = job.entries.reduce((n, e) => n + e.rawLength, 1);
+  if (arena.length < need && need <= ARENA_MAX) arena = Buffer.allocUnsafeSlow(Math.max(need, 2 * arena.length));
+  const into = arena.length >= need ? arena : undefined;
+  let at = 0;
   const plains = openEach(seq, job.entries.length, (i) => Buffer.from(job.entries[i]!.id), (i, id) => {
     const e = job.entries[i]!;
-    return extractBlob(keys, bytes, { type: 'data', id, offset: e.offset, length: e.length, rawLength: e.rawLength }, job.start);
+    const plain = extractBlob(keys, bytes, { type: 'data', id, offset: e.offset, length: e.length, rawLength: e.rawLength }, job.start, undefined, into?.subarray(at));
+    at += e.rawLength;
+    return plain;
   });
   if (!plains) return;
   const fileResults = job.files.map((f) => writeFile(f, (i) => plains[i]!));
   parentPort!.postMessage({ seq, sealed: EMPTY, lengths: [], fileResults });
-  // the plaintexts too: source text decompresses to 3-4 times the range's size
-  handled(plains.reduce((x, p) => x + p.length, bytes.length));
+  // the plaintexts too when they had buffers of their own (no arena): source text decompresses to 3-4 times the range's size
+  handled(into ? bytes.length : plains.reduce((x, p) => x + p.length, bytes.length));
 }
 const EMPTY = Buffer.alloc(0);
 

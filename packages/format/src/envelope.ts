@@ -78,7 +78,7 @@ export interface Opened {
  * Opens an envelope. `maxLength` is the caller's limit on the plaintext (e.g. the chunker's max
  * size for data blobs); `exactLength`, when known from a pack header or index, must match.
  */
-export function openEnvelope(keys: RepoKeys, sealed: Uint8Array, context: Uint8Array, maxLength: number, exactLength?: number): Opened {
+export function openEnvelope(keys: RepoKeys, sealed: Uint8Array, context: Uint8Array, maxLength: number, exactLength?: number, into?: Uint8Array): Opened {
   const b = asBuffer(sealed);
   if (b.length < ENVELOPE_OVERHEAD) throw new FormatError('Corrupt', `envelope of ${b.length} bytes is shorter than its ${ENVELOPE_OVERHEAD}-byte overhead`);
   const header = b[0]!;
@@ -108,7 +108,7 @@ export function openEnvelope(keys: RepoKeys, sealed: Uint8Array, context: Uint8A
   let plaintext: Buffer;
   if (flags & FLAG_ZSTD) {
     try {
-      plaintext = decompressFrame(payload, declared);
+      plaintext = decompressFrame(payload, declared, into);
     } catch {
       throw new FormatError('Corrupt', 'envelope payload is not a valid zstd frame of the declared length');
     }
@@ -119,8 +119,9 @@ export function openEnvelope(keys: RepoKeys, sealed: Uint8Array, context: Uint8A
   return { plaintext, flags, payload };
 }
 
-export function open(keys: RepoKeys, sealed: Uint8Array, context: Uint8Array, maxLength: number, exactLength?: number): Buffer {
-  return openEnvelope(keys, sealed, context, maxLength, exactLength).plaintext;
+/** `into`: where a compressed plaintext is written (at least its length + 1 bytes; see decompressFrame) */
+export function open(keys: RepoKeys, sealed: Uint8Array, context: Uint8Array, maxLength: number, exactLength?: number, into?: Uint8Array): Buffer {
+  return openEnvelope(keys, sealed, context, maxLength, exactLength, into).plaintext;
 }
 
 // ---- blobs: context = blob id -------------------------------------------------------------
@@ -138,8 +139,8 @@ export function sealBlob(keys: RepoKeys, plaintext: Uint8Array, opts: SealOption
 }
 
 /** Opens a blob and re-checks that its plaintext really has this id (catches a writer that stored the wrong bytes). */
-export function openBlob(keys: RepoKeys, id: Uint8Array, sealed: Uint8Array, maxLength: number, exactLength?: number): Buffer {
-  const plaintext = open(keys, sealed, id, maxLength, exactLength);
+export function openBlob(keys: RepoKeys, id: Uint8Array, sealed: Uint8Array, maxLength: number, exactLength?: number, into?: Uint8Array): Buffer {
+  const plaintext = open(keys, sealed, id, maxLength, exactLength, into);
   if (!blobId(keys, plaintext).equals(id)) throw new FormatError('Authentication', 'blob plaintext does not match its id');
   return plaintext;
 }

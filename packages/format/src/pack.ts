@@ -252,10 +252,11 @@ export function verifyPackId(bytes: Uint8Array, id: Uint8Array): boolean {
 /**
  * Decrypts one blob given its entry. `source` is either the whole pack or just the entry's
  * byte range (a ranged GET of offset..offset+length-1): pass `sourceOffset` = where `source`
- * starts in the pack (0 for the whole pack, entry.offset for a ranged read).
+ * starts in the pack (0 for the whole pack, entry.offset for a ranged read). `into`: where a
+ * compressed blob's plaintext is written (rawLength + 1 bytes or more; decompressFrame).
  */
-export function extractBlob(keys: RepoKeys, source: Uint8Array, entry: PackEntry, sourceOffset = 0, maxLength = MAX_BLOB_BYTES): Buffer {
+export function extractBlob(keys: RepoKeys, source: Uint8Array, entry: PackEntry, sourceOffset = 0, maxLength = MAX_BLOB_BYTES, into?: Uint8Array): Buffer {
   const start = entry.offset - sourceOffset;
   if (start < 0 || start + entry.length > source.length) throw new FormatError('Corrupt', 'the bytes given do not contain this blob (truncated pack?)');
-  return openBlob(keys, entry.id, source.subarray(start, start + entry.length), maxLength, entry.rawLength);
+  return openBlob(keys, entry.id, source.subarray(start, start + entry.length), maxLength, entry.rawLength, into);
 }

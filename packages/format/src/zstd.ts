@@ -102,13 +102,15 @@ function decompressorOf(): Engine | null {
 /**
  * The plaintext of a zstd frame that must hold exactly `declared` bytes: a frame that holds more,
  * fewer, or is not a valid frame throws (nothing larger than declared + 1 bytes is allocated).
+ * `into` (at least declared + 1 bytes): the plaintext is written there, a caller's reused memory
+ * (a fresh buffer per blob cost a restore ~15% of its decompression time, in page faults).
  */
-export function decompressFrame(payload: Uint8Array, declared: number): Buffer {
+export function decompressFrame(payload: Uint8Array, declared: number, into?: Uint8Array): Buffer {
   // (nothing may follow the frame: one call decodes one frame, and leaves what follows unread)
   const e = decompressorOf();
   if (e) {
     // one byte more than declared: a frame that holds more fills it, and is refused below
-    const out = Buffer.allocUnsafe(declared + 1);
+    const out = into && into.length > declared ? Buffer.from(into.buffer, into.byteOffset, declared + 1) : Buffer.allocUnsafe(declared + 1);
     e.handle.reset(); // a new frame, whatever the previous call left
     let failed = false;
     try { e.handle.writeSync(zc.ZSTD_e_end, payload, 0, payload.length, out, 0, out.length); } catch { failed = true; }

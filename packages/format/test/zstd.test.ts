@@ -54,3 +54,20 @@ test('decompressFrame: round trips; a frame of another length or a damaged frame
   assert.throws(() => decompressFrame(Buffer.concat([fb, fb]), b.length), /after the end of the frame/, 'two frames');
   assert.ok(decompressFrame(fb, b.length).equals(b));
 });
+
+test('decompressFrame into caller memory: the plaintext is written there, in place; a frame holding more is still refused', () => {
+  const a = text(70_000, 8), b = text(5_000, 9);
+  const fa = compressFrame(a, 3), fb = compressFrame(b, 3);
+  const arena = Buffer.alloc(a.length + b.length + 1, 0xee);
+  const pa = decompressFrame(fa, a.length, arena);
+  const pb = decompressFrame(fb, b.length, arena.subarray(a.length));
+  assert.equal(pa.buffer, arena.buffer);
+  assert.equal(pb.byteOffset, arena.byteOffset + a.length, 'written where it was asked');
+  assert.ok(pa.equals(a) && pb.equals(b));
+  assert.ok(arena.subarray(0, a.length + b.length).equals(Buffer.concat([a, b])), 'end to end in the arena');
+  assert.throws(() => decompressFrame(fa, a.length - 1, arena), /more than/);
+  assert.throws(() => decompressFrame(fa, a.length + 1, Buffer.alloc(a.length + 2)), /fewer than/);
+  // too small a space (fewer than declared + 1 bytes): a buffer of its own
+  const own = decompressFrame(fb, b.length, Buffer.alloc(b.length));
+  assert.ok(own.equals(b));
+});
