@@ -257,13 +257,14 @@ function subtreeIds(plain: Buffer, out: Buffer[]): void {
  */
 let arena = Buffer.alloc(0);
 const ARENA_MAX = 64 * 1024 * 1024;
+const ARENA_STEP = 4 * 1024 * 1024;
 
 /** restore: decrypts every blob of a fetched pack range, then writes the files given */
 function writeRange(seq: number, data: Uint8Array, job: WriteJob): void {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   // (the byte after each plaintext is where decompressFrame detects a frame that holds more)
   const need = job.entries.reduce((n, e) => n + e.rawLength, 1);
-  if (arena.length < need && need <= ARENA_MAX) arena = Buffer.allocUnsafeSlow(Math.max(need, 2 * arena.length));
+  if (arena.length < need && need <= ARENA_MAX) arena = Buffer.allocUnsafeSlow(Math.ceil(need / ARENA_STEP) * ARENA_STEP);
   const into = arena.length >= need ? arena : undefined;
   let at = 0;
   const plains = openEach(seq, job.entries.length, (i) => Buffer.from(job.entries[i]!.id), (i, id) => {
