@@ -609,15 +609,26 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     if (e.kind !== Kind.Descend) throw new Error(`cannot back up /: ${e.error ?? 'not a directory to walk'}`);
     return (await saveDir(Buffer.from('/'), parentSubtree)).id;
   }
+  /** whether the directory cache has a record of every root under `prefix` (each a directory then) */
+  const rootsCached = (prefix: string): boolean => childrenOf(prefix).every(([first, isRoot]) =>
+    (isRoot ? dirCache?.get(Buffer.from(under(prefix, first))) !== undefined : rootsCached(under(prefix, first))));
+  /** a root directory's node at the parent as far as the directory cache knows it: its tree (all saveDir reads) */
+  const cachedRoot = (name: Buffer, path: Buffer): TreeNode | undefined => {
+    const rec = dirCache?.get(path);
+    return rec && { name, type: 'dir', mode: 0, uid: 0, gid: 0, mtime: 0n, atime: 0n, ctime: 0n, subtree: rec.tree };
+  };
   async function virtualDir(prefix: string, parentSubtree: Buffer | undefined): Promise<Buffer> {
-    const before = await parentChildren(parentSubtree);
+    // the directories above the roots are not walked: their trees at the parent only lead to the
+    // roots' own, which the directory cache holds when it has every root (no request for them)
+    const fromCache = rootsCached(prefix);
+    const before = fromCache ? new Map<string, TreeNode>() : await parentChildren(parentSubtree);
     const nodes: TreeNode[] = [];
     const waits: Array<Promise<void>> = [];
     try {
       for (const [first, isRoot] of childrenOf(prefix)) {
         const full = Buffer.from(under(prefix, first));
         const name = Buffer.from(first);
-        const p = before.get(name.toString('latin1'));
+        const p = fromCache ? (isRoot ? cachedRoot(name, full) : undefined) : before.get(name.toString('latin1'));
         if (isRoot) {
           // the root's own group: itself alone (walkOrder asked for the roots in this order)
           const group = await walker.next();

@@ -129,6 +129,16 @@ async function listIndexesAndPacks(backend: Backend) {
   return { indexKeys, packSizes };
 }
 
+/** the snapshot object of every manifest in the bucket (a snapshot is listed once both exist) */
+async function listManifests(backend: Backend): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const o of backend.list('manifests/')) {
+    const p = parseObjectKey(o.key);
+    if (p?.type === 'manifest') keys.push(snapshotKey(p.id!));
+  }
+  return keys;
+}
+
 /** every index object listed, opened (entries compact: no object per blob), and the size of every pack the bucket holds */
 async function readIndexes(backend: Backend, keys: RepoKeys, objects: ObjectCache | undefined, listing: Promise<{ indexKeys: string[]; packSizes: Map<string, number> }>) {
   const { indexKeys, packSizes } = await listing;
@@ -161,6 +171,10 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   // failure of theirs is reported after the config's own (a missing repository says so first)
   const listing = listIndexesAndPacks(backend);
   listing.catch(() => { /* awaited by readIndexes, or not needed: the config failed first */ });
+  // and so does the snapshots' listing, for the first listSnapshots() (most commands begin with
+  // one); a later call, or one after this process wrote a snapshot, lists again
+  let firstManifests: Promise<string[]> | undefined = listManifests(backend);
+  firstManifests.catch(() => { /* awaited by listSnapshots, if it is called */ });
   const configBytes = await backend.get(CONFIG_KEY);
   if (!configBytes) throw new RepositoryError('NotInitialised', `no repository at ${backend.location} (run \`shelter init\`)`);
   let keys: RepoKeys;
@@ -494,6 +508,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
       // once both exist). In this order nobody can register a manifest for this snapshot before us:
       // its id is the hash of an encrypted object nobody has seen yet (docs/FORMAT.md, GC contract)
       const manifest = encodeManifest({ name: s.name, time: s.time, snapshot: snapshotKey(sealed.id), packs, indexes: [...indexes] });
+      firstManifests = undefined; // listed before this snapshot: not for a later listSnapshots()
       await backend.putNew(manifestKey(sealed.id), manifest);
       await backend.putNew(snapshotKey(sealed.id), sealed.bytes);
       objects?.put(snapshotKey(sealed.id), sealed.bytes);
@@ -507,11 +522,9 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
     async listSnapshots() {
       // a snapshot exists once its manifest and its snapshot object do (the snapshot object is
       // written last): a backup killed between the two left a manifest that is no snapshot
-      const keysList: string[] = [];
-      for await (const o of backend.list('manifests/')) {
-        const p = parseObjectKey(o.key);
-        if (p?.type === 'manifest') keysList.push(snapshotKey(p.id!));
-      }
+      const listed = firstManifests ?? listManifests(backend);
+      firstManifests = undefined;
+      const keysList = await listed;
       objects?.keepOnly('snapshots', new Set(keysList));
       const out = await mapLimit(keysList, 8, async (key) => {
         const id = parseObjectKey(key)!.id!;

@@ -122,8 +122,14 @@ test('directory cache: the snapshot is the one a backup without it makes; unchan
   assert.deepEqual(await manifestPacks(c2.snapshotId), await packsNeeded(repo, c2.snapshot), 'the manifest lists exactly the packs the snapshot needs');
   assert.ok(!readdirSync(join(cacheDir, toHex(repo.config.id), 'dirs')).includes(c1.snapshotId), 'the parent\'s cache is removed');
 
-  // nothing changed: every directory from the cache, nothing loaded
+  // nothing changed: every directory from the cache, nothing loaded (not even the trees of the
+  // directories above the backed-up path: the cache has the path's own)
+  const get = backend.get.bind(backend);
+  const packReads: string[] = [];
+  backend.get = (k, r) => { if (k.startsWith('data/')) packReads.push(k); return get(k, r); };
   const c3 = await backup('cached', true);
+  backend.get = get;
+  assert.deepEqual(packReads, [], 'no pack was read');
   assert.equal(c3.summary.cachedDirs, c3.summary.dirs, 'every directory came from the cache');
   assert.deepEqual(await treeOf(repo, c3.snapshot, src), await treeOf(repo, c2.snapshot, src));
   assert.deepEqual(await manifestPacks(c3.snapshotId), await packsNeeded(repo, c3.snapshot));
