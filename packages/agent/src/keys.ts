@@ -170,7 +170,7 @@ export async function loadMasterKey(src: KeySource, backend: Backend, env = proc
 export async function addKeySlot(backend: Backend, master: Buffer, repositoryId: Buffer, secret: SlotSecret): Promise<SealedSlot> {
   const sealed = createKeySlot(master, repositoryId, secret);
   const key = keySlotKey(sealed.id);
-  await backend.putNew(key, sealed.bytes); // 'exists' only when a retry follows a lost answer: the same bytes
+  await backend.putNew(key, sealed.bytes, sealed.id); // 'exists' only when a retry follows a lost answer: the same bytes
   const back = await backend.get(key);
   if (!back || !back.equals(sealed.bytes)) throw new KeyError(`${key} does not read back as written`);
   if (!openKeySlot(parseKeySlot(back), secret).equals(master)) throw new KeyError(`${key} does not open to the master key`);

@@ -284,7 +284,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
     unindexedBlobs = 0;
     const sealed = sealIndex(keys, packs);
     const key = indexKey(sealed.id);
-    await backend.putNew(key, sealed.bytes);
+    await backend.putNew(key, sealed.bytes, sealed.id);
     objects?.put(key, sealed.bytes);
     for (const p of packs) packIndexKey.set(index.addPack(p.id), key);
   };
@@ -292,7 +292,9 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   const uploadPack = async ({ pack, spool }: QueuedPack) => {
     const key = packKey(pack.id);
     try {
-      await backend.putNew(key, spool ? await spool.body(pack.spilled, pack.parts) : pack.parts);
+      // the pack's name is the SHA-256 of its bytes as they were made: the store checks the bytes it
+      // receives (read back from the spool file) against it
+      await backend.putNew(key, spool ? await spool.body(pack.spilled, pack.parts) : pack.parts, pack.id);
     } finally { spool?.close(); }
     stats.packsUploaded++;
     stats.bytesUploaded += pack.size;
@@ -510,7 +512,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
       const manifest = encodeManifest({ name: s.name, time: s.time, snapshot: snapshotKey(sealed.id), packs, indexes: [...indexes] });
       firstManifests = undefined; // listed before this snapshot: not for a later listSnapshots()
       await backend.putNew(manifestKey(sealed.id), manifest);
-      await backend.putNew(snapshotKey(sealed.id), sealed.bytes);
+      await backend.putNew(snapshotKey(sealed.id), sealed.bytes, sealed.id);
       objects?.put(snapshotKey(sealed.id), sealed.bytes);
       return id;
     },

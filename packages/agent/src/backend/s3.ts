@@ -129,6 +129,9 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       if (e.name === 'InvalidRange' || e.$metadata.httpStatusCode === 416) {
         throw new BackendError('Integrity', `${what}: the object is shorter than the repository index says (truncated?)`, { cause: e });
       }
+      if (e.name === 'BadDigest') {
+        throw new BackendError('Integrity', `${what}: the store received bytes whose SHA-256 is not the one they are named by (damaged after they were hashed: a spool file, memory, the way there); nothing was stored`, { cause: e });
+      }
       if (e.name === 'NoSuchBucket') throw new BackendError('NoSuchBucket', `${what}: bucket ${bucket} does not exist at ${url.origin}`, { cause: e });
       throw new BackendError('Server', `${what}: ${e.name} (HTTP ${e.$metadata.httpStatusCode ?? '?'}): ${e.message}`, { cause: e });
     }
@@ -183,12 +186,15 @@ export function openS3Backend(o: S3BackendOptions): Backend {
         return fail(e, `checking ${key}`);
       }
     },
-    async putNew(key, body) {
+    async putNew(key, body, sha256) {
+      // the store checks the bytes against the digest they are named by (an S3 flexible checksum:
+      // the SDK then computes none of its own); old Ceph/MinIO (legacyChecksums) get none
+      const checksum = sha256 && !o.legacyChecksums ? { ChecksumSHA256: Buffer.from(sha256).toString('base64') } : {};
       const exists = (e: unknown) => e instanceof S3ServiceException && (e.$metadata.httpStatusCode === 412 || e.name === 'PreconditionFailed');
       if (Buffer.isBuffer(body)) {
         try {
           // If-None-Match: * makes the store refuse to replace an existing object (AWS, MinIO, shelterd)
-          await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, IfNoneMatch: '*', ContentLength: body.length }));
+          await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, IfNoneMatch: '*', ContentLength: body.length, ...checksum }));
           return 'created';
         } catch (e) {
           if (exists(e)) return 'exists';
@@ -201,7 +207,7 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       const stream = () => (Array.isArray(body) ? Readable.from(coalesce(body)) : Readable.from((body as StreamBody).chunks()));
       for (let attempt = 1; ; attempt++) {
         try {
-          await singleShot.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: stream(), IfNoneMatch: '*', ContentLength: length }));
+          await singleShot.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: stream(), IfNoneMatch: '*', ContentLength: length, ...checksum }));
           return 'created';
         } catch (e) {
           if (exists(e)) return 'exists';

@@ -19,8 +19,11 @@ export interface Backend {
    * Writes an object that must not exist yet. Returns 'created', or 'exists' when the store
    * already holds that name (content-addressed names make that harmless). A body given as parts
    * is stored as their concatenation and sent as a stream (a pack never needs a second copy).
+   * `sha256`: the SHA-256 the bytes must have (an object named by it): the store checks it and
+   * refuses anything else (BackendError 'Integrity'), so bytes damaged after they were hashed (a
+   * pack's spool file, memory) are never stored under that name.
    */
-  putNew(key: string, body: Buffer | readonly Buffer[] | StreamBody): Promise<'created' | 'exists'>;
+  putNew(key: string, body: Buffer | readonly Buffer[] | StreamBody, sha256?: Uint8Array): Promise<'created' | 'exists'>;
   /** every object under a prefix, in key order */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** a description for messages (endpoint and bucket; never a secret) */
