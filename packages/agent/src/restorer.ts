@@ -16,7 +16,6 @@ import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { packKey, toHex, type BlobLocation, type PackEntry, type TreeNode } from '@shelter/format';
 import { groupRanges, writeRange } from './blobfetch.ts';
-import { mapLimit } from './limit.ts';
 import { devNumbers, hardlinkKey, joinPath } from './fsnode.ts';
 import type { FileWrite } from './sealpool.ts';
 import { createFile, finishFile, type FileMeta } from './filewrite.ts';
@@ -64,6 +63,17 @@ interface PlannedFile {
   /** all its chunks are in one range: that range's worker creates, writes and finishes it */
   whole: boolean;
   done: boolean;
+}
+
+/** at most n holders at once, served in the order they asked */
+interface Semaphore { acquire(): Promise<void>; release(): void }
+function semaphore(n: number): Semaphore {
+  let free = n;
+  const queue: Array<() => void> = [];
+  return {
+    acquire: () => (free > 0 ? (free--, Promise.resolve()) : new Promise<void>((res) => { queue.push(res); })),
+    release: () => { const next = queue.shift(); if (next) next(); else free++; },
+  };
 }
 
 export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opts: RestoreOptions): Promise<RestoreResult> {
@@ -176,21 +186,31 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   for (const [path, n] of dirs) setMeta(path, n, false); // dirs were pushed children first
 
   /**
-   * Batches of files, fetched and written one after the other: add() plans a batch while the one
-   * before it is fetched, waits for that one, starts its own and returns (the walk gathers the
-   * next meanwhile): at most two batches' plans in memory. A batch's failure (storage
-   * unreachable) is thrown by the next add(), or by drain().
+   * Batches of files, fetched and written in order through one set of range slots: add() plans a
+   * batch, waits until the batch before it has started its last range, starts its own and returns
+   * (the walk gathers the next meanwhile), so that the ranges in flight never drain to none between
+   * batches: at most two batches' plans in memory. A batch's failure (storage unreachable) stops
+   * the ranges not started yet and is thrown by the next add(), or by drain().
    */
   function batchRunner() {
-    let running: Promise<void> = Promise.resolve();
+    const slots = semaphore(opts.concurrency ?? 4);
+    let started: Promise<void> = Promise.resolve();
+    const running = new Set<Promise<void>>();
+    let failed: unknown;
     return {
       async add(files: PlannedFile[]) {
         const plan = planContents(files);
-        await running;
-        running = fetchBatch(files, plan);
-        running.catch(() => { /* thrown by the next add() or drain() */ });
+        await started;
+        if (failed) throw failed;
+        const b = fetchBatch(files, plan, slots, () => failed);
+        started = b.started;
+        const done: Promise<void> = b.done.catch((e) => { failed ??= e; }).finally(() => running.delete(done));
+        running.add(done);
       },
-      drain: () => running,
+      async drain() {
+        while (running.size) await Promise.all(running);
+        if (failed) throw failed;
+      },
     };
   }
 
@@ -294,11 +314,28 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     };
     return { ranges, writesOf };
   }
-  /** a batch's contents: its ranges fetched, decrypted and written; then its empty files */
-  async function fetchBatch(files: PlannedFile[], { ranges, writesOf }: ReturnType<typeof planContents>) {
+  /**
+   * a batch's contents: its ranges fetched, decrypted and written, each once it has a slot; then its
+   * empty files. `started`: every range has had its slot (the next batch may queue for them);
+   * `stopped`: an earlier failure, and the ranges not started yet are not.
+   */
+  function fetchBatch(files: PlannedFile[], { ranges, writesOf }: ReturnType<typeof planContents>, slots: Semaphore, stopped: () => unknown) {
     // decryption and zstd on the repository's worker threads (one per core); no plaintext comes back here
     const pool = repo.sealPool();
-    await mapLimit(ranges.map((r, i) => [r, i] as const), opts.concurrency ?? 4, async ([r, ri]) => {
+    let waiting = ranges.length;
+    let allStarted!: () => void;
+    const started = new Promise<void>((res) => { allStarted = res; });
+    if (waiting === 0) allStarted();
+    const fetchRange = async (r: (typeof ranges)[number], ri: number) => {
+      await slots.acquire();
+      if (--waiting === 0) allStarted();
+      try {
+        const stop = stopped();
+        if (stop) throw stop;
+        await writeRangeOf(r, ri);
+      } finally { slots.release(); }
+    };
+    const writeRangeOf = async (r: (typeof ranges)[number], ri: number) => {
       const mine = writesOf(ri);
       try {
         const fileResults = await writeRange(repo, r, pool, mine.map((m) => m.write));
@@ -319,12 +356,16 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
         }
       }
       opts.onProgress?.({ files: result.files, bytes: result.bytes, currentPath: '' });
-    });
-    for (const f of files) {
-      if (f.failed || f.done) continue;
-      if (f.empty) finish(f, 'w');
-      else { f.failed = true; warn(f.path, `${f.rangesLeft} part(s) of its contents never arrived`); }
-    }
+    };
+    const done = (async () => {
+      await Promise.all(ranges.map((r, ri) => fetchRange(r, ri)));
+      for (const f of files) {
+        if (f.failed || f.done) continue;
+        if (f.empty) finish(f, 'w');
+        else { f.failed = true; warn(f.path, `${f.rangesLeft} part(s) of its contents never arrived`); }
+      }
+    })();
+    return { started, done };
   }
 
   return result;
