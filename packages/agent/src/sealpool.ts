@@ -1,6 +1,7 @@
 // A pool of crypto workers (one per core, sealworker.ts). submit() transfers a chunk to the least
 // busy worker and resolves with the sealed envelope (backup), in batches; submitSmallFile() and
-// streamFile() have a worker read files itself (backup without parent); verifyChunks() checks a
+// streamFile() have a worker read files itself (backup without parent), a stream's windows sealed
+// by any worker (sealWindow); verifyChunks() checks a
 // changed file's leading chunks (incremental backup); openTrees() opens tree blobs; writeRange()
 // transfers a fetched pack range, which the worker decrypts and writes into the restored files
 // (restore: decryption, zstd and the file system's work off the main thread).
@@ -143,8 +144,8 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     });
   };
   for (const wk of workers) {
-    wk.w.on('message', (m: { seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; read?: number; done?: boolean; error?: string }) => {
-      if ((m as { ready?: boolean }).ready) { wk.ready = true; return; }
+    wk.w.on('message', (m: { ready?: boolean; seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; read?: number; done?: boolean; error?: string }) => {
+      if (m.ready) { wk.ready = true; return; }
       const job = waiting.get(m.seq);
       if (!job) return;
       waiting.delete(m.seq);

@@ -1,8 +1,9 @@
 // Worker thread: the CPU-heavy part of a backup or restore, so that every core works. Backup: it
 // seals chunks (zstd + AES-256-GCM, format's `seal`) the main thread hands over, hashing them too
 // when there is no parent; without parent it also reads small files itself (one chunk each) and
-// streams large ones (reads, chunks and hashes a window at a time, for any worker to seal); with a parent it verifies
-// a changed file's leading chunks by hashing. Both: it opens tree blobs and finds their subtrees.
+// streams large ones (reads, chunks and hashes a window at a time, for any worker to seal); with
+// a parent it verifies a changed file's leading chunks by hashing. Both: it opens tree blobs and
+// finds their subtrees.
 // Restore: it decrypts fetched pack ranges and writes the files.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
