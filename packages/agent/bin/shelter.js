@@ -1,8 +1,12 @@
-#!/usr/bin/env -S node --max-semi-space-size=8
+#!/bin/sh
+':' //; exec node --max-semi-space-size=8 "$0" "$@"
+// Run as a command (`shelter`, `npx shelter`), the line above is shell: it starts Node on this
+// file with the V8 flag below, so that Node starts once (`#!/usr/bin/env -S node FLAG` would do
+// the same, but BusyBox's env has no -S); for Node it is a string and a comment. Run as `node
+// bin/shelter.js`, packages/launch re-executes Node with the flag (~30 ms).
 // Runs the TypeScript sources directly (Node >= 24 strips types; npm scripts and npx put the
 // Node 24 from the `node` package first on PATH). Version check, V8 flags and compile cache:
-// packages/launch. The #! line gives Node the V8 flag below when the command is run as `shelter`
-// or `npx shelter`, so that it does not start twice; `node bin/shelter.js` re-executes instead.
+// packages/launch.
 import { launch } from '@shelter/launch';
 // A small young generation (V8's semi-space): the agent makes a steady stream of short-lived
 // buffers whose memory lives outside the JS heap, and the default 16 MiB semi-space let hundreds

@@ -119,20 +119,21 @@ export const readIndexObject = (backend: Backend, keys: RepoKeys, key: string, c
   readIndexWith(backend, keys, key, openIndex, cache);
 
 /** the bucket's index objects and the size of every pack it holds: the two listings run at once */
-async function listIndexesAndPacks(backend: Backend) {
+async function listIndexesAndPacks(backend: Backend, abandoned: () => boolean) {
   const indexKeys: string[] = [];
   const packSizes = new Map<string, number>();
   await Promise.all([
-    (async () => { for await (const o of backend.list('index/')) if (parseObjectKey(o.key)?.type === 'index') indexKeys.push(o.key); })(),
-    (async () => { for await (const o of backend.list('data/')) { const p = parseObjectKey(o.key); if (p?.type === 'pack') packSizes.set(p.id!, o.size); } })(),
+    (async () => { for await (const o of backend.list('index/')) { if (abandoned()) return; if (parseObjectKey(o.key)?.type === 'index') indexKeys.push(o.key); } })(),
+    (async () => { for await (const o of backend.list('data/')) { if (abandoned()) return; const p = parseObjectKey(o.key); if (p?.type === 'pack') packSizes.set(p.id!, o.size); } })(),
   ]);
   return { indexKeys, packSizes };
 }
 
 /** the snapshot object of every manifest in the bucket (a snapshot is listed once both exist) */
-async function listManifests(backend: Backend): Promise<string[]> {
+async function listManifests(backend: Backend, abandoned = () => false): Promise<string[]> {
   const keys: string[] = [];
   for await (const o of backend.list('manifests/')) {
+    if (abandoned()) break;
     const p = parseObjectKey(o.key);
     if (p?.type === 'manifest') keys.push(snapshotKey(p.id!));
   }
@@ -169,23 +170,30 @@ export interface OpenRepoOptions {
 export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoOptions = {}): Promise<Repository> {
   // the listings the index needs go out with the config's request (each is a round trip); a
   // failure of theirs is reported after the config's own (a missing repository says so first)
-  const listing = listIndexesAndPacks(backend);
+  // (abandoned, they stop after the page in flight: a command that failed here ends at once)
+  let abandoned = false;
+  const listing = listIndexesAndPacks(backend, () => abandoned);
   listing.catch(() => { /* awaited by readIndexes, or not needed: the config failed first */ });
   // and so does the snapshots' listing, for the first listSnapshots() (most commands begin with
   // one); a later call, or one after this process wrote a snapshot, lists again
-  let firstManifests: Promise<string[]> | undefined = listManifests(backend);
+  let firstManifests: Promise<string[]> | undefined = listManifests(backend, () => abandoned);
   firstManifests.catch(() => { /* awaited by listSnapshots, if it is called */ });
-  const configBytes = await backend.get(CONFIG_KEY);
-  if (!configBytes) throw new RepositoryError('NotInitialised', `no repository at ${backend.location} (run \`shelter init\`)`);
   let keys: RepoKeys;
   let config: ParsedConfig;
   try {
-    ({ keys, config } = openRepository(master, configBytes));
-  } catch (e) {
-    if (e instanceof FormatError && (e.code === 'WrongKey' || e.code === 'Authentication')) {
-      throw new RepositoryError('WrongKey', `this key does not open the repository at ${backend.location} (fingerprint lock): ${e.message}`, { cause: e });
+    const configBytes = await backend.get(CONFIG_KEY);
+    if (!configBytes) throw new RepositoryError('NotInitialised', `no repository at ${backend.location} (run \`shelter init\`)`);
+    try {
+      ({ keys, config } = openRepository(master, configBytes));
+    } catch (e) {
+      if (e instanceof FormatError && (e.code === 'WrongKey' || e.code === 'Authentication')) {
+        throw new RepositoryError('WrongKey', `this key does not open the repository at ${backend.location} (fingerprint lock): ${e.message}`, { cause: e });
+      }
+      throw new RepositoryError('Corrupt', `the repository config at ${backend.location} is unreadable: ${(e as Error).message}`, { cause: e });
     }
-    throw new RepositoryError('Corrupt', `the repository config at ${backend.location} is unreadable: ${(e as Error).message}`, { cause: e });
+  } catch (e) {
+    abandoned = true;
+    throw e;
   }
   // new blobs are sealed on worker threads; the main thread goes on chunking meanwhile
   let pool: SealPool | undefined;

@@ -187,29 +187,31 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
 
   /**
    * Batches of files, fetched and written in order through one set of range slots: add() plans a
-   * batch, waits until the batch before it has started its last range, starts its own and returns
-   * (the walk gathers the next meanwhile), so that the ranges in flight never drain to none between
-   * batches: at most two batches' plans in memory. A batch's failure (storage unreachable) stops
-   * the ranges not started yet and is thrown by the next add(), or by drain().
+   * batch, waits until the batch before it has started its last range (and until at most one other
+   * batch still runs), starts its own and returns (the walk gathers the next meanwhile), so that
+   * the ranges in flight never drain to none between batches: at most three batches' plans in
+   * memory. A range's failure (storage unreachable) stops every range not started yet, of any
+   * batch; it is thrown by the next add(), or by drain() once every range started has settled.
    */
   function batchRunner() {
     const slots = semaphore(opts.concurrency ?? 4);
+    const shared: { failed?: unknown } = {};
     let started: Promise<void> = Promise.resolve();
     const running = new Set<Promise<void>>();
-    let failed: unknown;
     return {
       async add(files: PlannedFile[]) {
         const plan = planContents(files);
         await started;
-        if (failed) throw failed;
-        const b = fetchBatch(files, plan, slots, () => failed);
+        while (running.size >= 2) await Promise.race(running);
+        if (shared.failed) throw shared.failed;
+        const b = fetchBatch(files, plan, slots, shared);
         started = b.started;
-        const done: Promise<void> = b.done.catch((e) => { failed ??= e; }).finally(() => running.delete(done));
+        const done: Promise<void> = b.done.catch((e) => { shared.failed ??= e; }).finally(() => running.delete(done));
         running.add(done);
       },
       async drain() {
         while (running.size) await Promise.all(running);
-        if (failed) throw failed;
+        if (shared.failed) throw shared.failed;
       },
     };
   }
@@ -317,9 +319,10 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   /**
    * a batch's contents: its ranges fetched, decrypted and written, each once it has a slot; then its
    * empty files. `started`: every range has had its slot (the next batch may queue for them);
-   * `stopped`: an earlier failure, and the ranges not started yet are not.
+   * `done`: every range settled (the first failure thrown); `shared.failed`: the first failure of
+   * any batch, after which no range starts.
    */
-  function fetchBatch(files: PlannedFile[], { ranges, writesOf }: ReturnType<typeof planContents>, slots: Semaphore, stopped: () => unknown) {
+  function fetchBatch(files: PlannedFile[], { ranges, writesOf }: ReturnType<typeof planContents>, slots: Semaphore, shared: { failed?: unknown }) {
     // decryption and zstd on the repository's worker threads (one per core); no plaintext comes back here
     const pool = repo.sealPool();
     let waiting = ranges.length;
@@ -330,9 +333,11 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
       await slots.acquire();
       if (--waiting === 0) allStarted();
       try {
-        const stop = stopped();
-        if (stop) throw stop;
+        if (shared.failed) throw shared.failed;
         await writeRangeOf(r, ri);
+      } catch (e) {
+        shared.failed ??= e;
+        throw e;
       } finally { slots.release(); }
     };
     const writeRangeOf = async (r: (typeof ranges)[number], ri: number) => {
@@ -358,7 +363,10 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
       opts.onProgress?.({ files: result.files, bytes: result.bytes, currentPath: '' });
     };
     const done = (async () => {
-      await Promise.all(ranges.map((r, ri) => fetchRange(r, ri)));
+      // every range settled before this batch counts as done: a failure leaves none still writing
+      const settled = await Promise.allSettled(ranges.map((r, ri) => fetchRange(r, ri)));
+      const failure = settled.find((x) => x.status === 'rejected');
+      if (failure) throw failure.reason;
       for (const f of files) {
         if (f.failed || f.done) continue;
         if (f.empty) finish(f, 'w');

@@ -129,7 +129,8 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       if (e.name === 'InvalidRange' || e.$metadata.httpStatusCode === 416) {
         throw new BackendError('Integrity', `${what}: the object is shorter than the repository index says (truncated?)`, { cause: e });
       }
-      if (e.name === 'BadDigest') {
+      // (AWS and shelterd say BadDigest; MinIO XAmzContentChecksumMismatch)
+      if (e.name === 'BadDigest' || e.name === 'XAmzContentChecksumMismatch') {
         throw new BackendError('Integrity', `${what}: the store received bytes whose SHA-256 is not the one they are named by (damaged after they were hashed: a spool file, memory, the way there); nothing was stored`, { cause: e });
       }
       if (e.name === 'NoSuchBucket') throw new BackendError('NoSuchBucket', `${what}: bucket ${bucket} does not exist at ${url.origin}`, { cause: e });
