@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { formatRun } from '../lib/clients.ts';
 import { createServer, repoRoot, shelterd, type Gateway } from '../lib/gateway.ts';
@@ -88,6 +88,14 @@ describe('shelter round trip against shelterd over HTTPS', () => {
     const d = shelterd(['--version']);
     assert.equal(d.status, 0, d.stderr);
     assert.equal(d.stdout.trim(), version('gateway'));
+    // run as a command, as npm links it (node_modules/.bin/shelter, its #! line through /bin/sh),
+    // Node 24 first on PATH as npm puts it: Node is started once, with the agent's V8 flag
+    const bin = join(repoRoot, 'node_modules/.bin/shelter');
+    const env = { ...agent.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` };
+    assert.equal(execFileSync(bin, ['--version'], { env, encoding: 'utf8' }).trim(), version('agent'));
+    const argv = execFileSync(bin, ['backup', '--help'], { env: { ...env, NODE_OPTIONS: '--require ./test/lib/print-execargv.cjs' }, cwd: repoRoot, encoding: 'utf8' });
+    assert.match(argv, /^execArgv \["--max-semi-space-size=8"\]$/m, 'started with the flag, not re-executed for it');
+    assert.equal(argv.match(/^execArgv /gm)?.length, 1, 'one Node process');
   });
 
   it('first backup: exit 0, a JSON summary with the snapshot id and counts', async (t) => {
