@@ -338,6 +338,13 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   };
 
   const hasBlob = (id: Buffer) => index.has(id) || pending.has(id.toString('hex'));
+  /** whether blob `id` is new (then counted and pending: a later copy of it is a duplicate) */
+  const claim = (id: Buffer): boolean => {
+    if (hasBlob(id)) return false;
+    pending.add(id.toString('hex'));
+    stats.blobsAdded++;
+    return true;
+  };
 
   const sealing = new Set<Promise<void>>();
   let sealingBytes = 0;
@@ -382,9 +389,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   const saveBlob = async (type: BlobType, plaintext: Buffer) => {
     if (failure) throw failure;
     const id = blobId(keys, plaintext);
-    if (hasBlob(id)) return { id, added: false };
-    pending.add(id.toString('hex'));
-    stats.blobsAdded++;
+    if (!claim(id)) return { id, added: false };
     // a tree while no worker runs (an incremental backup that changed little: a few directories'
     // trees, perhaps no data at all), or while no batch of chunks is on its way to one: sealed
     // here, rather than start the workers or wake one up for a few KiB (a message to a sleeping
@@ -401,9 +406,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   /** a blob sealed before its id was known here (a worker hashed it): stored unless a duplicate; whether it was new */
   const keepSealed = (type: BlobType, id: Buffer, sealed: Buffer, raw: number): boolean => {
     if (failure) throw failure;
-    if (hasBlob(id)) return false;
-    pending.add(id.toString('hex'));
-    stats.blobsAdded++;
+    if (!claim(id)) return false;
     store(type, id, sealed, raw);
     return true;
   };
@@ -431,20 +434,16 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
     let skip: Uint8Array | undefined;
     const fresh: number[] = [];
     let freshBytes = 0;
+    const first = chunks.length;
     w.lengths.forEach((raw, i) => {
       const id = w.ids.subarray(32 * i, 32 * i + 32);
-      const added = !hasBlob(id);
-      if (added) {
-        pending.add(id.toString('hex'));
-        stats.blobsAdded++;
-        fresh.push(i);
-        freshBytes += raw;
-      } else (skip ??= new Uint8Array(w.lengths.length))[i] = 1;
+      const added = claim(id);
+      if (added) { fresh.push(i); freshBytes += raw; } else (skip ??= new Uint8Array(w.lengths.length))[i] = 1;
       chunks.push({ id, added, raw });
     });
     if (!fresh.length) return;
     track(freshBytes, sealPool().sealWindow(w, skip).then((sealed) => {
-      for (const i of fresh) store('data', w.ids.subarray(32 * i, 32 * i + 32), sealed[i]!, w.lengths[i]!);
+      for (const i of fresh) store('data', chunks[first + i]!.id, sealed[i]!, w.lengths[i]!);
     }));
   };
 

@@ -19,6 +19,7 @@ import { groupRanges, writeRange } from './blobfetch.ts';
 import { devNumbers, hardlinkKey, joinPath } from './fsnode.ts';
 import type { FileWrite } from './sealpool.ts';
 import { createFile, finishFile, type FileMeta } from './filewrite.ts';
+import { semaphore, type Semaphore } from './limit.ts';
 import { pathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 import { BackendError } from './backend/types.ts';
@@ -63,17 +64,6 @@ interface PlannedFile {
   /** all its chunks are in one range: that range's worker creates, writes and finishes it */
   whole: boolean;
   done: boolean;
-}
-
-/** at most n holders at once, served in the order they asked */
-interface Semaphore { acquire(): Promise<void>; release(): void }
-function semaphore(n: number): Semaphore {
-  let free = n;
-  const queue: Array<() => void> = [];
-  return {
-    acquire: () => (free > 0 ? (free--, Promise.resolve()) : new Promise<void>((res) => { queue.push(res); })),
-    release: () => { const next = queue.shift(); if (next) next(); else free++; },
-  };
 }
 
 export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opts: RestoreOptions): Promise<RestoreResult> {

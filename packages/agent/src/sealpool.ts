@@ -94,6 +94,17 @@ export interface SealPool {
   close(): Promise<void>;
 }
 
+/**
+ * Bytes to hand over to a worker: their own buffer without a copy when they are all of it (it is
+ * detached here), else a copy (transferring a shared buffer would take the other views' bytes too).
+ */
+function transferable(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) return new Uint8Array(bytes.buffer);
+  const copy = new Uint8Array(bytes.length);
+  copy.set(bytes);
+  return copy;
+}
+
 /** the pieces of a worker's joined reply (one transfer), by their lengths */
 function split(all: Buffer, lengths: number[]): Buffer[] {
   const out: Buffer[] = [];
@@ -252,8 +263,8 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
       };
     },
     sealWindow(window, skip) {
-      // the worker's reply owns its memory: transferred on without a copy (ids are cloned: the caller keeps them)
-      const data = new Uint8Array(window.data.buffer as ArrayBuffer, window.data.byteOffset, window.data.byteLength);
+      // (the worker's reply owns its memory; ids are copied: the caller keeps them)
+      const data = transferable(window.data);
       const ids = new Uint8Array(window.ids);
       return send({ ids, skip, lengths: window.lengths, data }, [data.buffer, ids.buffer]).then((r) => split(r.sealed, r.lengths));
     },
@@ -263,10 +274,8 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
       return r.raw === 0 ? { length: 0 } : { id: r.id, sealed: r.sealed, length: r.raw };
     }),
     writeRange(bytes, start, entries, files) {
-      // the fetched range usually owns its memory: hand it over without a copy
-      let data: Uint8Array<ArrayBuffer>;
-      if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) data = new Uint8Array(bytes.buffer);
-      else { data = new Uint8Array(bytes.length); data.set(bytes); }
+      // (the fetched range usually owns its memory)
+      const data = transferable(bytes);
       const list = entries.map((e) => ({ id: e.id, offset: e.offset, length: e.length, rawLength: e.rawLength }));
       return send({ write: { start, entries: list, files }, data }, [data.buffer]).then((r) => r.fileResults ?? []);
     },
