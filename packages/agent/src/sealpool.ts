@@ -8,7 +8,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams, PackEntry, RepoKeys } from '@shelter/format';
-import type { FileMeta } from './filewrite.ts';
+import { encodeWriteJob, type RangeFile } from './writejob.ts';
 
 /** the zstd level of every blob sealed (3: zstd's default, restic's "auto") */
 export const SEAL_LEVEL = 3;
@@ -17,14 +17,9 @@ export const SEAL_LEVEL = 3;
  * Restore: what the worker that opens a range writes into one file. `whole`: every chunk of the
  * file is in this range, so the worker creates (truncates) it, writes the chunks, gives it its
  * length and metadata and closes it; otherwise it opens the existing file and writes its part.
- * All-zero chunks are skipped (holes).
+ * All-zero chunks are skipped (holes). Sent to the worker as flat arrays (writejob.ts).
  */
-export interface FileWrite extends FileMeta {
-  path: Buffer;
-  whole: boolean;
-  /** `entry`: index in the range's entries */
-  chunks: Array<{ entry: number; offset: number }>;
-}
+export type FileWrite = RangeFile;
 
 /** a tree blob's plaintext and the subtree ids it names (not validated: decodeTree does that) */
 export interface OpenedTree { plain: Buffer; subtrees: Buffer[] }
@@ -276,8 +271,8 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     writeRange(bytes, start, entries, files) {
       // (the fetched range usually owns its memory)
       const data = transferable(bytes);
-      const list = entries.map((e) => ({ id: e.id, offset: e.offset, length: e.length, rawLength: e.rawLength }));
-      return send({ write: { start, entries: list, files }, data }, [data.buffer]).then((r) => r.fileResults ?? []);
+      const job = encodeWriteJob(entries, files);
+      return send({ write: { start, ...job }, data }, [data.buffer, job.nums.buffer, job.bytes.buffer]).then((r) => r.fileResults ?? []);
     },
     async openTrees(blobs) {
       const live = workers.filter((wk) => !wk.dead).length;

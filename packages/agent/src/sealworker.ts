@@ -8,7 +8,8 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { blobId, Chunker, extractBlob, gearTable, MAX_BLOB_BYTES, openBlob, seal, toHex, type ChunkerParams, type RepoKeys } from '@shelter/format';
-import { createFile, finishFile, writeChunkAt, type FileMeta } from './filewrite.ts';
+import { createFile, finishFile, writeChunkAt } from './filewrite.ts';
+import { decodeWriteJob, type EncodedWriteJob, type RangeFile } from './writejob.ts';
 import { openForBackup } from './fsnode.ts';
 import { collectGarbage } from './collect.ts';
 import type { FileResult } from './sealpool.ts';
@@ -30,8 +31,7 @@ const handled = (bytes: number) => {
   if (sinceGc >= GC_EVERY) { sinceGc = 0; collectGarbage('minor'); }
 };
 
-interface FileJob extends FileMeta { path: Uint8Array; whole: boolean; chunks: Array<{ entry: number; offset: number }> }
-interface WriteJob { start: number; entries: Array<{ id: Uint8Array; offset: number; length: number; rawLength: number }>; files: FileJob[] }
+interface WriteJob extends EncodedWriteJob { start: number }
 
 parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array; skip?: Uint8Array; lengths: number[]; data: Uint8Array; files?: FilesJob; write?: WriteJob; open?: OpenJob; verify?: VerifyJob; stream?: StreamJob }) => {
   if (m.stream) return streamWindow(m.seq, m.stream);
@@ -263,19 +263,20 @@ const ARENA_STEP = 4 * 1024 * 1024;
 /** restore: decrypts every blob of a fetched pack range, then writes the files given */
 function writeRange(seq: number, data: Uint8Array, job: WriteJob): void {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const { entries, files } = decodeWriteJob(job);
   // (the byte after each plaintext is where decompressFrame detects a frame that holds more)
-  const need = job.entries.reduce((n, e) => n + e.rawLength, 1);
+  const need = entries.reduce((n, e) => n + e.rawLength, 1);
   if (arena.length < need && need <= ARENA_MAX) arena = Buffer.allocUnsafeSlow(Math.ceil(need / ARENA_STEP) * ARENA_STEP);
   const into = arena.length >= need ? arena : undefined;
   let at = 0;
-  const plains = openEach(seq, job.entries.length, (i) => Buffer.from(job.entries[i]!.id), (i, id) => {
-    const e = job.entries[i]!;
+  const plains = openEach(seq, entries.length, (i) => { const id = entries[i]!.id; return Buffer.from(id.buffer, id.byteOffset, 32); }, (i, id) => {
+    const e = entries[i]!;
     const plain = extractBlob(keys, bytes, { type: 'data', id, offset: e.offset, length: e.length, rawLength: e.rawLength }, job.start, undefined, into?.subarray(at));
     at += e.rawLength;
     return plain;
   });
   if (!plains) return;
-  const fileResults = job.files.map((f) => writeFile(f, (i) => plains[i]!));
+  const fileResults = files.map((f) => writeFile(f, (i) => plains[i]!));
   parentPort!.postMessage({ seq, sealed: EMPTY, lengths: [], fileResults });
   // the plaintexts too when they had buffers of their own (no arena): source text decompresses to 3-4 times the range's size
   handled(into ? bytes.length : plains.reduce((x, p) => x + p.length, bytes.length));
@@ -283,7 +284,7 @@ function writeRange(seq: number, data: Uint8Array, job: WriteJob): void {
 const EMPTY = Buffer.alloc(0);
 
 /** restore: a whole file, or this range's part of one (sealpool.ts, FileWrite) */
-function writeFile(f: FileJob, chunk: (entry: number) => Buffer): FileResult {
+function writeFile(f: RangeFile, chunk: (entry: number) => Buffer): FileResult {
   let fd = -1;
   try {
     const path = Buffer.from(f.path.buffer, f.path.byteOffset, f.path.byteLength);

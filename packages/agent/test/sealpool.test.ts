@@ -21,8 +21,14 @@ async function withPool(fn: (pool: SealPool, keys: RepoKeys) => Promise<void>): 
 
 test('a dying seal worker fails its own job; the others go on; with none left, jobs fail at once', async () => {
   await withPool(async (pool) => {
-    // a malformed job makes the worker throw outside any handler: the worker dies
-    const kill = () => pool.writeRange(Buffer.alloc(16), 0, [], null as unknown as FileWrite[]);
+    // a malformed job makes the worker throw outside any handler: the worker dies. (Made here by
+    // a file whose chunk list says 1000 chunks when the job is sized, none when it is filled in.)
+    const kill = () => {
+      let reads = 0;
+      const chunks = new Proxy([], { get: (t, k) => (k === 'length' ? (reads++ === 0 ? 1000 : 0) : Reflect.get(t, k)) });
+      const file = { path: Buffer.from('x'), whole: true, chunks, size: 0, mode: 0o644, uid: 0, gid: 0, chown: false, atime: 0, mtime: 0 };
+      return pool.writeRange(Buffer.alloc(16), 0, [], [file] as FileWrite[]);
+    };
     await assert.rejects(kill());
     const sealed = await pool.submit(Buffer.alloc(32, 1), Buffer.from('still sealed by the live worker'));
     assert.ok(sealed.length > 32);
