@@ -26,7 +26,7 @@ test('a dying seal worker fails its own job; the others go on; with none left, j
     const kill = () => {
       let reads = 0;
       const chunks = new Proxy([], { get: (t, k) => (k === 'length' ? (reads++ === 0 ? 1000 : 0) : Reflect.get(t, k)) });
-      const file = { path: Buffer.from('x'), whole: true, chunks, size: 0, mode: 0o644, uid: 0, gid: 0, chown: false, atime: 0, mtime: 0 };
+      const file = { path: Buffer.from('/nonexistent-shelter-test-dir/x'), whole: true, chunks, size: 0, mode: 0o644, uid: 0, gid: 0, chown: false, atime: 0, mtime: 0 };
       return pool.writeRange(Buffer.alloc(16), 0, [], [file] as FileWrite[]);
     };
     await assert.rejects(kill());
