@@ -549,16 +549,18 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
           if (byWorkers && st.size > 0 && st.size < smallFileMax) {
             // read, hashed and sealed by a seal worker: this thread neither opens nor reads it
             const { queued, result } = repo.saveSmallFileUnhashed(path, st.size);
-            waits.push(result.then(async (r) => {
+            /** grown to a chunk or more since the walk: read and chunk here */
+            const readGrown = async () => {
+              try {
+                const saved = await exclusive(() => saveContent(path, st.size, undefined, undefined, false));
+                node.size = saved.bytes;
+                node.content = await saved.ids;
+              } catch (e) { cannotRead(e); unreadable.add(node); }
+            };
+            // (a plain callback: an async one cost a promise more per file, ~80k on the linux tree)
+            waits.push(result.then((r) => {
               if ('error' in r) { cannotRead(new Error(r.error)); unreadable.add(node); return; }
-              if ('large' in r) { // grown to a chunk or more since the walk: read and chunk here
-                try {
-                  const saved = await exclusive(() => saveContent(path, st.size, undefined, undefined, false));
-                  node.size = saved.bytes;
-                  node.content = await saved.ids;
-                } catch (e) { cannotRead(e); unreadable.add(node); }
-                return;
-              }
+              if ('large' in r) return readGrown();
               node.size = r.length;
               node.content = 'id' in r ? [counted(r, r.length)] : [];
               progress.bytesRead += r.length;

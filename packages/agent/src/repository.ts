@@ -24,6 +24,8 @@ export class RepositoryError extends Error {
 /** Bytes of chunks queued for sealing or waiting in packs before the reader pauses (48 MiB cost
  * 250 MB of peak RSS on the linux tree for no speed: the main thread, not sealing, is the limit). */
 const MAX_SEALING_BYTES = 16 * 1024 * 1024;
+/** room() when there is room */
+const ROOM: Promise<void> = Promise.resolve();
 
 /** Write a new index object after this many packs (or INDEX_TARGET_BLOBS blobs), so an interrupted backup loses little. */
 const PACKS_PER_INDEX = 32;
@@ -369,11 +371,13 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   /** counts `raw` bytes as being sealed until `work` settles; its failure becomes the repository's */
   const track = (raw: number, work: Promise<unknown>) => {
     sealingBytes += raw;
-    const job: Promise<void> = work.then(() => undefined, (e) => { failure ??= e; }).finally(() => {
+    // (one promise per job, not a then and a finally: a backup of the linux tree tracks ~80k)
+    const settled = () => {
       sealingBytes -= raw;
       sealing.delete(job);
       if (sealingBytes <= MAX_SEALING_BYTES) wake();
-    });
+    };
+    const job: Promise<void> = work.then(settled, (e) => { failure ??= e; settled(); });
     sealing.add(job);
   };
   /**
@@ -381,10 +385,13 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
    * The waiters are woken by the jobs and uploads themselves (a Promise.race over thousands of
    * pending jobs costs quadratic time).
    */
-  const room = async () => {
-    while (!failure && ((sealingBytes > MAX_SEALING_BYTES && sealing.size) || queued.length > 0)) await new Promise<void>((res) => { spaceWaiters.push(res); });
+  const full = () => (sealingBytes > MAX_SEALING_BYTES && sealing.size > 0) || queued.length > 0;
+  const waitForRoom = async () => {
+    while (!failure && full()) await new Promise<void>((res) => { spaceWaiters.push(res); });
     if (failure) throw failure;
   };
+  // nearly always there is room: a settled promise then, not an async call per blob or file
+  const room = (): Promise<void> => (!failure && !full() ? ROOM : waitForRoom());
 
   const saveBlob = async (type: BlobType, plaintext: Buffer) => {
     if (failure) throw failure;
@@ -413,8 +420,8 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   /** a worker's job of about `raw` bytes, counted as being sealed until it settles: room for more, and its result */
   const queueJob = <T>(raw: number, job: () => Promise<T>) => {
     const result = failure ? Promise.reject(failure) : job();
+    // (track() handles its rejection: recorded as the repository's failure, which flush() reports)
     track(raw, result);
-    result.catch(() => { /* recorded as the repository's failure by track(); flush() reports it */ });
     return { queued: room(), result };
   };
 
