@@ -4,7 +4,8 @@
 // of an incremental backup) and by the restorer for file contents.
 import { extractBlob, packKey, toHex, type PackEntry } from '@shelter/format';
 import { RepositoryError, type Repository } from './repository.ts';
-import type { FileResult, FileWrite, SealPool } from './sealpool.ts';
+import type { FileResult, SealPool } from './sealpool.ts';
+import type { FileWrite } from './writejob.ts';
 import { mapLimit } from './limit.ts';
 
 /** a gap larger than this between needed blobs splits a pack's range in two requests */

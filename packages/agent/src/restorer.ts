@@ -17,7 +17,7 @@ import { resolve } from 'node:path';
 import { packKey, toHex, type BlobLocation, type PackEntry, type TreeNode } from '@shelter/format';
 import { groupRanges, writeRange } from './blobfetch.ts';
 import { devNumbers, hardlinkKey, joinPath } from './fsnode.ts';
-import type { FileWrite } from './sealpool.ts';
+import type { FileWrite } from './writejob.ts';
 import { createFile, finishFile, type FileMeta } from './filewrite.ts';
 import { semaphore, type Semaphore } from './limit.ts';
 import { pathFilter } from './pathfilter.ts';

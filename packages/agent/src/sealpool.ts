@@ -8,18 +8,10 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams, PackEntry, RepoKeys } from '@shelter/format';
-import { encodeWriteJob, type RangeFile } from './writejob.ts';
+import { encodeWriteJob, type FileWrite } from './writejob.ts';
 
 /** the zstd level of every blob sealed (3: zstd's default, restic's "auto") */
 export const SEAL_LEVEL = 3;
-
-/**
- * Restore: what the worker that opens a range writes into one file. `whole`: every chunk of the
- * file is in this range, so the worker creates (truncates) it, writes the chunks, gives it its
- * length and metadata and closes it; otherwise it opens the existing file and writes its part.
- * All-zero chunks are skipped (holes). Sent to the worker as flat arrays (writejob.ts).
- */
-export type FileWrite = RangeFile;
 
 /** a tree blob's plaintext and the subtree ids it names (not validated: decodeTree does that) */
 export interface OpenedTree { plain: Buffer; subtrees: Buffer[] }

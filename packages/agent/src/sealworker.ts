@@ -9,7 +9,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { blobId, Chunker, extractBlob, gearTable, MAX_BLOB_BYTES, openBlob, seal, toHex, type ChunkerParams, type RepoKeys } from '@shelter/format';
 import { createFile, finishFile, writeChunkAt } from './filewrite.ts';
-import { decodeWriteJob, type EncodedWriteJob, type RangeFile } from './writejob.ts';
+import { decodeWriteJob, type EncodedWriteJob, type FileWrite } from './writejob.ts';
 import { openForBackup } from './fsnode.ts';
 import { collectGarbage } from './collect.ts';
 import type { FileResult } from './sealpool.ts';
@@ -269,7 +269,7 @@ function writeRange(seq: number, data: Uint8Array, job: WriteJob): void {
   if (arena.length < need && need <= ARENA_MAX) arena = Buffer.allocUnsafeSlow(Math.ceil(need / ARENA_STEP) * ARENA_STEP);
   const into = arena.length >= need ? arena : undefined;
   let at = 0;
-  const plains = openEach(seq, entries.length, (i) => { const id = entries[i]!.id; return Buffer.from(id.buffer, id.byteOffset, 32); }, (i, id) => {
+  const plains = openEach(seq, entries.length, (i) => entries[i]!.id, (i, id) => {
     const e = entries[i]!;
     const plain = extractBlob(keys, bytes, { type: 'data', id, offset: e.offset, length: e.length, rawLength: e.rawLength }, job.start, undefined, into?.subarray(at));
     at += e.rawLength;
@@ -283,11 +283,11 @@ function writeRange(seq: number, data: Uint8Array, job: WriteJob): void {
 }
 const EMPTY = Buffer.alloc(0);
 
-/** restore: a whole file, or this range's part of one (sealpool.ts, FileWrite) */
-function writeFile(f: RangeFile, chunk: (entry: number) => Buffer): FileResult {
+/** restore: a whole file, or this range's part of one (writejob.ts FileWrite) */
+function writeFile(f: FileWrite, chunk: (entry: number) => Buffer): FileResult {
   let fd = -1;
   try {
-    const path = Buffer.from(f.path.buffer, f.path.byteOffset, f.path.byteLength);
+    const path = f.path;
     if (!f.whole) {
       fd = openSync(path, 'r+');
       for (const c of f.chunks) writeChunkAt(fd, chunk(c.entry), c.offset);

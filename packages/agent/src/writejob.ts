@@ -11,15 +11,21 @@
 // bytes (Uint8Array): E ids of 32 bytes, then the paths end to end.
 import type { FileMeta } from './filewrite.ts';
 
-/** what the worker that opens a range writes into one file (sealpool.ts FileWrite) */
-export interface RangeFile extends FileMeta {
-  path: Uint8Array;
+/**
+ * Restore: what the worker that opens a range writes into one file. `whole`: every chunk of the
+ * file is in this range, so the worker creates (truncates) it, writes the chunks, gives it its
+ * length and metadata and closes it; otherwise it opens the existing file and writes its part.
+ * All-zero chunks are skipped (holes).
+ */
+export interface FileWrite extends FileMeta {
+  path: Buffer;
   whole: boolean;
   /** `entry`: index in the range's entries */
   chunks: Array<{ entry: number; offset: number }>;
 }
 
-export interface RangeBlob { id: Uint8Array; offset: number; length: number; rawLength: number }
+/** a blob of the range (a pack entry's fields the worker needs) */
+export interface RangeBlob { id: Buffer; offset: number; length: number; rawLength: number }
 
 export interface EncodedWriteJob { nums: Float64Array<ArrayBuffer>; bytes: Uint8Array<ArrayBuffer> }
 
@@ -29,7 +35,7 @@ const CHUNK = 2;
 const WHOLE = 1;
 const CHOWN = 2;
 
-export function encodeWriteJob(entries: readonly RangeBlob[], files: readonly RangeFile[]): EncodedWriteJob {
+export function encodeWriteJob(entries: readonly RangeBlob[], files: readonly FileWrite[]): EncodedWriteJob {
   const chunks = files.reduce((n, f) => n + f.chunks.length, 0);
   const pathBytes = files.reduce((n, f) => n + f.path.length, 0);
   const nums = new Float64Array(3 + ENTRY * entries.length + FILE * files.length + CHUNK * chunks);
@@ -53,24 +59,25 @@ export function encodeWriteJob(entries: readonly RangeBlob[], files: readonly Ra
 }
 
 /**
- * The job back as objects, on the worker (the ids and paths are views of `bytes`). A job whose
+ * The job back as objects, on the worker (ids and paths are Buffer views of `bytes`). A job whose
  * counts do not match its arrays throws (a bug on the sending side: never misread).
  */
-export function decodeWriteJob({ nums, bytes }: EncodedWriteJob): { entries: RangeBlob[]; files: RangeFile[] } {
+export function decodeWriteJob({ nums, bytes }: EncodedWriteJob): { entries: RangeBlob[]; files: FileWrite[] } {
   const [e, f, chunkCount] = [nums[0]!, nums[1]!, nums[2]!];
+  const view = (at: number, length: number) => Buffer.from(bytes.buffer, bytes.byteOffset + at, length);
   if (nums.length !== 3 + ENTRY * e + FILE * f + CHUNK * chunkCount || bytes.length < 32 * e) throw new Error(`malformed write job: ${e} blobs, ${f} files, ${chunkCount} chunks in ${nums.length} numbers`);
   const entries: RangeBlob[] = [];
   let n = 3;
-  for (let i = 0; i < e; i++, n += ENTRY) entries.push({ id: bytes.subarray(32 * i, 32 * i + 32), offset: nums[n]!, length: nums[n + 1]!, rawLength: nums[n + 2]! });
-  const files: RangeFile[] = [];
+  for (let i = 0; i < e; i++, n += ENTRY) entries.push({ id: view(32 * i, 32), offset: nums[n]!, length: nums[n + 1]!, rawLength: nums[n + 2]! });
+  const files: FileWrite[] = [];
   let c = n + FILE * f;
   for (let i = 0; i < f; i++, n += FILE) {
     if (nums[n]! + nums[n + 1]! > bytes.length || c + CHUNK * nums[n + 9]! > nums.length) throw new Error(`malformed write job: file ${i} lies outside it`);
-    const chunks: RangeFile['chunks'] = [];
+    const chunks: FileWrite['chunks'] = [];
     for (let k = 0; k < nums[n + 9]!; k++, c += CHUNK) chunks.push({ entry: nums[c]!, offset: nums[c + 1]! });
     const flags = nums[n + 8]!;
     files.push({
-      path: bytes.subarray(nums[n]!, nums[n]! + nums[n + 1]!), size: nums[n + 2]!, mode: nums[n + 3]!, uid: nums[n + 4]!, gid: nums[n + 5]!,
+      path: view(nums[n]!, nums[n + 1]!), size: nums[n + 2]!, mode: nums[n + 3]!, uid: nums[n + 4]!, gid: nums[n + 5]!,
       atime: nums[n + 6]!, mtime: nums[n + 7]!, whole: (flags & WHOLE) !== 0, chown: (flags & CHOWN) !== 0, chunks,
     });
   }

@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blobId, Chunker, chunkLengths, createRepository, encodeTree, openBlob, openRepository, sealBlob } from '@shelter/format';
-import { createSealPool, type FileWrite, type SealPool } from '../src/sealpool.ts';
+import { createSealPool, type SealPool } from '../src/sealpool.ts';
+import type { FileWrite } from '../src/writejob.ts';
 import type { RepoKeys } from '@shelter/format';
 
 /** a pool of two workers for a fresh repository's keys, closed after `fn` */

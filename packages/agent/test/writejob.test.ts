@@ -3,11 +3,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { decodeWriteJob, encodeWriteJob, type RangeBlob, type RangeFile } from '../src/writejob.ts';
+import { decodeWriteJob, encodeWriteJob, type RangeBlob, type FileWrite } from '../src/writejob.ts';
 
 test('encodeWriteJob / decodeWriteJob: blobs and files come back as they went, paths and ids as views of one buffer', () => {
   const entries: RangeBlob[] = Array.from({ length: 5 }, (_, i) => ({ id: randomBytes(32), offset: i * 1_000_003, length: 100 + i, rawLength: 4 * 2 ** 30 + i }));
-  const files: RangeFile[] = [
+  const files: FileWrite[] = [
     { path: Buffer.from('/restore/a file with spaces'), whole: true, chunks: [{ entry: 0, offset: 0 }, { entry: 1, offset: 100 }], size: 5 * 2 ** 40, mode: 0o4755, uid: 4_000_000_000, gid: 0, chown: true, atime: 1764300000.123456, mtime: -1.5 },
     { path: Buffer.from('/restore/ünïcödé\nnewline'), whole: false, chunks: [], size: 0, mode: 0o600, uid: 1000, gid: 1000, chown: false, atime: 0, mtime: 0 },
     { path: Buffer.from([0x2f, 0xff, 0xfe]), whole: false, chunks: [{ entry: 4, offset: 2 ** 50 }], size: 2 ** 50 + 104, mode: 0, uid: 0, gid: 0, chown: true, atime: 1, mtime: 2 },
