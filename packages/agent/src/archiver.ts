@@ -262,6 +262,14 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
 
   /** nodes of files that could not be read after all (deferred reads): left out of their directory */
   const unreadable = new WeakSet<TreeNode>();
+  /** a file sent to a worker as small that has grown to a chunk or more since the walk: read and chunked here */
+  const readGrown = async (path: Buffer, size: number, node: TreeNode, cannotRead: (e: unknown) => void) => {
+    try {
+      const saved = await exclusive(() => saveContent(path, size, undefined, undefined, false));
+      node.size = saved.bytes;
+      node.content = await saved.ids;
+    } catch (e) { cannotRead(e); unreadable.add(node); }
+  };
 
   /**
    * The chunk ids of a file: known now, or (unhashed mode) once the seal workers have hashed them.
@@ -549,18 +557,10 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
           if (byWorkers && st.size > 0 && st.size < smallFileMax) {
             // read, hashed and sealed by a seal worker: this thread neither opens nor reads it
             const { queued, result } = repo.saveSmallFileUnhashed(path, st.size);
-            /** grown to a chunk or more since the walk: read and chunk here */
-            const readGrown = async () => {
-              try {
-                const saved = await exclusive(() => saveContent(path, st.size, undefined, undefined, false));
-                node.size = saved.bytes;
-                node.content = await saved.ids;
-              } catch (e) { cannotRead(e); unreadable.add(node); }
-            };
             // (a plain callback: an async one cost a promise more per file, ~80k on the linux tree)
             waits.push(result.then((r) => {
               if ('error' in r) { cannotRead(new Error(r.error)); unreadable.add(node); return; }
-              if ('large' in r) return readGrown();
+              if ('large' in r) return readGrown(path, st.size, node, cannotRead);
               node.size = r.length;
               node.content = 'id' in r ? [counted(r, r.length)] : [];
               progress.bytesRead += r.length;
