@@ -90,6 +90,8 @@ let decompressor: Engine | null | undefined;
  * new zstd context (ZSTD_createDCtx): ~10 us, a third of the time of a 16 KiB frame of source
  * text (600 vs 860 MB/s). A context that has just decoded one whole frame is ready for the next
  * one as it is (zstd's own streaming state machine), so it is reset only after anything else.
+ * "Whole" is read from the frame's own headers (isWholeFrameOf), not inferred from how Node's
+ * binding happens to report a frame cut short: a change there must not leave a stale context.
  */
 let decompressorDirty = true;
 
