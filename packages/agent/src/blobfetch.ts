@@ -81,12 +81,23 @@ export async function fetchRange(repo: Repository, r: PackRange, each: (e: PackE
 /**
  * Fetches one range; a worker of `pool` decrypts it and writes `files` (restore). Says how each
  * file went; a blob that does not decrypt fails the whole range (Corrupt) before any file of it
- * is written.
+ * is written. When the backend can sign a GET for another thread, the worker fetches the range
+ * itself (its bytes never cross this thread, whose event loop was the restore's narrowest point);
+ * if that single attempt fails, this thread fetches the range with the backend's retries.
  */
 export async function writeRange(repo: Repository, r: PackRange, pool: SealPool, files: FileWrite[]): Promise<FileResult[]> {
-  const { key, bytes } = await readRange(repo, r);
+  const key = packKey(repo.index.packId(r.pack));
+  const corrupt = (err: unknown) => new RepositoryError('Corrupt', `${key}: ${(err as Error).message}`, { cause: err });
+  const signed = await repo.backend.signGet?.(key, { start: r.start, end: r.end });
+  if (signed) {
+    let done: FileResult[] | { fetchError: string };
+    try { done = await pool.fetchWriteRange(signed, r.start, r.end, r.entries, files); }
+    catch (err) { throw corrupt(err); }
+    if (Array.isArray(done)) return done;
+  }
+  const { bytes } = await readRange(repo, r);
   try { return await pool.writeRange(bytes, r.start, r.entries, files); }
-  catch (err) { throw new RepositoryError('Corrupt', `${key}: ${(err as Error).message}`, { cause: err }); }
+  catch (err) { throw corrupt(err); }
 }
 
 /** Loads blobs by id (grouped requests), returning plaintexts by hex id. */

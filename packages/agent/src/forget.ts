@@ -3,36 +3,21 @@
 // (shelterd's extension `POST /BUCKET?deletion-request`), which executes after the gateway's
 // deletion delay (14 days or more) unless someone cancels it; until then the snapshot stays listed
 // and restorable. Only shelterd offers this; another S3 store answers with an error, said clearly.
-import { createHash, createHmac, type BinaryLike } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { SignatureV4 } from '@smithy/signature-v4';
 import type { AgentConfig } from './config.ts';
 import { BackendError } from './backend/types.ts';
 import { caBundle, checkEndpoint } from './backend/endpoint.ts';
+import { s3Signer } from './backend/sign.ts';
 
 export interface DeletionRequestInfo {
   id: string; status: string; kind: string; target: string | null; reason: string;
   requestedBy: string; createdAt: string; dueAt: string; statusReason: string | null;
 }
 
-/** SHA-256 / HMAC-SHA256 in the shape @smithy/signature-v4 expects (node:crypto underneath). */
-type SourceData = string | ArrayBuffer | ArrayBufferView;
-const bytes = (d: SourceData): BinaryLike => (typeof d === "string" ? d : d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-class Sha256 {
-  private h;
-  constructor(secret?: SourceData) { this.h = secret === undefined ? createHash('sha256') : createHmac('sha256', bytes(secret)); }
-  update(data: SourceData): void { this.h.update(bytes(data)); }
-  async digest(): Promise<Uint8Array> { return this.h.digest(); }
-  reset(): void { throw new Error('not resettable'); }
-}
-
 async function signedCall(cfg: AgentConfig, method: 'GET' | 'POST', query: string, body?: string): Promise<{ status: number; text: string }> {
   const url = checkEndpoint(cfg.endpoint, cfg.insecureHttp);
-  const signer = new SignatureV4({
-    credentials: { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey },
-    region: cfg.region || 'us-east-1', service: 's3', sha256: Sha256, uriEscapePath: false,
-  });
+  const signer = s3Signer(cfg);
   const headers: Record<string, string> = { host: url.host };
   if (body !== undefined) { headers['content-type'] = 'application/json'; headers['content-length'] = String(Buffer.byteLength(body)); }
   const signed = await signer.sign({

@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams, PackEntry, RepoKeys } from '@shelter/format';
 import { encodeWriteJob, type FileWrite } from './writejob.ts';
+import type { SignedGet } from './backend/types.ts';
 
 /** the zstd level of every blob sealed (3: zstd's default, restic's "auto") */
 export const SEAL_LEVEL = 3;
@@ -62,6 +63,12 @@ export interface SealPool {
    */
   writeRange(bytes: Buffer, start: number, entries: PackEntry[], files: FileWrite[]): Promise<FileResult[]>;
   /**
+   * Restore: like writeRange, for a range [start, end] the worker fetches itself with `request`
+   * (so that its bytes never cross this thread). A fetch that fails resolves `{ fetchError }`:
+   * nothing was written, and the caller fetches the range itself (with retries).
+   */
+  fetchWriteRange(request: SignedGet, start: number, end: number, entries: PackEntry[], files: FileWrite[]): Promise<FileResult[] | { fetchError: string }>;
+  /**
    * Opens sealed tree blobs (decryption, zstd, the id check) spread over every worker; resolves
    * with their plaintexts in order, each with the subtree ids it names (found by the worker), or
    * rejects naming the first blob that does not open.
@@ -100,6 +107,8 @@ function split(all: Buffer, lengths: number[]): Buffer[] {
   return out;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** a batch of chunks goes to a worker once it holds this many bytes or chunks (or at the end of the event-loop turn) */
 const BATCH_BYTES = 1024 * 1024;
 const BATCH_COUNT = 256;
@@ -123,7 +132,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   /** the least busy live worker; undefined once every worker has died */
   const pick = () => workers.filter((wk) => !wk.dead).reduce<(typeof workers)[number] | undefined>((x, y) => (!x || y.busy < x.busy ? y : x), undefined);
   const noWorker = () => Object.assign(new Error(`every seal worker has died (${workers[0]?.dead?.message ?? 'unknown'})`), { workerDied: true });
-  type Reply = { sealed: Buffer; lengths: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; read?: number; done?: boolean };
+  type Reply = { sealed: Buffer; lengths: number[]; fileResults?: FileResult[]; fetchError?: string; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; read?: number; done?: boolean };
   const waiting = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
   let seq = 0;
   /** one job to the least busy live worker; resolves with its reply */
@@ -142,7 +151,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     });
   };
   for (const wk of workers) {
-    wk.w.on('message', (m: { ready?: boolean; seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; read?: number; done?: boolean; error?: string }) => {
+    wk.w.on('message', (m: { ready?: boolean; seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; fetchError?: string; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; read?: number; done?: boolean; error?: string }) => {
       if (m.ready) { wk.ready = true; return; }
       const job = waiting.get(m.seq);
       if (!job) return;
@@ -150,6 +159,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
       // a worker with jobs keeps the process alive (the main thread may have nothing else pending)
       if (--wk.busy === 0) wk.w.unref();
       if (m.error !== undefined) job.reject(new Error(m.error));
+      else if (m.fetchError !== undefined) job.resolve({ sealed: EMPTY, lengths: [], fetchError: m.fetchError });
       else job.resolve({ sealed: Buffer.from(m.sealed!.buffer, m.sealed!.byteOffset, m.sealed!.byteLength), lengths: m.lengths ?? [], fileResults: m.fileResults, ids: m.ids, counts: m.counts, raw: m.raw, errors: m.errors, read: m.read, done: m.done });
     });
     // a worker that dies fails its own jobs and takes no new ones: nothing waits forever on it
@@ -265,6 +275,11 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
       const data = transferable(bytes);
       const job = encodeWriteJob(entries, files);
       return send({ write: { start, ...job }, data }, [data.buffer, job.nums.buffer, job.bytes.buffer]).then((r) => r.fileResults ?? []);
+    },
+    fetchWriteRange(request, start, end, entries, files) {
+      const job = encodeWriteJob(entries, files);
+      return send({ fetch: { request, end }, write: { start, ...job } }, [job.nums.buffer, job.bytes.buffer])
+        .then((r) => (r.fetchError !== undefined ? { fetchError: r.fetchError } : r.fileResults ?? []));
     },
     async openTrees(blobs) {
       const live = workers.filter((wk) => !wk.dead).length;

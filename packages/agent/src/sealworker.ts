@@ -13,6 +13,7 @@ import { decodeWriteJob, type EncodedWriteJob, type FileWrite } from './writejob
 import { openForBackup } from './fsnode.ts';
 import { collectGarbage } from './collect.ts';
 import type { FileResult } from './sealpool.ts';
+import type { SignedGet } from './backend/types.ts';
 
 const k = workerData.keys as Record<string, Uint8Array | string>;
 const keys = Object.fromEntries(Object.entries(k).map(([n, v]) => [n, typeof v === 'string' ? v : Buffer.from(v)])) as unknown as RepoKeys;
@@ -33,7 +34,8 @@ const handled = (bytes: number) => {
 
 interface WriteJob extends EncodedWriteJob { start: number }
 
-parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array; skip?: Uint8Array; lengths: number[]; data: Uint8Array; files?: FilesJob; write?: WriteJob; open?: OpenJob; verify?: VerifyJob; stream?: StreamJob }) => {
+parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array; skip?: Uint8Array; lengths: number[]; data: Uint8Array; files?: FilesJob; write?: WriteJob; fetch?: FetchJob; open?: OpenJob; verify?: VerifyJob; stream?: StreamJob }) => {
+  if (m.fetch) return void fetchAndWriteRange(m.seq, m.fetch, m.write!);
   if (m.stream) return streamWindow(m.seq, m.stream);
   if (m.verify) return verifyChunks(m.seq, m.ids, m.verify);
   if (m.write) return writeRange(m.seq, m.data, m.write);
@@ -282,6 +284,26 @@ function writeRange(seq: number, data: Uint8Array, job: WriteJob): void {
   handled(into ? bytes.length : plains.reduce((x, p) => x + p.length, bytes.length));
 }
 const EMPTY = Buffer.alloc(0);
+
+/** restore: the range's bytes [start, end] of its pack, to be fetched here with a GET the main thread signed */
+interface FetchJob { request: SignedGet; end: number }
+let signedGet: Promise<typeof import('./backend/signedget.ts')> | undefined;
+/**
+ * restore: fetches a range, then writes it as writeRange does. A fetch that fails is reported as
+ * `fetchError` (not an error: the main thread fetches the range itself, with retries).
+ */
+async function fetchAndWriteRange(seq: number, fetch: FetchJob, job: WriteJob): Promise<void> {
+  let bytes: Buffer;
+  try {
+    // loaded on the first fetch: a backup's workers never need node:https
+    signedGet ??= import('./backend/signedget.ts');
+    bytes = await (await signedGet).sendSignedGet(fetch.request, job.start, fetch.end);
+  } catch (e) {
+    parentPort!.postMessage({ seq, fetchError: (e as Error).message });
+    return;
+  }
+  writeRange(seq, bytes, job);
+}
 
 /** restore: a whole file, or this range's part of one (writejob.ts FileWrite) */
 function writeFile(f: FileWrite, chunk: (entry: number) => Buffer): FileResult {

@@ -4,8 +4,9 @@ import { Readable } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { BackendError, type Backend, type ObjectInfo, type StreamBody } from './types.ts';
+import { BackendError, type Backend, type ObjectInfo, type SignedGet, type StreamBody } from './types.ts';
 import { caBundle, checkEndpoint } from './endpoint.ts';
+import { s3Signer } from './sign.ts';
 
 // node:http and node:https through getBuiltinModule, not ESM imports: an ESM import of a builtin
 // reads every one of its exports, and node:http's lazy ones (WebSocket and friends) load undici,
@@ -162,8 +163,24 @@ export function openS3Backend(o: S3BackendOptions): Backend {
   const backoff = (attempt: number) => new Promise((r) => setTimeout(r, Math.min(10_000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2)));
   const isMissing = (e: unknown) => e instanceof S3ServiceException && (e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata.httpStatusCode === 404);
 
+  // signGet: paths as the SDK sends them (path style), dates corrected by the store's clock as
+  // the SDK's own requests are (systemClockOffset: the skew the SDK has measured so far)
+  const signer = s3Signer(o);
+  const basePath = `${url.pathname.replace(/\/$/, '')}/${encodeURIComponent(bucket)}`;
+  const clock = client.config as { systemClockOffset?: number };
+
   return {
     location,
+    ...(o.pathStyle ?? true ? {
+      async signGet(key: string, range: { start: number; end: number }): Promise<SignedGet> {
+        const path = `${basePath}/${key.split('/').map(encodeURIComponent).join('/')}`;
+        const signed = await signer.sign({
+          method: 'GET', protocol: url.protocol, hostname: url.hostname, port: url.port ? Number(url.port) : undefined, path, query: {},
+          headers: { host: url.host, range: `bytes=${range.start}-${range.end}` },
+        }, { signingDate: new Date(Date.now() + (clock.systemClockOffset ?? 0)) });
+        return { url: `${url.origin}${path}`, headers: signed.headers, ...(o.caFile ? { caFile: o.caFile } : {}) };
+      },
+    } : {}),
     async get(key, range) {
       // the SDK retries the request, but not the reading of the body that follows it: a connection
       // cut in the middle of a large GET is retried here, whole, with the same backoff policy

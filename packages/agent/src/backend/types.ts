@@ -10,6 +10,13 @@ export interface StreamBody {
   chunks(): AsyncIterable<Buffer>;
 }
 
+/**
+ * A GET signed by a backend for another thread to send as it is (a restore's worker fetching its
+ * own range): its URL, its headers (SigV4 included; valid for 15 minutes) and the CA file to
+ * trust beside the system's.
+ */
+export interface SignedGet { url: string; headers: Record<string, string>; caFile?: string }
+
 export interface Backend {
   /** the whole object, or a byte range [start, end] inclusive; undefined when absent */
   get(key: string, range?: { start: number; end: number }): Promise<Buffer | undefined>;
@@ -24,6 +31,11 @@ export interface Backend {
    * pack's spool file, memory) are never stored under that name.
    */
   putNew(key: string, body: Buffer | readonly Buffer[] | StreamBody, sha256?: Uint8Array): Promise<'created' | 'exists'>;
+  /**
+   * The GET of bytes [start, end] of `key`, signed for another thread to send once: no retries
+   * there (on any failure it falls back to get()). Absent when this backend cannot sign one.
+   */
+  signGet?(key: string, range: { start: number; end: number }): Promise<SignedGet>;
   /** every object under a prefix, in key order */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** a description for messages (endpoint and bucket; never a secret) */
