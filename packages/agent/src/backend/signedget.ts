@@ -32,10 +32,10 @@ function agentFor(url: URL, caFile: string | undefined): HttpAgentType {
 
 /**
  * Bytes [start, end] of the object, as `request` asks for them: a buffer of exactly that length
- * (which owns its memory), or an Error saying what went wrong (any status but 206 with the range
+ * (`into`'s, or one that owns its memory), or an Error saying what went wrong (any status but 206 with the range
  * asked for, a body shorter or longer than announced, the connection, a timeout).
  */
-export function sendSignedGet(request: SignedGet, start: number, end: number): Promise<Buffer> {
+export function sendSignedGet(request: SignedGet, start: number, end: number, into?: (length: number) => Buffer): Promise<Buffer> {
   const length = end - start + 1;
   const url = new URL(request.url);
   return new Promise((resolve, reject) => {
@@ -47,7 +47,7 @@ export function sendSignedGet(request: SignedGet, start: number, end: number): P
         fail(new Error(`HTTP ${res.statusCode}${range ? ` for bytes ${range[1]}-${range[2]}` : ''} (bytes ${start}-${end} asked for)`));
         return;
       }
-      const out = Buffer.allocUnsafeSlow(length);
+      const out = into ? into(length) : Buffer.allocUnsafeSlow(length);
       let at = 0;
       res.on('data', (piece: Buffer) => {
         if (at + piece.length > length) { fail(new Error(`long body: more than the ${length} bytes asked for`)); return; }
