@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { createHash, randomBytes } from 'node:crypto';
 import { openS3Backend } from '../../packages/agent/src/backend/s3.ts';
 import { BackendError, type Backend } from '../../packages/agent/src/backend/types.ts';
+import { sendSignedGet } from '../../packages/agent/src/backend/signedget.ts';
 import { createServer, startGateway, type Gateway } from '../lib/gateway.ts';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
@@ -51,5 +52,32 @@ describe('S3 backend: content-addressed objects carry their SHA-256 (shelterd ov
       // the right bytes still go in afterwards
       assert.equal(await backend.putNew(key, make(made), id), 'created', `${kind}: the right bytes after`);
     }
+  });
+
+  it('a GET signed for a restore worker reads exactly its range over HTTPS; altered, the gateway refuses it', async () => {
+    const bytes = randomBytes(3_000_000);
+    const id = sha256(bytes);
+    const key = `data/${id.toString('hex').slice(0, 2)}/${id.toString('hex')}`;
+    await backend.putNew(key, bytes, id);
+    for (const [start, end] of [[0, 0], [1_000, 2_500_999], [2_999_000, 2_999_999]] as const) {
+      const signed = await backend.signGet!(key, { start, end });
+      assert.equal(signed.caFile, gw.caFile, 'the gateway CA travels with the request');
+      assert.ok((await sendSignedGet(signed, start, end)).equals(bytes.subarray(start, end + 1)), `bytes ${start}-${end}`);
+      // into a buffer of the caller's (a worker reuses its range buffers)
+      const into = Buffer.alloc(end - start + 1 + 10);
+      const got = await sendSignedGet(signed, start, end, (n) => into.subarray(0, n));
+      assert.equal(got.buffer, into.buffer);
+      assert.ok(got.equals(bytes.subarray(start, end + 1)));
+    }
+    const signed = await backend.signGet!(key, { start: 0, end: 99 });
+    // another range than the one signed: the signature no longer matches
+    await assert.rejects(sendSignedGet({ ...signed, headers: { ...signed.headers, range: 'bytes=100-199' } }, 100, 199), /HTTP 403/);
+    // another object than the one signed
+    await assert.rejects(sendSignedGet({ ...signed, url: signed.url.replace(/[0-9a-f]$/, (c) => (c === '0' ? '1' : '0')) }, 0, 99), /HTTP 403/);
+    // beyond the object's end
+    const past = await backend.signGet!(key, { start: 3_000_000, end: 3_000_099 });
+    await assert.rejects(sendSignedGet(past, 3_000_000, 3_000_099), /HTTP 416/);
+    // without the gateway's CA the connection is refused
+    await assert.rejects(sendSignedGet({ ...signed, caFile: undefined }, 0, 99), /self[- ]signed|certificate|unable to verify/i);
   });
 });

@@ -55,8 +55,9 @@ export function sendSignedGet(request: SignedGet, start: number, end: number, in
         at += piece.length;
       });
       res.on('end', () => (at === length ? resolve(out) : reject(new Error(`short body: ${at} of ${length} bytes`))));
-      res.on('error', reject);
-      res.on('close', () => { if (!res.complete) reject(new Error(`connection closed after ${at} of ${length} bytes`)); });
+      const cut = (why: string) => reject(new Error(`the body broke off after ${at} of ${length} bytes (${why})`));
+      res.on('error', (e) => cut(e.message));
+      res.on('close', () => { if (!res.complete) cut('connection closed'); });
     });
     req.on('timeout', () => fail(new Error(`no byte for ${IDLE_TIMEOUT / 1000} s`)));
     req.on('error', reject);

@@ -1,0 +1,69 @@
+// A plain-HTTP server for a memory bucket's objects that answers ranged GETs as S3 does (206,
+// Content-Range), or misbehaves as told for a given request: the far end of the GETs a restore's
+// workers send themselves (backend signGet), without a gateway. `signGet` points a backend at it.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { SignedGet } from '../../src/backend/types.ts';
+
+/**
+ * What the server does with a request: `ok`; `500`; `whole` (200 and the whole object, as a store
+ * that ignores Range); `shifted` (206 for the range one byte later); `short` (the announced length,
+ * then the connection closed half way); `long` (206 announcing and sending one byte more);
+ * `reset` (the connection destroyed before any answer).
+ */
+export type Behaviour = 'ok' | '500' | 'whole' | 'shifted' | 'short' | 'long' | 'reset';
+
+export interface RangeServer {
+  url: string;
+  /** requests received, in order (object key and Range header) */
+  requests: Array<{ key: string; range: string }>;
+  /** a signGet for a backend: GETs of this server */
+  signGet(key: string, range: { start: number; end: number }): Promise<SignedGet>;
+  close(): Promise<void>;
+}
+
+export async function serveObjects(objects: Map<string, Buffer>, behave: (request: number) => Behaviour = () => 'ok'): Promise<RangeServer> {
+  const requests: RangeServer['requests'] = [];
+  const server: Server = createServer((req, res) => {
+    const key = decodeURIComponent((req.url ?? '/').slice(1));
+    const range = String(req.headers.range ?? '');
+    const how = behave(requests.length);
+    requests.push({ key, range });
+    const body = objects.get(key);
+    const m = /^bytes=(\d+)-(\d+)$/.exec(range);
+    if (!body || !m) { res.writeHead(404).end(); return; }
+    const start = Number(m[1]), end = Math.min(Number(m[2]), body.length - 1);
+    switch (how) {
+      case '500': res.writeHead(500).end('InternalError'); return;
+      case 'reset': req.socket.destroy(); return;
+      case 'whole': res.writeHead(200, { 'content-length': body.length }).end(body); return;
+      case 'shifted': {
+        const part = body.subarray(start + 1, end + 2);
+        res.writeHead(206, { 'content-range': `bytes ${start + 1}-${start + part.length}/${body.length}`, 'content-length': part.length }).end(part);
+        return;
+      }
+      case 'long': {
+        const part = body.subarray(start, end + 2);
+        res.writeHead(206, { 'content-range': `bytes ${start}-${end}/${body.length}`, 'content-length': part.length }).end(part);
+        return;
+      }
+      case 'short': {
+        const part = body.subarray(start, end + 1);
+        res.writeHead(206, { 'content-range': `bytes ${start}-${end}/${body.length}`, 'content-length': part.length });
+        res.write(part.subarray(0, part.length >> 1), () => req.socket.destroy());
+        return;
+      }
+      case 'ok': {
+        const part = body.subarray(start, end + 1);
+        res.writeHead(206, { 'content-range': `bytes ${start}-${end}/${body.length}`, 'content-length': part.length }).end(part);
+      }
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url, requests,
+    async signGet(key, range) { return { url: `${url}/${encodeURIComponent(key)}`, headers: { range: `bytes=${range.start}-${range.end}` } }; },
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
