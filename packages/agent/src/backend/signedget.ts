@@ -32,8 +32,8 @@ function agentFor(url: URL, caFile: string | undefined): HttpAgentType {
 
 /**
  * Bytes [start, end] of the object, as `request` asks for them: a buffer of exactly that length
- * (`into`'s, or one that owns its memory), or an Error saying what went wrong (any status but 206 with the range
- * asked for, a body shorter or longer than announced, the connection, a timeout).
+ * (`into`'s, or one that owns its memory), or an Error saying what went wrong (any status but 206
+ * with the range asked for, a body shorter or longer than announced, the connection, a timeout).
  */
 export function sendSignedGet(request: SignedGet, start: number, end: number, into?: (length: number) => Buffer): Promise<Buffer> {
   const length = end - start + 1;
