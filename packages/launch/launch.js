@@ -25,9 +25,10 @@ export function launch(o) {
   }
   const flags = o.v8Flags ?? [];
   const given = (flag) => process.execArgv.some((a) => a.split('=')[0] === flag.split('=')[0]);
+  const missingFlags = !flags.every(given);
   const missingEnv = Object.entries(o.env ?? {}).filter(([k]) => process.env[k] === undefined);
-  if (((flags.length && !flags.every(given)) || missingEnv.length) && typeof process.execve === 'function') {
-    const argv = flags.every(given) ? process.execArgv : [...flags, ...process.execArgv];
+  if ((missingFlags || missingEnv.length) && typeof process.execve === 'function') {
+    const argv = missingFlags ? [...flags, ...process.execArgv] : process.execArgv;
     process.execve(process.execPath, [process.execPath, ...argv, process.argv[1], ...process.argv.slice(2)], { ...process.env, ...Object.fromEntries(missingEnv) });
   }
   try {

@@ -21,7 +21,8 @@ import { launch } from '@shelter/launch';
 // VM that hands freed memory back to its host, a fresh page costs a fault there on first touch
 // (2 MiB buffers filled at ~1-4 GB/s fresh against ~39 GB/s reused). Linux initial backup 11.96
 // -> 11.17 s and 19.3 -> 18.1 CPU s (5 alternated runs, all five faster; restores unchanged);
-// peak RSS +10-20 MiB. The user's own settings of these variables win.
+// peak RSS +10-20 MiB. The user's own settings of these variables win. (The #! line repeats the
+// values: test/agent/roundtrip.test.ts checks both ways of starting.)
 const dataCommand = ['backup', 'restore', 'check'].includes(process.argv[2] ?? '');
 launch({
   name: 'shelter',

@@ -133,6 +133,8 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   const pick = () => workers.filter((wk) => !wk.dead).reduce<(typeof workers)[number] | undefined>((x, y) => (!x || y.busy < x.busy ? y : x), undefined);
   const noWorker = () => Object.assign(new Error(`every seal worker has died (${workers[0]?.dead?.message ?? 'unknown'})`), { workerDied: true });
   type Reply = { sealed: Buffer; lengths: number[]; fileResults?: FileResult[]; fetchError?: string; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; read?: number; done?: boolean };
+  /** what a worker posts: a Reply's fields as they cross (`sealed` a Uint8Array), its failure, or that it has loaded */
+  type WorkerMessage = Partial<Omit<Reply, 'sealed'>> & { seq: number; sealed?: Uint8Array; error?: string; ready?: boolean };
   const waiting = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
   let seq = 0;
   /** one job to the least busy live worker; resolves with its reply */
@@ -151,7 +153,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
     });
   };
   for (const wk of workers) {
-    wk.w.on('message', (m: { ready?: boolean; seq: number; sealed?: Uint8Array; lengths?: number[]; fileResults?: FileResult[]; fetchError?: string; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; read?: number; done?: boolean; error?: string }) => {
+    wk.w.on('message', (m: WorkerMessage) => {
       if (m.ready) { wk.ready = true; return; }
       const job = waiting.get(m.seq);
       if (!job) return;

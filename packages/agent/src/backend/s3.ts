@@ -1,18 +1,12 @@
 // The agent's S3 backend: AWS SDK for JavaScript v3 (SigV4, retries with exponential backoff and
 // jitter on 5xx, throttling, timeouts and connection resets). HTTPS only unless the user opts in.
 import { Readable } from 'node:stream';
-import { createSecureContext } from 'node:tls';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { BackendError, type Backend, type ObjectInfo, type SignedGet, type StreamBody } from './types.ts';
-import { caBundle, checkEndpoint } from './endpoint.ts';
+import { checkEndpoint, keepAliveAgents } from './endpoint.ts';
 import { s3Signer } from './sign.ts';
 
-// node:http and node:https through getBuiltinModule, not ESM imports: an ESM import of a builtin
-// reads every one of its exports, and node:http's lazy ones (WebSocket and friends) load undici,
-// ~25 ms of the start of every command that opens the repository.
-const { Agent: HttpAgent } = process.getBuiltinModule('node:http');
-const { Agent: HttpsAgent } = process.getBuiltinModule('node:https');
 
 export interface S3BackendOptions {
   endpoint: string;
@@ -82,15 +76,8 @@ async function readBody(body: Readable, length: number | undefined): Promise<Buf
 export function openS3Backend(o: S3BackendOptions): Backend {
   const url = checkEndpoint(o.endpoint, o.insecureHttp);
   const maxSockets = o.maxSockets ?? 16;
-  const ca = caBundle(o.caFile);
-  const requestHandler = new NodeHttpHandler({
-    connectionTimeout: 10_000,
-    requestTimeout: 120_000,
-    // the CAs as one secure context built once: given as `ca`, Node's agent would join the whole
-    // bundle (~180 KB of PEM) into its connection-pool key on every request (0.2 ms each)
-    httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets, ...(ca ? { secureContext: createSecureContext({ ca }) } : {}) }),
-    httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
-  });
+  const agents = keepAliveAgents(o.caFile, maxSockets);
+  const requestHandler = new NodeHttpHandler({ connectionTimeout: 10_000, requestTimeout: 120_000, httpsAgent: agents.https, httpAgent: agents.http });
   const clientConfig = (maxAttempts: number) => ({
     endpoint: o.endpoint,
     region: o.region ?? 'us-east-1',

@@ -2,32 +2,23 @@
 // that the range's bytes arrive where they are decrypted and written, never crossing the main
 // thread. One attempt, no retries: whatever goes wrong is reported as a message and the main
 // thread fetches the range again through the backend (retries, backoff, S3 error codes).
-import { createSecureContext } from 'node:tls';
-import type { Agent as HttpAgentType, IncomingMessage } from 'node:http';
-import { caBundle } from './endpoint.ts';
+import type { Agent, IncomingMessage } from 'node:http';
+import { keepAliveAgents } from './endpoint.ts';
 import type { SignedGet } from './types.ts';
 
-// node:http and node:https through getBuiltinModule (as in s3.ts): an ESM import loads undici
+// node:http and node:https through getBuiltinModule (see endpoint.ts): an ESM import loads undici
 const http = process.getBuiltinModule('node:http');
 const https = process.getBuiltinModule('node:https');
 
 /** no byte for this long: the request is given up (the SDK's requestTimeout) */
 const IDLE_TIMEOUT = 120_000;
 
-/** keep-alive connections of this thread, by origin and CA file (one in practice) */
-const agents = new Map<string, HttpAgentType>();
-function agentFor(url: URL, caFile: string | undefined): HttpAgentType {
-  const k = `${url.origin} ${caFile ?? ''}`;
-  let a = agents.get(k);
-  if (!a) {
-    const ca = caBundle(caFile);
-    a = url.protocol === 'https:'
-      // the CAs as one secure context built once (see s3.ts)
-      ? new https.Agent({ keepAlive: true, maxSockets: 8, ...(ca ? { secureContext: createSecureContext({ ca }) } : {}) })
-      : new http.Agent({ keepAlive: true, maxSockets: 8 });
-    agents.set(k, a);
-  }
-  return a;
+/** this thread's keep-alive connections, by CA file (one in practice) */
+const agents = new Map<string, ReturnType<typeof keepAliveAgents>>();
+function agentFor(url: URL, caFile: string | undefined): Agent {
+  let a = agents.get(caFile ?? '');
+  if (!a) agents.set(caFile ?? '', (a = keepAliveAgents(caFile, 8)));
+  return url.protocol === 'https:' ? a.https : a.http;
 }
 
 /**
