@@ -119,25 +119,34 @@ test('no spool file for the next pack (its directory gone mid-backup) fails the 
   const spoolDir = join(work, 'spool');
   mkdirSync(spoolDir);
   const backend = memoryBackend();
-  const put = backend.putNew.bind(backend);
-  // when the first pack is uploaded, the spool directory disappears: the second pack has none
-  backend.putNew = async (key, body) => { if (key.startsWith('data/')) rmSync(spoolDir, { recursive: true, force: true }); return put(key, body); };
+  // when the first pack is uploaded, the spool directory disappears: the second pack has none.
+  // Each repository below has its own view of the bucket, and only the one under test removes the
+  // directory: a failed repository's close() does not wait for an upload it had started, and such
+  // a late upload, removing the directory made again for the next backup before its first pack,
+  // had that backup keep its packs in memory and complete (1 run in 3-8)
+  let underTest = 0;
+  const removingDir = (n: number): typeof backend => ({
+    ...backend,
+    putNew: async (key, body) => { if (key.startsWith('data/') && underTest === n) rmSync(spoolDir, { recursive: true, force: true }); return backend.putNew(key, body); },
+  });
   const { master, configBytes } = createRepository();
   await initRepository(backend, configBytes);
   // the file's blobs cannot all be stored: that is the repository's failure (flush reports it),
   // not only this file's (the archiver would skip the file with a warning and go on)
-  const repo = await openRepo(backend, master, { sealWorkers: 1, spoolDir, uploads: 1 });
+  underTest = 1;
+  const repo = await openRepo(removingDir(1), master, { sealWorkers: 1, spoolDir, uploads: 1 });
   await assert.rejects(repo.saveFileStream(Buffer.from(join(src, 'big'))), /cannot create a pack spool file/);
   await assert.rejects(repo.flush(), /cannot create a pack spool file in .*spool/);
   await repo.close();
   // and through a backup
   mkdirSync(spoolDir);
-  const second = await openRepo(backend, master, { sealWorkers: 1, spoolDir, uploads: 1 });
+  underTest = 2;
+  const second = await openRepo(removingDir(2), master, { sealWorkers: 1, spoolDir, uploads: 1 });
   await assert.rejects(backupFiles(second, { name: 'a', paths: [src] }), /cannot create a pack spool file in .*spool/);
   await second.close();
   assert.equal([...backend.objects.keys()].filter((k) => k.startsWith('snapshots/')).length, 0, 'no snapshot');
 
-  backend.putNew = put;
+  underTest = 0;
   const again = await openRepo(backend, master, { sealWorkers: 1, spoolDir: work });
   t.after(() => again.close());
   await backupFiles(again, { name: 'a', paths: [src] });
