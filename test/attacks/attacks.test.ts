@@ -888,6 +888,18 @@ describe('attacks on shelterd', { timeout: 240_000 }, () => {
       const r4 = await s3A.request({ method: 'POST', bucket: A.bucket, query: { delete: '' }, body: big, headers: xmlHeaders(big) });
       assertRefused(r4, 400, null, 'DeleteObjects with a 4 MiB body');
       expectAudited(r4, { source: src(A), error: 'any' }, 'DeleteObjects with a 4 MiB body');
+      // the same body sent slowly: the gateway has refused it long before the client has sent it
+      // all, and must still deliver its answer (not reset a connection the client is writing to)
+      const slow = await s3A.sign({ method: 'POST', bucket: A.bucket, query: { delete: '' }, body: big, headers: xmlHeaders(big) });
+      const pieces = (async function* () {
+        const body = Buffer.from(big);
+        for (let at = 0; at < body.length; at += 256 * 1024) {
+          yield body.subarray(at, at + 256 * 1024);
+          await sleep(20);
+        }
+      })();
+      const r5 = await s3A.send({ ...slow, headers: { ...slow.headers, 'content-length': String(Buffer.byteLength(big)) } }, { bodyStream: pieces });
+      assertRefused(r5, 400, null, 'DeleteObjects with a 4 MiB body sent slowly');
       const g = await s3A.request({ method: 'HEAD', bucket: A.bucket });
       assert.equal(g.status, 200, 'still serving');
     });

@@ -63,16 +63,42 @@ function errorXml(err: ErrorLike, resource: string, requestId: string): string {
 
 /** bytes of an unread request body we are willing to swallow to deliver an error response cleanly */
 const DRAIN_LIMIT = 8 * 1024 * 1024;
+/** and how long we wait for them */
+const DRAIN_TIMEOUT_MS = 30_000;
 
-function drainOrClose(req: IncomingMessage, res: ServerResponse): void {
-  if (req.complete) return;
-  let seen = 0;
-  req.on('data', (c: Buffer) => {
-    seen += c.length;
-    if (seen > DRAIN_LIMIT) req.destroy();
+/**
+ * Before an error answer to a request whose body is still arriving: read and discard the rest (up to
+ * DRAIN_LIMIT bytes and DRAIN_TIMEOUT_MS), then answer. Answering first and closing would reset the
+ * connection while the client is still sending, and it would see EPIPE or ECONNRESET instead of the
+ * S3 error code. A body declared (or found) larger than the limit is not read: the answer goes at
+ * once with `Connection: close` (a declared 5 GiB upload is refused without waiting for it).
+ */
+async function drainBeforeAnswer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (req.complete || req.destroyed) return;
+  const declared = Number(req.headers['content-length']);
+  if (declared > DRAIN_LIMIT) {
+    res.setHeader('connection', 'close');
+    return;
+  }
+  await new Promise<void>((resolve) => {
+    let seen = 0;
+    const done = (): void => {
+      clearTimeout(timer);
+      req.off('data', onData).off('end', done).off('close', done).off('error', done);
+      resolve();
+    };
+    const giveUp = (): void => {
+      res.setHeader('connection', 'close');
+      done();
+    };
+    const onData = (c: Buffer): void => {
+      seen += c.length;
+      if (seen > DRAIN_LIMIT) giveUp();
+    };
+    const timer = setTimeout(giveUp, DRAIN_TIMEOUT_MS);
+    req.on('data', onData).once('end', done).once('close', done).once('error', done);
+    req.resume();
   });
-  req.resume();
-  res.setHeader('connection', 'close');
 }
 
 export function s3Handler(ctx: Context, opts: HandlerOptions) {
@@ -165,7 +191,7 @@ export function s3Handler(ctx: Context, opts: HandlerOptions) {
       if (!audited) {
         try { await ctx.audit.append(entry); } catch (ae) { opts.log({ level: 'error', msg: 'audit append failed', requestId, error: String(ae) }); }
       }
-      drainOrClose(req, res);
+      await drainBeforeAnswer(req, res);
       const headers: Record<string, string | number> = { 'x-amz-request-id': requestId, 'x-amz-id-2': requestId, server: 'Shelter', ...(err.headers ?? {}) };
       if (err.status === 304 || req.method === 'HEAD') {
         res.writeHead(err.status, headers).end();
