@@ -531,8 +531,14 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
       return id;
     },
     async close() {
-      // spool files of packs never finished (a failed backup; a data writer that got no blob)
+      // spool files of packs never finished (a failed backup; a data writer that got no blob), and
+      // of packs still waiting for an upload slot: those are not started now
       for (const t of ['data', 'tree'] as const) { spools[t]?.close(); spools[t] = undefined; }
+      for (const q of queued.splice(0)) q.spool?.close();
+      // uploads already under way end first (each fails or completes within its request's retries
+      // and timeouts; their errors are the repository's failure, reported by flush): no request of
+      // this repository outlives it, and a pack stored whole is one the next backup finds
+      while (inFlight.size) await Promise.all(inFlight);
       await pool?.close();
     },
     async listSnapshots() {

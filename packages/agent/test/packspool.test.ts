@@ -121,9 +121,8 @@ test('no spool file for the next pack (its directory gone mid-backup) fails the 
   const backend = memoryBackend();
   // when the first pack is uploaded, the spool directory disappears: the second pack has none.
   // Each repository below has its own view of the bucket, and only the one under test removes the
-  // directory: a failed repository's close() does not wait for an upload it had started, and such
-  // a late upload, removing the directory made again for the next backup before its first pack,
-  // had that backup keep its packs in memory and complete (1 run in 3-8)
+  // directory (before close() waited for the uploads it had started, a late upload of a failed
+  // repository removed the directory made again for the next backup)
   let underTest = 0;
   const removingDir = (n: number): typeof backend => ({
     ...backend,
@@ -153,4 +152,44 @@ test('no spool file for the next pack (its directory gone mid-backup) fails the 
   const checked = await checkRepository(again, { readData: true });
   assert.deepEqual(checked.problems, []);
   assert.equal(checked.snapshots, 1);
+});
+
+test('close() of a failed repository waits for the uploads under way and starts none of the packs still queued', async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'shelter-spool-'));
+  t.after(() => rmSync(work, { recursive: true, force: true }));
+  // 72 MiB of random bytes: five 16 MiB data packs
+  const big = join(work, 'big');
+  writeFileSync(big, randomBytes(72 << 20));
+  const backend = memoryBackend();
+  const { master, configBytes } = createRepository();
+  await initRepository(backend, configBytes);
+  // the first pack's upload hangs until released; the second is refused at once
+  let started = 0, finished = 0;
+  let release!: () => void;
+  const released = new Promise<void>((res) => { release = res; });
+  const repo = await openRepo({
+    ...backend,
+    putNew: async (key, body) => {
+      if (!key.startsWith('data/')) return backend.putNew(key, body);
+      const n = ++started;
+      if (n === 1) await released;
+      if (n === 2) throw new Error('storage refused the second pack');
+      const r = await backend.putNew(key, body);
+      finished++;
+      return r;
+    },
+  }, master, { sealWorkers: 1, spoolDir: work, uploads: 2 });
+  await assert.rejects(repo.saveFileStream(Buffer.from(big)), /storage refused the second pack/);
+  await assert.rejects(repo.flush(), /storage refused the second pack/);
+  assert.equal(started, 2, 'two uploads under way when the backup failed');
+  let closed = false;
+  const closing = repo.close().then(() => { closed = true; });
+  await new Promise((res) => setTimeout(res, 300));
+  assert.equal(closed, false, 'close() waits for the upload under way');
+  release();
+  await closing;
+  assert.equal(finished, 1, 'the upload under way completed before close() returned');
+  await new Promise((res) => setTimeout(res, 100));
+  assert.equal(started, 2, 'no queued pack was uploaded after close()');
+  assert.deepEqual(readdirSync(work), ['big'], 'no spool file left');
 });
