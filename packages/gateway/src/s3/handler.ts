@@ -96,6 +96,9 @@ async function drainBeforeAnswer(req: IncomingMessage, res: ServerResponse): Pro
       if (seen > DRAIN_LIMIT) giveUp();
     };
     const timer = setTimeout(giveUp, DRAIN_TIMEOUT_MS);
+    // detached from whatever the operation piped it into: a body verifier nobody reads any more
+    // (the storage failed before reading) would pause it again, and the drain would stall
+    req.unpipe();
     req.on('data', onData).once('end', done).once('close', done).once('error', done);
     req.resume();
   });
