@@ -27,6 +27,13 @@ const MAX_SEALING_BYTES = 16 * 1024 * 1024;
 /** room() when there is room */
 const ROOM: Promise<void> = Promise.resolve();
 
+/**
+ * How long close() lets uploads already under way finish after a failure: long enough for a pack
+ * on a slow link, short enough that a failed command exits soon after saying why (an upload to a
+ * store that hangs could otherwise retry for minutes).
+ */
+const CLOSE_GRACE_MS = 30_000;
+
 /** Write a new index object after this many packs (or INDEX_TARGET_BLOBS blobs), so an interrupted backup loses little. */
 const PACKS_PER_INDEX = 32;
 
@@ -324,6 +331,8 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   // bounded when uploads are the bottleneck (before, the full writer went on growing meanwhile).
   type QueuedPack = { pack: FinishedPackParts; spool: PackSpool | undefined };
   const queued: QueuedPack[] = [];
+  /** every upload started, ended (each records its own failure) */
+  const uploadsEnded = async () => { while (inFlight.size) await Promise.all(inFlight); };
   const pump = () => {
     while (inFlight.size < uploads && queued.length) {
       const pack = queued.shift()!;
@@ -503,7 +512,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
       if (failure) throw failure;
       takePack('data');
       takePack('tree');
-      while (inFlight.size) await Promise.all(inFlight);
+      await uploadsEnded();
       if (failure) throw failure;
       await writeIndex();
       pending.clear();
@@ -535,10 +544,12 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
       // of packs still waiting for an upload slot: those are not started now
       for (const t of ['data', 'tree'] as const) { spools[t]?.close(); spools[t] = undefined; }
       for (const q of queued.splice(0)) q.spool?.close();
-      // uploads already under way end first (each fails or completes within its request's retries
-      // and timeouts; their errors are the repository's failure, reported by flush): no request of
-      // this repository outlives it, and a pack stored whole is one the next backup finds
-      while (inFlight.size) await Promise.all(inFlight);
+      // uploads already under way end first, for up to CLOSE_GRACE_MS (their errors are the
+      // repository's failure, reported by flush): no request of this repository outlives it in
+      // practice, and a pack stored whole is one the next backup finds
+      let grace: NodeJS.Timeout | undefined;
+      await Promise.race([uploadsEnded(), new Promise<void>((res) => { grace = setTimeout(res, CLOSE_GRACE_MS); })]);
+      clearTimeout(grace);
       await pool?.close();
     },
     async listSnapshots() {
