@@ -14,20 +14,18 @@ import { launch } from '@shelter/launch';
 // it to ~540 MB but cost ~12% of the backup's CPU in scavenges; since packs are streamed and
 // the seal workers collect their own garbage, 8 MiB gives ~600 MB at nearly the speed of 16.
 // Only the commands that move data need it (the re-exec, when the #! line was not used, costs ~30 ms).
-// glibc's malloc keeps what it frees (MALLOC_*: read as the process starts, so set by the line
-// above or by the re-exec): buffers of up to 32 MiB come from its heap rather than each from a
-// mapping of its own, and freed memory stays in the process instead of going back to the kernel.
-// The agent's buffers come and go by the MiB (chunk batches, sealed replies, pack parts); on a
-// VM that hands freed memory back to its host, a fresh page costs a fault there on first touch
-// (2 MiB buffers filled at ~1-4 GB/s fresh against ~39 GB/s reused). Linux initial backup 11.96
-// -> 11.17 s and 19.3 -> 18.1 CPU s (5 alternated runs, all five faster; restores unchanged);
-// peak RSS +10-20 MiB. At most two malloc arenas: each thread (main, walker, seal workers,
-// libuv's and V8's helpers) otherwise gets an arena of its own, and a buffer freed by another
-// thread than the one that allocated it goes back to that arena, so each keeps its own high-water
-// mark. Peak RSS of a linux-tree backup 453 -> 409 MiB, restore 451 -> 430 (alternated A/B runs,
-// time unchanged); one arena made restores ~10% slower (threads waiting on its lock). The user's
-// own settings of these variables win. (The #! line repeats the
-// values: test/agent/roundtrip.test.ts checks both ways of starting.)
+// glibc's malloc, tuned by MALLOC_* (read as the process starts: set by the line above, or by
+// the re-exec). It keeps what it frees: buffers of up to 32 MiB come from its heap, not each from
+// a mapping of its own, and freed memory stays in the process. The agent's buffers come and go by
+// the MiB; on a VM that hands freed memory back to its host, a fresh page costs a fault there on
+// first touch (2 MiB buffers filled at ~1-4 GB/s fresh against ~39 GB/s reused). Linux initial
+// backup 11.96 -> 11.17 s, 19.3 -> 18.1 CPU s (5 alternated runs; restores unchanged); peak RSS
+// +10-20 MiB. And at most two arenas: otherwise each thread (main, walker, seal workers, libuv's
+// and V8's helpers) has its own, a buffer freed by another thread goes back to the arena it came
+// from, and each arena keeps its own high-water mark. Peak RSS of a linux-tree backup 453 -> 409
+// MiB, restore 451 -> 430 (alternated runs, same times); one arena made restores ~12% slower.
+// The user's own settings win. The #! line repeats these values (it cannot import them):
+// test/agent/roundtrip.test.ts checks both ways of starting.
 const dataCommand = ['backup', 'restore', 'check'].includes(process.argv[2] ?? '');
 launch({
   name: 'shelter',
