@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KEYS, OTHER_KEYS, detRng, throwsCode, flip, streamBytes, mbps } from './helpers.ts';
-import { seal, open, sealBlob, openBlob, sealObject, openObject, ENVELOPE_OVERHEAD, FLAG_ZSTD } from '../src/envelope.ts';
+import { seal, open, sealBlob, openBlob, sealObject, openObject, worthCompressing, ENVELOPE_OVERHEAD, FLAG_ZSTD, PROBE_MIN, PROBE_SAMPLES } from '../src/envelope.ts';
 import { blobId, FINGERPRINT_BYTES } from '../src/derive.ts';
 
 /** Text-like data (source-code-like tokens; zstd-3 compresses it ~2.4x per 256 KiB blob). */
@@ -64,6 +64,33 @@ test('a blob stored under another id does not decrypt; the wrong key fails', () 
   const wrong = seal(KEYS, Buffer.from('gamma'), a.id);
   throwsCode(() => openBlob(KEYS, a.id, wrong, 100), 'Authentication');
   assert.ok(blobId(KEYS, Buffer.from('alpha')).equals(a.id));
+});
+
+test('the compressibility probe: zstd skipped for incompressible blobs, kept for anything with compressible parts', () => {
+  const n = 1 << 20;
+  const rnd = streamBytes(n, 0x17);
+  assert.equal(worthCompressing(rnd), false, 'random bytes: stored as they are');
+  assert.equal(worthCompressing(textLike(n)), true, 'text');
+  assert.equal(worthCompressing(Buffer.alloc(n)), true, 'zeros');
+  // below PROBE_MIN the probe never decides: zstd runs, and the result is kept only when smaller
+  assert.equal(worthCompressing(rnd.subarray(0, PROBE_MIN - 1)), true);
+  // mostly random, one compressible stretch where a single sample lands: still compressed
+  const step = Math.floor((n - 4096) / (PROBE_SAMPLES - 1));
+  const mixed = Buffer.from(rnd);
+  mixed.fill(0, 4 * step - 8192, 4 * step + 8192);
+  assert.equal(worthCompressing(mixed), true, 'one compressible sample in eight');
+  // random bytes with zeros between the sample positions: the probe misses them (stored larger, still exact)
+  const holes = Buffer.from(rnd);
+  for (let k = 0; k < PROBE_SAMPLES - 1; k++) holes.fill(0, k * step + 8192, (k + 1) * step - 4096);
+  assert.equal(worthCompressing(holes), false);
+  const sealed = sealBlob(KEYS, holes);
+  assert.equal(sealed.sealed[0]! & FLAG_ZSTD, 0);
+  assert.ok(openBlob(KEYS, sealed.id, sealed.sealed, n).equals(holes));
+  // a blob of text after random bytes in the same thread: the probe's buffer leaves nothing behind
+  const text = textLike(300_000);
+  const t = sealBlob(KEYS, text);
+  assert.equal(t.sealed[0]! & FLAG_ZSTD, FLAG_ZSTD);
+  assert.ok(openBlob(KEYS, t.id, t.sealed, n).equals(text));
 });
 
 test('decompression is bounded by the caller limit and the declared length', () => {
