@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KEYS, OTHER_KEYS, detRng, throwsCode, flip, streamBytes, mbps } from './helpers.ts';
-import { seal, open, sealBlob, openBlob, sealObject, openObject, worthCompressing, ENVELOPE_OVERHEAD, FLAG_ZSTD, PROBE_MIN, PROBE_SAMPLES } from '../src/envelope.ts';
+import { seal, open, sealBlob, openBlob, sealObject, openObject, worthCompressing, ENVELOPE_OVERHEAD, FLAG_ZSTD, PROBE_MIN, PROBE_SAMPLE, PROBE_SAMPLES } from '../src/envelope.ts';
 import { blobId, FINGERPRINT_BYTES } from '../src/derive.ts';
 
 /** Text-like data (source-code-like tokens; zstd-3 compresses it ~2.4x per 256 KiB blob). */
@@ -75,13 +75,17 @@ test('the compressibility probe: zstd skipped for incompressible blobs, kept for
   // below PROBE_MIN the probe never decides: zstd runs, and the result is kept only when smaller
   assert.equal(worthCompressing(rnd.subarray(0, PROBE_MIN - 1)), true);
   // mostly random, one compressible stretch where a single sample lands: still compressed
-  const step = Math.floor((n - 4096) / (PROBE_SAMPLES - 1));
+  // (and text-like bytes in one sample of eight too)
+  const step = Math.floor((n - PROBE_SAMPLE) / (PROBE_SAMPLES - 1));
   const mixed = Buffer.from(rnd);
   mixed.fill(0, 4 * step - 8192, 4 * step + 8192);
   assert.equal(worthCompressing(mixed), true, 'one compressible sample in eight');
+  const withText = Buffer.from(rnd);
+  textLike(16384).copy(withText, 4 * step - 8192);
+  assert.equal(worthCompressing(withText), true, 'one sample of text in eight');
   // random bytes with zeros between the sample positions: the probe misses them (stored larger, still exact)
   const holes = Buffer.from(rnd);
-  for (let k = 0; k < PROBE_SAMPLES - 1; k++) holes.fill(0, k * step + 8192, (k + 1) * step - 4096);
+  for (let k = 0; k < PROBE_SAMPLES - 1; k++) holes.fill(0, k * step + PROBE_SAMPLE, (k + 1) * step);
   assert.equal(worthCompressing(holes), false);
   const sealed = sealBlob(KEYS, holes);
   assert.equal(sealed.sealed[0]! & FLAG_ZSTD, 0);
