@@ -9,7 +9,7 @@ export {
 } from './derive.ts';
 export {
   seal, open, openEnvelope, sealBlob, openBlob, sealObject, openObject, openObjectEnvelope,
-  ENVELOPE_OVERHEAD, ENVELOPE_VERSION, FLAG_ZSTD, DEFAULT_ZSTD_LEVEL, MAX_PLAINTEXT, worthCompressing,
+  ENVELOPE_OVERHEAD, ENVELOPE_VERSION, FLAG_ZSTD, DEFAULT_ZSTD_LEVEL, MAX_PLAINTEXT,
   type SealOptions, type SealedBlob, type SealedObject, type ObjectKind, type Opened,
 } from './envelope.ts';
 export {
