@@ -2,7 +2,8 @@
 // holds are verified by hashing instead of being chunked again (archiver.ts, unchangedPrefix).
 // What must hold: the chunks stored are exactly those a backup without parent would cut (a
 // second name's backup of the same tree adds no blob), little new data is stored for an append,
-// a change in the middle or a truncation, and the restore is byte-identical.
+// a change in the middle or a truncation, and the restore is byte-identical. New files of an
+// incremental backup go through the seal workers' streams: only their new chunks are stored.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { randomBytes } from 'node:crypto';
@@ -62,6 +63,29 @@ describe('incremental backup of changed large files (shelterd over HTTPS)', () =
       assert.ok(readFileSync(join(target, src, f)).equals(readFileSync(join(src, f))), `${f} restored byte for byte`);
     }
     assertExit(await fx.agent.run(['check', '--read-data']), 0, 'check --read-data');
+  });
+
+  it('new files in an incremental backup (streamed through the seal workers): new chunks stored, a copy of stored bytes deduplicated, identical restore', async () => {
+    const before = await backup('files');
+    // 1.5 MiB of new bytes, and the first 3 MiB of a file already stored under a new name: its
+    // chunks are the stored file's but for the last (cut at the copy's end)
+    writeFileSync(join(src, 'new-medium.bin'), randomBytes(1.5 * MiB));
+    writeFileSync(join(src, 'copy.bin'), readFileSync(join(src, 'appended.bin')).subarray(0, 3 * MiB));
+    const after = await backup('files');
+    assert.equal(after.parent, before.snapshotId);
+    assert.equal(after.newFiles, 2);
+    assert.equal(after.warnings, 0);
+    assert.ok(after.newBytes >= 1.5 * MiB, `the new file's bytes are stored (${after.newBytes})`);
+    assert.ok(after.newBytes < 2.6 * MiB, `only the new file and the copy's last chunk are new (${after.newBytes} bytes)`);
+    // the chunks are the ones another name's backup cuts (its new trees aside: this test's reads
+    // changed appended.bin's atime)
+    const full = await backup('files-full');
+    assert.equal(full.newBytes, 0, 'every data chunk of the tree is stored already');
+    const target = join(fx.work, 'restore-new');
+    assertExit(await fx.agent.run(['restore', 'latest', '--name', 'files', '--target', target]), 0, 'restore');
+    for (const f of ['new-medium.bin', 'copy.bin']) {
+      assert.ok(readFileSync(join(target, src, f)).equals(readFileSync(join(src, f))), `${f} restored byte for byte`);
+    }
   });
 
   it('the local directory cache: written per snapshot, used by the next backup, --no-cache does without it, a damaged one is ignored', async () => {
