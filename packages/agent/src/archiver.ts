@@ -444,13 +444,15 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     let parentNodes: Promise<TreeNode[] | undefined> | undefined;
     const loadParent = () => (parentNodes ??= parentTrees!.nodes(rec.tree).catch((e: unknown) => { parentUnreadable(e); return undefined; }));
     try {
-      for (const e of group.entries) {
-        if (e.kind !== Kind.Descend) continue;
-        const sub = joinPath(path, e.name);
+      // (the group's entries are not decoded: kinds, names and sizes are enough here)
+      for (let k = 0; k < group.count; k++) {
+        if (group.kindAt(k) !== Kind.Descend) continue;
+        const name = group.nameAt(k);
+        const sub = joinPath(path, name);
         // a subdirectory not recorded (its files were not all saved as walked): its parent tree
         // is found in this directory's
-        const was = dirCache!.get(sub)?.tree ?? (await loadParent())?.find((n) => n.type === 'dir' && n.name.equals(e.name))?.subtree;
-        subs.push({ name: e.name, was, id: (await saveDir(sub, was)).id });
+        const was = dirCache!.get(sub)?.tree ?? (await loadParent())?.find((n) => n.type === 'dir' && n.name.equals(name))?.subtree;
+        subs.push({ name, was, id: (await saveDir(sub, was)).id });
       }
     } catch (e) {
       abandon(subs.map((s) => s.id));
@@ -480,10 +482,11 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
       // what the parent's listing holds besides subdirectories' trees: its files' contents (the
       // recorded packs), and the empty tree of a directory on another file system
       for (const n of rec.packs) referencedPacks.add(n);
-      for (const e of group.entries) {
-        if (e.kind === Kind.OtherFs) { summary.skipped++; await saveTree([]); }
-        else if (e.kind === Kind.Excluded) summary.skipped++;
-        else if (e.kind === Kind.Ok && e.st!.type === 'file') countFile(e.st!.size, true);
+      for (let k = 0; k < group.count; k++) {
+        const kind = group.kindAt(k);
+        if (kind === Kind.OtherFs) { summary.skipped++; await saveTree([]); }
+        else if (kind === Kind.Excluded) summary.skipped++;
+        else if (kind === Kind.Ok && group.fileSizeAt(k) >= 0) countFile(group.fileSizeAt(k), true);
       }
       summary.cachedDirs++;
       opts.recordDirs?.add(path, group.digest, tree, rec.packs);
