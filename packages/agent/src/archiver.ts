@@ -661,7 +661,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   }
 
   const tree = wholeFs ? await rootDir(parentRoot) : await virtualDir('/', parentRoot);
-  await repo.flush(); 
+  await repo.flush();
   for (const id of unresolved) {
     const loc = repo.index.lookup(id);
     if (!loc) throw new Error(`internal: blob ${id.toString('hex')} was saved but is in no index after flush`);

@@ -61,12 +61,14 @@ export function readOwnFile(file: string, max: number): Buffer | undefined {
   } finally { closeSync(fd); }
 }
 
-/** Writes `bytes` as `dir`/`name`: to a new name first (O_EXCL: never a planted file or symlink), then renamed over it. */
-export function writeOwnFile(dir: string, name: string, bytes: Uint8Array): void {
+/** Writes `bytes` (or its parts, in order) as `dir`/`name`: to a new name first (O_EXCL: never a planted file or symlink), then renamed over it. */
+export function writeOwnFile(dir: string, name: string, bytes: Uint8Array | readonly Uint8Array[]): void {
   const tmp = join(dir, `.partial-${randomBytes(8).toString('hex')}`);
   try {
     const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    try { for (let w = 0; w < bytes.length;) w += writeSync(fd, bytes, w, bytes.length - w); } finally { closeSync(fd); }
+    try {
+      for (const part of bytes instanceof Uint8Array ? [bytes] : bytes) for (let w = 0; w < part.length;) w += writeSync(fd, part, w, part.length - w);
+    } finally { closeSync(fd); }
     renameSync(tmp, join(dir, name));
   } finally { rmSync(tmp, { force: true }); }
 }

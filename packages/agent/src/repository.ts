@@ -11,6 +11,8 @@ import type { Backend } from './backend/types.ts';
 import { mapLimit } from './limit.ts';
 import { openPackSpool, type PackSpool } from './packspool.ts';
 import { objectCache, readObject, type ObjectCache } from './objectcache.ts';
+import { readIndexCache, writeIndexCache, type IndexState } from './indexcache.ts';
+import { ownDir } from './localcache.ts';
 import { createSealPool, SEAL_LEVEL, type SealPool, type StreamWindow } from './sealpool.ts';
 
 /** a tree this small is sealed on the main thread unless a batch for the workers is pending anyway (saveBlob) */
@@ -149,12 +151,10 @@ async function listManifests(backend: Backend, abandoned = () => false): Promise
   return keys;
 }
 
-/** every index object listed, opened (entries compact: no object per blob), and the size of every pack the bucket holds */
-async function readIndexes(backend: Backend, keys: RepoKeys, objects: ObjectCache | undefined, listing: Promise<{ indexKeys: string[]; packSizes: Map<string, number> }>) {
-  const { indexKeys, packSizes } = await listing;
-  objects?.keepOnly('index', new Set(indexKeys));
+/** every index object's packs, compact (from the local object cache when it has a copy) */
+async function readIndexes(backend: Backend, keys: RepoKeys, objects: ObjectCache | undefined, indexKeys: readonly string[]) {
   const lists = await mapLimit(indexKeys, 8, async (key) => ({ key, packs: await readIndexWith(backend, keys, key, openIndexCompact, objects) }));
-  return { packSizes, lists };
+  return lists;
 }
 
 export interface OpenRepoOptions {
@@ -209,34 +209,79 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   const sealPool = () => (pool ??= createSealPool(keys, { workers: opts.sealWorkers, smallFileMax: config.chunker.min, followSymlinks: opts.followSymlinks }));
   if (opts.startWorkers) sealPool();
 
-  // ---- index: every index object, plus packs that no index lists yet (an interrupted backup's)
+  // ---- index: from the local index cache if it matches the bucket (indexcache.ts), else from every
+  // index object; plus packs that no index lists yet (an interrupted backup's)
   const objects = opts.cacheDir ? objectCache(opts.cacheDir, toHex(config.id), opts.onCacheProblem) : undefined;
-  let loaded: Awaited<ReturnType<typeof readIndexes>>;
-  try { loaded = await readIndexes(backend, keys, objects, listing); }
-  catch (e) {
+  const repoCacheDir = (create: boolean) => ownDir(opts.cacheDir!, [toHex(config.id)], create);
+  let listed: Awaited<typeof listing>;
+  let cached: IndexState | undefined;
+  let lists: Awaited<ReturnType<typeof readIndexes>> | undefined;
+  try {
+    listed = await listing;
+    objects?.keepOnly('index', new Set(listed.indexKeys));
+    if (opts.cacheDir) {
+      try { const dir = repoCacheDir(false); cached = dir ? readIndexCache(dir, keys, listed) : undefined; }
+      catch (e) { opts.onCacheProblem?.(`index cache not used: ${(e as Error).message}`); }
+    }
+    if (!cached) lists = await readIndexes(backend, keys, objects, listed.indexKeys);
+  } catch (e) {
     // the seal workers started above are not left running for a repository nobody will use
     await pool?.close();
     throw e;
   }
-  const { packSizes, lists } = loaded;
-  // An index object may list packs the gateway has deleted since (a deleted snapshot's packs that
-  // share an index object with a retained one): those blobs are gone, so dedup must not find them.
-  // They are kept apart (lostIndex) only to name the missing pack in error messages.
-  const lost = lists.map((l) => l.packs.filter((p) => !packSizes.has(toHex(p.id))));
-  for (const l of lists) l.packs = l.packs.filter((p) => packSizes.has(toHex(p.id)));
-  const lostIndex = BlobIndex.fromEncoded(lost);
-  const index = BlobIndex.fromEncoded(lists.map((l) => l.packs));
+  const { packSizes } = listed;
   const treePacks = new Set<number>();
   /** pack n holds tree blobs only (its entries as stored): a tree pack, read whole when trees load */
   const noteTreePack = (n: number, encodedEntries: Buffer) => { if (onlyTreeEntries(encodedEntries)) treePacks.add(n); };
+  /** the index object listing each pack, and the pack's size (both for the index cache) */
   const packIndexKey = new Map<number, string>();
-  for (const l of lists) {
-    for (const p of l.packs) {
-      const n = index.addPack(p.id);
-      packIndexKey.set(n, l.key);
-      noteTreePack(n, p.encodedEntries);
+  const packSizeOf = new Map<number, number>();
+  let index: BlobIndex;
+  let lostIndex: BlobIndex;
+  /** the index as it is now, for the next command (only entries of packs that an index object lists) */
+  const saveIndexCache = () => {
+    try {
+      const listing = new Map<string, number[]>();
+      for (const [n, key] of packIndexKey) {
+        let numbers = listing.get(key);
+        if (!numbers) listing.set(key, (numbers = []));
+        numbers.push(n);
+      }
+      const packs = new Map([...packSizeOf].map(([n, size]) => [n, { size, treeOnly: treePacks.has(n) }]));
+      writeIndexCache(repoCacheDir(true)!, keys, { index, packs, objects: listing });
+    } catch (e) { opts.onCacheProblem?.(`index cache not written: ${(e as Error).message}`); }
+  };
+  if (cached) {
+    index = cached.index;
+    lostIndex = BlobIndex.fromEncoded([]);
+    for (const [key, numbers] of cached.objects) {
+      for (const n of numbers) {
+        packIndexKey.set(n, key);
+        packSizeOf.set(n, cached.packs.get(n)!.size);
+        if (cached.packs.get(n)!.treeOnly) treePacks.add(n);
+      }
     }
+  } else {
+    // An index object may list packs the gateway has deleted since (a deleted snapshot's packs that
+    // share an index object with a retained one): those blobs are gone, so dedup must not find them.
+    // They are kept apart (lostIndex) only to name the missing pack in error messages.
+    const lost = lists!.map((l) => l.packs.filter((p) => !packSizes.has(toHex(p.id))));
+    for (const l of lists!) l.packs = l.packs.filter((p) => packSizes.has(toHex(p.id)));
+    lostIndex = BlobIndex.fromEncoded(lost);
+    index = BlobIndex.fromEncoded(lists!.map((l) => l.packs));
+    for (const l of lists!) {
+      for (const p of l.packs) {
+        const n = index.addPack(p.id);
+        packIndexKey.set(n, l.key);
+        packSizeOf.set(n, p.size);
+        noteTreePack(n, p.encodedEntries);
+      }
+    }
+    // (with packs lost, the cache would be out of date at once: the listing no longer has them)
+    if (opts.cacheDir && lostIndex.size === 0) saveIndexCache();
   }
+  /** an index object was written by this process: the cache is rewritten once the snapshot is saved */
+  let indexChanged = false;
 
   // packs in flight: 2 keep the link busy against a gateway, 4 only held 32 MiB more in memory
   const uploads = opts.uploads ?? 2;
@@ -303,7 +348,12 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
     const key = indexKey(sealed.id);
     await backend.putNew(key, sealed.bytes, sealed.id);
     objects?.put(key, sealed.bytes);
-    for (const p of packs) packIndexKey.set(index.addPack(p.id), key);
+    for (const p of packs) {
+      const n = index.addPack(p.id);
+      packIndexKey.set(n, key);
+      packSizeOf.set(n, p.size);
+    }
+    indexChanged = true;
   };
 
   const uploadPack = async ({ pack, spool }: QueuedPack) => {
@@ -537,6 +587,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
       await backend.putNew(manifestKey(sealed.id), manifest);
       await backend.putNew(snapshotKey(sealed.id), sealed.bytes, sealed.id);
       objects?.put(snapshotKey(sealed.id), sealed.bytes);
+      if (opts.cacheDir && indexChanged) { saveIndexCache(); indexChanged = false; }
       return id;
     },
     async close() {

@@ -56,6 +56,8 @@ test('index and snapshot objects: read from local copies once fetched, checked, 
   const bytes = readFileSync(copy);
   bytes[bytes.length >> 1]! ^= 1;
   writeFileSync(copy, bytes);
+  // (without the index cache, which would spare opening the index objects at all: indexcache.test.ts)
+  rmSync(join(cacheDir, toHex(repo.config.id), 'index'));
   repo = await open();
   assert.deepEqual(metadataFetched(), [victim]);
   assert.ok(readFileSync(copy).equals(backend.objects.get(victim)!), 'the good bytes are kept');
@@ -73,6 +75,7 @@ test('index and snapshot objects: read from local copies once fetched, checked, 
 
   // a cache another user could replace is not used, and says so once
   chmodSync(objectsDir, 0o777);
+  rmSync(join(cacheDir, toHex(repo.config.id), 'index'), { force: true }); // (so that the index objects are opened)
   repo = await open();
   await repo.listSnapshots();
   assert.equal(metadataFetched().length, indexKeys.length - 1 + 2);

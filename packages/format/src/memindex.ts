@@ -176,6 +176,33 @@ export class BlobIndex {
     return ix;
   }
 
+  /**
+   * Every entry, sorted by id (the overflow merged first), and the pack table its pack numbers
+   * index: what a local copy of the index needs (the agent's index cache). Views, not copies.
+   */
+  sorted(): { packIds: readonly Buffer[]; ids: Uint32Array<ArrayBuffer>; vals: Uint32Array<ArrayBuffer> } {
+    this.flush();
+    return { packIds: this.packIds, ids: this.ids.subarray(0, this.n * W), vals: this.vals.subarray(0, this.n * V) };
+  }
+
+  /**
+   * The index sorted() gave (the arrays are used as they are, not copied). Throws Corrupt unless
+   * the ids are strictly increasing and every pack number is in the table: a lookup then finds
+   * exactly what was stored.
+   */
+  static fromSorted(packIds: readonly Uint8Array[], ids: Uint32Array<ArrayBuffer>, vals: Uint32Array<ArrayBuffer>): BlobIndex {
+    const n = ids.length / W;
+    if (!Number.isInteger(n) || vals.length !== n * V) throw new FormatError('Corrupt', 'index: entry arrays of different lengths');
+    // (the first words decide nearly always: the whole ids are compared only when those are equal)
+    for (let i = 1; i < n; i++) if (ids[(i - 1) * W]! >= ids[i * W]! && (ids[(i - 1) * W]! > ids[i * W]! || cmp(ids, i - 1, ids, i) >= 0)) throw new FormatError('Corrupt', 'index: entries not in order');
+    for (let i = 0; i < n; i++) if (vals[i * V]! >= packIds.length) throw new FormatError('Corrupt', `index: unknown pack number ${vals[i * V]}`);
+    const ix = new BlobIndex();
+    for (const id of packIds) ix.addPack(id);
+    if (ix.packIds.length !== packIds.length) throw new FormatError('Corrupt', 'index: a pack listed twice');
+    ix.ids = ids; ix.vals = vals; ix.n = n;
+    return ix;
+  }
+
   /** Number of a pack id (assigned on first sight). */
   addPack(id: Uint8Array): number {
     if (id.length !== 32) throw new FormatError('Invalid', 'pack id must be 32 bytes');

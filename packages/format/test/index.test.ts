@@ -143,6 +143,29 @@ test('BlobIndex: lookups agree with a Map through adds, merges and bulk loads', 
   assert.equal(ix.packCount, 300);
 });
 
+test('BlobIndex.sorted / fromSorted: the same lookups from the arrays alone; disorder, a duplicate and an unknown pack are refused', () => {
+  const packs = fakePacks(40, 300, 'sorted');
+  const ix = BlobIndex.fromIndexes([packs.slice(0, 30)]);
+  for (const p of packs.slice(30)) { const pn = ix.addPack(p.id); for (const e of p.entries) ix.add(e.id, pn, e.offset, e.length, e.rawLength); }
+  const { packIds, ids, vals } = ix.sorted(); // (the overflow merged first)
+  const copy = BlobIndex.fromSorted(packIds, ids.slice(), vals.slice());
+  assert.equal(copy.size, 12_000);
+  for (const p of packs) for (const e of p.entries) assert.deepEqual(copy.lookup(e.id), ix.lookup(e.id));
+  assert.ok(copy.packId(35).equals(packs[35]!.id));
+  const swapped = ids.slice();
+  swapped.copyWithin(8 * 100, 8 * 101, 8 * 102); // entry 100 now equals entry 101
+  throwsCode(() => BlobIndex.fromSorted(packIds, swapped, vals), 'Corrupt');
+  const sameFirstWord = ids.slice();
+  sameFirstWord[8 * 101] = sameFirstWord[8 * 100]!; // first words equal, the rest decides
+  if (sameFirstWord[8 * 101 + 1]! > sameFirstWord[8 * 100 + 1]!) BlobIndex.fromSorted(packIds, sameFirstWord, vals);
+  sameFirstWord[8 * 101 + 1] = 0; sameFirstWord[8 * 100 + 1] = 1;
+  throwsCode(() => BlobIndex.fromSorted(packIds, sameFirstWord, vals), 'Corrupt');
+  const badPack = vals.slice();
+  badPack[4 * 7] = packIds.length;
+  throwsCode(() => BlobIndex.fromSorted(packIds, ids, badPack), 'Corrupt');
+  throwsCode(() => BlobIndex.fromSorted(packIds, ids, vals.subarray(4)), 'Corrupt');
+});
+
 test(`BlobIndex memory: ${INDEX_BYTES_PER_BLOB} bytes per blob`, () => {
   const n = 1_000_000;
   const ids = streamBytes(32 * n, 0x61);
