@@ -34,6 +34,21 @@ const keys = deriveKeys(master, repoId);
 const PER_PACK = 1000;
 const MiB = (n: number) => (n / 2 ** 20).toFixed(0);
 
+if (args.mode === 'write-cache') {
+  // the index cache of these objects, as openRepo writes it
+  const files = readdirSync(dir).filter((f) => /^[0-9a-f]{64}$/.test(f));
+  const lists = files.map((f) => ({ key: indexKey(f), packs: openIndexCompact(keys, readFileSync(join(dir, f)), Buffer.from(f, 'hex')) }));
+  const index = BlobIndex.fromEncoded(lists.map((l) => l.packs));
+  const packs = new Map<number, { size: number; treeOnly: boolean }>();
+  const objects = new Map<string, number[]>();
+  for (const l of lists) objects.set(l.key, l.packs.map((p) => { const n = index.addPack(p.id); packs.set(n, { size: p.size, treeOnly: false }); return n; }));
+  mkdirSync(join(dir, 'cache'), { recursive: true, mode: 0o700 });
+  writeIndexCache(join(dir, 'cache'), keys, { index, packs, objects });
+  const packSizes = lists.flatMap((l) => l.packs.map((p) => [toHex(p.id), p.size]));
+  writeFileSync(join(dir, 'cache', 'listing.json'), JSON.stringify({ indexKeys: lists.map((l) => l.key), packSizes }));
+  process.exit(0);
+}
+
 if (args.mode) {
   // one measured load, in this process
   const files = readdirSync(dir).filter((f) => /^[0-9a-f]{64}$/.test(f));
@@ -79,19 +94,8 @@ if (!existsSync(join(dir, 'done'))) {
   writeFileSync(join(dir, 'done'), '');
 }
 
-if (!existsSync(join(dir, 'cache', 'index'))) {
-  // the index cache of these objects, as openRepo writes it
-  const files = readdirSync(dir).filter((f) => /^[0-9a-f]{64}$/.test(f));
-  const lists = files.map((f) => ({ key: indexKey(f), packs: openIndexCompact(keys, readFileSync(join(dir, f)), Buffer.from(f, 'hex')) }));
-  const index = BlobIndex.fromEncoded(lists.map((l) => l.packs));
-  const packs = new Map<number, { size: number; treeOnly: boolean }>();
-  const objects = new Map<string, number[]>();
-  for (const l of lists) objects.set(l.key, l.packs.map((p) => { const n = index.addPack(p.id); packs.set(n, { size: p.size, treeOnly: false }); return n; }));
-  mkdirSync(join(dir, 'cache'), { recursive: true, mode: 0o700 });
-  writeIndexCache(join(dir, 'cache'), keys, { index, packs, objects });
-  const packSizes = lists.flatMap((l) => l.packs.map((p) => [toHex(p.id), p.size]));
-  writeFileSync(join(dir, 'cache', 'listing.json'), JSON.stringify({ indexKeys: lists.map((l) => l.key), packSizes }));
-}
+// (in a process of its own: a child's peak RSS counts the parent's RSS at fork, so the parent stays small)
+if (!existsSync(join(dir, 'cache', 'index'))) execFileSync(process.execPath, ['--max-old-space-size=16384', import.meta.filename, '--mode', 'write-cache', '--blobs', String(blobs), '--dir', args.dir!], { stdio: 'inherit' });
 
 const run = (mode: string) => JSON.parse(execFileSync(process.execPath, ['--expose-gc', '--max-old-space-size=16384', import.meta.filename, '--mode', mode, '--blobs', String(blobs), '--dir', args.dir!], { encoding: 'utf8' })) as
   { blobs: number; ms: number; peakRss: number; rssAfter: number; indexBytes: number };
