@@ -52,10 +52,12 @@ describe('incremental backup of changed large files (shelterd over HTTPS)', () =
     assert.ok(second.newBlobs >= 3, `the append, the change and the truncation each make new chunks (${second.newBlobs})`);
 
     // a backup under another name has no parent: it chunks every byte; had the verified prefixes
-    // cut differently, it would store new chunks
+    // cut differently, it would store new chunks. (New data bytes, not new blobs: the trees of
+    // the source's ancestors hold /tmp's times, which any other process creating a file there
+    // changes, and then the full backup's root trees are new: 1 new blob in a CI run.)
     const full = await backup('files-full');
     assert.equal(full.parent, null);
-    assert.equal(full.newBlobs, 0, 'every chunk a full read cuts was already stored by the incremental backup');
+    assert.equal(full.newBytes, 0, 'every chunk a full read cuts was already stored by the incremental backup');
 
     const target = join(fx.work, 'restore');
     assertExit(await fx.agent.run(['restore', 'latest', '--name', 'files', '--target', target]), 0, 'restore');
