@@ -39,13 +39,11 @@ if (args.mode === 'write-cache') {
   const files = readdirSync(dir).filter((f) => /^[0-9a-f]{64}$/.test(f));
   const lists = files.map((f) => ({ key: indexKey(f), packs: openIndexCompact(keys, readFileSync(join(dir, f)), Buffer.from(f, 'hex')) }));
   const index = BlobIndex.fromEncoded(lists.map((l) => l.packs));
-  const packs = new Map<number, { size: number; treeOnly: boolean }>();
   const objects = new Map<string, number[]>();
-  for (const l of lists) objects.set(l.key, l.packs.map((p) => { const n = index.addPack(p.id); packs.set(n, { size: p.size, treeOnly: false }); return n; }));
+  for (const l of lists) objects.set(l.key, l.packs.map((p) => index.addPack(p.id)));
   mkdirSync(join(dir, 'cache'), { recursive: true, mode: 0o700 });
-  writeIndexCache(join(dir, 'cache'), keys, { index, packs, objects });
-  const packSizes = lists.flatMap((l) => l.packs.map((p) => [toHex(p.id), p.size]));
-  writeFileSync(join(dir, 'cache', 'listing.json'), JSON.stringify({ indexKeys: lists.map((l) => l.key), packSizes }));
+  writeIndexCache(join(dir, 'cache'), keys, { index, objects, treePacks: new Set() });
+  writeFileSync(join(dir, 'cache', 'listing.json'), JSON.stringify({ indexKeys: lists.map((l) => l.key) }));
   process.exit(0);
 }
 
@@ -56,8 +54,8 @@ if (args.mode) {
   // in a function: its lists are garbage once it returns
   const load = (): BlobIndex => {
     if (args.mode === 'cache') {
-      const listing = JSON.parse(readFileSync(join(dir, 'cache', 'listing.json'), 'utf8')) as { indexKeys: string[]; packSizes: Array<[string, number]> };
-      const state = readIndexCache(join(dir, 'cache'), keys, { indexKeys: listing.indexKeys, packSizes: new Map(listing.packSizes) });
+      const listing = JSON.parse(readFileSync(join(dir, 'cache', 'listing.json'), 'utf8')) as { indexKeys: string[] };
+      const state = readIndexCache(join(dir, 'cache'), keys, listing.indexKeys);
       if (!state) throw new Error('the index cache was not used');
       return state.index;
     }

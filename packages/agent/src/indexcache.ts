@@ -6,18 +6,19 @@
 //
 // Not part of the repository (the index objects in the bucket are the truth): one file per
 // repository under the agent's cache directory, authenticated with the repository's `cache`
-// subkey. It is used only when it lists exactly the index objects the bucket lists and every pack
-// it holds is in the bucket; otherwise (a backup from elsewhere, packs deleted by the gateway's
-// deletion workflow) the index objects are opened as without it, and the cache is written again.
-// One damaged, tampered with or made with another key is ignored the same way. `check` never uses
-// it. File layout: docs/FORMAT.md, "Local index cache".
+// subkey. Read here only if it lists exactly the index objects the bucket lists; whether every pack
+// it holds is still in the bucket is openRepo's to check (repository.ts, next to the same rule for
+// index objects). Otherwise (a backup from elsewhere, packs deleted by the gateway's deletion
+// workflow) the index objects are opened as without it, and the cache is written again. One
+// damaged, tampered with or made with another key is ignored the same way. `check` never uses it.
+// File layout: docs/FORMAT.md, "Index cache".
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { BlobIndex, indexKey, parseObjectKey, type RepoKeys } from '@shelter/format';
 import { readOwnFile, writeOwnFile } from './localcache.ts';
 
-const MAGIC = Buffer.from('shelter index cache v1\n');
+const MAGIC = Buffer.from('shelter index cache v2\n');
 const ID_BYTES = 32;
 const MAC_BYTES = 32;
 /** bytes per entry: the id's 8 words and the location's 4 (memindex.ts) */
@@ -25,16 +26,16 @@ const ID_WORDS = 8, VAL_WORDS = 4;
 /** a cache file larger than this is not read (10 million blobs take ~490 MB) */
 const MAX_CACHE_BYTES = 2 ** 31 - 1;
 const FILE = 'index';
-/** pack flags */
-const TREE_ONLY = 1, INDEXED = 2;
+/** pack flag: it holds tree blobs only */
+const TREE_ONLY = 1;
 
 /** what the repository keeps of its index besides the entries */
 export interface IndexState {
   index: BlobIndex;
-  /** per pack number of the index: its size and whether it holds tree blobs only, if an index object lists it */
-  packs: ReadonlyMap<number, { size: number; treeOnly: boolean }>;
-  /** index object key -> the numbers of the packs it lists */
+  /** index object key -> the numbers of the packs it lists (every pack with entries is in one) */
   objects: ReadonlyMap<string, readonly number[]>;
+  /** numbers of the packs that hold tree blobs only */
+  treePacks: ReadonlySet<number>;
 }
 
 const mac = (keys: RepoKeys, parts: readonly Uint8Array[]) => {
@@ -44,11 +45,11 @@ const mac = (keys: RepoKeys, parts: readonly Uint8Array[]) => {
 };
 
 /**
- * The cached index of the repository whose cache directory is `dir`, if there is one that matches
- * the bucket's listing; undefined if there is none or it is out of date; throws why one cannot be
- * used (damaged, another key's).
+ * The cached index of the repository whose cache directory is `dir`, if there is one made from
+ * exactly the index objects `listed`; undefined if there is none or it is out of date; throws why
+ * one cannot be used (damaged, another key's).
  */
-export function readIndexCache(dir: string, keys: RepoKeys, listed: { indexKeys: readonly string[]; packSizes: ReadonlyMap<string, number> }): IndexState | undefined {
+export function readIndexCache(dir: string, keys: RepoKeys, listed: readonly string[]): IndexState | undefined {
   // (the arrays are views of the file's bytes: the same byte order as the machine that wrote it)
   if (endianness() !== 'LE') return undefined;
   const bytes = readOwnFile(join(dir, FILE), MAX_CACHE_BYTES);
@@ -63,31 +64,31 @@ export function readIndexCache(dir: string, keys: RepoKeys, listed: { indexKeys:
 
   const packCount = u32();
   const packIds: Buffer[] = new Array(packCount);
-  const packs = new Map<number, { size: number; treeOnly: boolean }>();
+  const treePacks = new Set<number>();
   for (let n = 0; n < packCount; n++) {
     packIds[n] = bytesOf(ID_BYTES);
-    const size = u32();
-    const flags = body[need(1)]!;
-    if (flags & INDEXED) packs.set(n, { size, treeOnly: (flags & TREE_ONLY) !== 0 });
+    if (body[need(1)]! & TREE_ONLY) treePacks.add(n);
   }
   const objectCount = u32();
   // out of date unless it holds exactly the index objects listed (index objects are immutable:
-  // the same names, the same contents) and every pack it lists is still in the bucket
-  if (objectCount !== listed.indexKeys.length) return undefined;
-  const wanted = new Set(listed.indexKeys);
+  // the same names, the same contents)
+  if (objectCount !== listed.length) return undefined;
+  const wanted = new Set(listed);
   const objects = new Map<string, number[]>();
+  /** packs an index object lists: the only ones entries may be in */
+  const indexed = new Uint8Array(packCount);
   for (let k = 0; k < objectCount; k++) {
     const key = indexKey(bytesOf(ID_BYTES));
     const numbers = new Array<number>(u32());
     for (let i = 0; i < numbers.length; i++) {
       const n = u32();
-      if (!packs.has(n)) throw new Error('an index object lists a pack out of the table');
+      if (n >= packCount) throw new Error('an index object lists a pack out of the table');
       numbers[i] = n;
+      indexed[n] = 1;
     }
     if (!wanted.has(key) || objects.has(key)) return undefined;
     objects.set(key, numbers);
   }
-  for (const n of packs.keys()) if (!listed.packSizes.has(packIds[n]!.toString('hex'))) return undefined;
 
   const entries = u32();
   need((4 - (at % 4)) % 4);
@@ -99,19 +100,16 @@ export function readIndexCache(dir: string, keys: RepoKeys, listed: { indexKeys:
     ? new Uint32Array(bytes.buffer as ArrayBuffer, bytes.byteOffset + from, length / 4)
     : new Uint32Array(Uint8Array.prototype.slice.call(bytes, from, from + length).buffer));
   const vals = words(valsAt, valBytes);
-  // only blobs of packs an index object lists (those the bucket was just checked to hold)
-  const indexed = new Uint8Array(packCount);
-  for (const n of packs.keys()) indexed[n] = 1;
   for (let i = 0; i < vals.length; i += VAL_WORDS) if (indexed[vals[i]!] !== 1) throw new Error('a blob is in a pack that no index object lists');
   const index = BlobIndex.fromSorted(packIds, words(idsAt, idBytes), vals);
-  return { index, packs, objects };
+  return { index, objects, treePacks };
 }
 
 /** Writes the cache of `state` into `dir` (replacing the one there). */
 export function writeIndexCache(dir: string, keys: RepoKeys, state: IndexState): void {
   if (endianness() !== 'LE') return;
   const { packIds, ids, vals } = state.index.sorted();
-  let headLength = MAGIC.length + 4 + packIds.length * (ID_BYTES + 5) + 4 + 4;
+  let headLength = MAGIC.length + 4 + packIds.length * (ID_BYTES + 1) + 4 + 4;
   for (const numbers of state.objects.values()) headLength += ID_BYTES + 4 + 4 * numbers.length;
   headLength += (4 - (headLength % 4)) % 4;
   const head = Buffer.alloc(headLength);
@@ -119,9 +117,7 @@ export function writeIndexCache(dir: string, keys: RepoKeys, state: IndexState):
   at = head.writeUInt32LE(packIds.length, at);
   packIds.forEach((id, n) => {
     at += id.copy(head, at);
-    const p = state.packs.get(n);
-    at = head.writeUInt32LE(p?.size ?? 0, at);
-    at = head.writeUInt8(p ? INDEXED | (p.treeOnly ? TREE_ONLY : 0) : 0, at);
+    at = head.writeUInt8(state.treePacks.has(n) ? TREE_ONLY : 0, at);
   });
   at = head.writeUInt32LE(state.objects.size, at);
   for (const [key, numbers] of state.objects) {

@@ -220,9 +220,15 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
     listed = await listing;
     objects?.keepOnly('index', new Set(listed.indexKeys));
     if (opts.cacheDir) {
-      try { const dir = repoCacheDir(false); cached = dir ? readIndexCache(dir, keys, listed) : undefined; }
+      try { const dir = repoCacheDir(false); cached = dir ? readIndexCache(dir, keys, listed.indexKeys) : undefined; }
       catch (e) { opts.onCacheProblem?.(`index cache not used: ${(e as Error).message}`); }
     }
+    // An index object may list packs the gateway has deleted since (a deleted snapshot's packs that
+    // share an index object with a retained one): those blobs are gone, so dedup must not find them.
+    // A cache holding such a pack is out of date; from the index objects, they are kept apart
+    // (lostIndex below) only to name the missing pack in error messages.
+    const present = (n: number) => listed.packSizes.has(toHex(cached!.index.packId(n)));
+    if (cached && ![...cached.objects.values()].every((numbers) => numbers.every(present))) cached = undefined;
     if (!cached) lists = await readIndexes(backend, keys, objects, listed.indexKeys);
   } catch (e) {
     // the seal workers started above are not left running for a repository nobody will use
@@ -233,9 +239,8 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   const treePacks = new Set<number>();
   /** pack n holds tree blobs only (its entries as stored): a tree pack, read whole when trees load */
   const noteTreePack = (n: number, encodedEntries: Buffer) => { if (onlyTreeEntries(encodedEntries)) treePacks.add(n); };
-  /** the index object listing each pack, and the pack's size (both for the index cache) */
+  /** the index object listing each pack */
   const packIndexKey = new Map<number, string>();
-  const packSizeOf = new Map<number, number>();
   let index: BlobIndex;
   let lostIndex: BlobIndex;
   /** the index as it is now, for the next command (only entries of packs that an index object lists) */
@@ -247,24 +252,15 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
         if (!numbers) listing.set(key, (numbers = []));
         numbers.push(n);
       }
-      const packs = new Map([...packSizeOf].map(([n, size]) => [n, { size, treeOnly: treePacks.has(n) }]));
-      writeIndexCache(repoCacheDir(true)!, keys, { index, packs, objects: listing });
+      writeIndexCache(repoCacheDir(true)!, keys, { index, objects: listing, treePacks });
     } catch (e) { opts.onCacheProblem?.(`index cache not written: ${(e as Error).message}`); }
   };
   if (cached) {
     index = cached.index;
     lostIndex = BlobIndex.fromEncoded([]);
-    for (const [key, numbers] of cached.objects) {
-      for (const n of numbers) {
-        packIndexKey.set(n, key);
-        packSizeOf.set(n, cached.packs.get(n)!.size);
-        if (cached.packs.get(n)!.treeOnly) treePacks.add(n);
-      }
-    }
+    for (const [key, numbers] of cached.objects) for (const n of numbers) packIndexKey.set(n, key);
+    for (const n of cached.treePacks) treePacks.add(n);
   } else {
-    // An index object may list packs the gateway has deleted since (a deleted snapshot's packs that
-    // share an index object with a retained one): those blobs are gone, so dedup must not find them.
-    // They are kept apart (lostIndex) only to name the missing pack in error messages.
     const lost = lists!.map((l) => l.packs.filter((p) => !packSizes.has(toHex(p.id))));
     for (const l of lists!) l.packs = l.packs.filter((p) => packSizes.has(toHex(p.id)));
     lostIndex = BlobIndex.fromEncoded(lost);
@@ -273,15 +269,17 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
       for (const p of l.packs) {
         const n = index.addPack(p.id);
         packIndexKey.set(n, l.key);
-        packSizeOf.set(n, p.size);
         noteTreePack(n, p.encodedEntries);
       }
     }
-    // (with packs lost, the cache would be out of date at once: the listing no longer has them)
-    if (opts.cacheDir && lostIndex.size === 0) saveIndexCache();
   }
-  /** an index object was written by this process: the cache is rewritten once the snapshot is saved */
-  let indexChanged = false;
+  /**
+   * The cache must be (re)written: it was not used (none, out of date, damaged) and no pack is lost
+   * (with one, it would be out of date at once), or this process wrote an index object. Written
+   * once: after the snapshot is saved, or when the repository is closed, if every pack with
+   * entries in the index is listed by an index object by then.
+   */
+  let cacheStale = !!opts.cacheDir && !cached && lostIndex.size === 0;
 
   // packs in flight: 2 keep the link busy against a gateway, 4 only held 32 MiB more in memory
   const uploads = opts.uploads ?? 2;
@@ -348,12 +346,8 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
     const key = indexKey(sealed.id);
     await backend.putNew(key, sealed.bytes, sealed.id);
     objects?.put(key, sealed.bytes);
-    for (const p of packs) {
-      const n = index.addPack(p.id);
-      packIndexKey.set(n, key);
-      packSizeOf.set(n, p.size);
-    }
-    indexChanged = true;
+    for (const p of packs) packIndexKey.set(index.addPack(p.id), key);
+    cacheStale = !!opts.cacheDir;
   };
 
   const uploadPack = async ({ pack, spool }: QueuedPack) => {
@@ -587,7 +581,7 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
       await backend.putNew(manifestKey(sealed.id), manifest);
       await backend.putNew(snapshotKey(sealed.id), sealed.bytes, sealed.id);
       objects?.put(snapshotKey(sealed.id), sealed.bytes);
-      if (opts.cacheDir && indexChanged) { saveIndexCache(); indexChanged = false; }
+      if (cacheStale) { saveIndexCache(); cacheStale = false; }
       return id;
     },
     async close() {
@@ -602,6 +596,9 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
       await Promise.race([uploadsEnded(), new Promise<void>((res) => { grace = setTimeout(res, CLOSE_GRACE_MS); })]);
       clearTimeout(grace);
       await pool?.close();
+      // (packs uploaded but in no index object yet, an interrupted backup's or found at open: their
+      // entries would make the cache unusable; the next command indexes them and writes it)
+      if (cacheStale && unindexed.length === 0) { saveIndexCache(); cacheStale = false; }
     },
     async listSnapshots() {
       // a snapshot exists once its manifest and its snapshot object do (the snapshot object is

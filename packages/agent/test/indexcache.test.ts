@@ -77,9 +77,11 @@ test('index cache: the same index without reading an index object; damaged, fore
   bad[bad.length >> 1]! ^= 1;
   writeFileSync(cacheFile, bad);
   indexReads.length = 0;
-  assert.deepEqual(await whereIsEverything(await open(true)), expected);
+  const rebuilt = await open(true);
+  assert.deepEqual(await whereIsEverything(rebuilt), expected);
   assert.ok(indexReads.length > 0, 'the index objects were read');
   assert.match(problems.join('\n'), /index cache not used: authentication failed/);
+  await rebuilt.close(); // (written once per run, when the repository is closed)
   assert.ok(!readFileSync(cacheFile).equals(bad), 'written again');
   problems.length = 0;
   indexReads.length = 0;
@@ -94,8 +96,10 @@ test('index cache: the same index without reading an index object; damaged, fore
   t.after(() => otherRepo.close());
   await backupFiles(otherRepo, { name: 'x', paths: [src] });
   writeFileSync(cacheFile, readFileSync(join(work, 'other-cache', toHex(otherRepo.config.id), 'index')));
-  assert.deepEqual(await whereIsEverything(await open(true)), expected);
+  const reopened = await open(true);
+  assert.deepEqual(await whereIsEverything(reopened), expected);
   assert.match(problems.join('\n'), /authentication failed/);
+  await reopened.close();
   problems.length = 0;
 
   // out of date: an index object written by a process without the cache (another machine's backup)
@@ -104,9 +108,11 @@ test('index cache: the same index without reading an index object; damaged, fore
   const withThree = await whereIsEverything(await open(false));
   assert.ok(withThree.size > expected.size);
   indexReads.length = 0;
-  assert.deepEqual(await whereIsEverything(await open(true)), withThree, 'the new index object is not missed');
+  const updated = await open(true);
+  assert.deepEqual(await whereIsEverything(updated), withThree, 'the new index object is not missed');
   assert.ok(indexReads.length > 0, 'the index objects were read');
   assert.deepEqual(problems, [], 'an out-of-date cache is no problem');
+  await updated.close();
 
   // a pack gone from the bucket (the gateway's deletion workflow): its blobs are not found, even
   // though the cache (written by the open above) lists it
