@@ -486,7 +486,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
         const kind = group.kindAt(k);
         if (kind === Kind.OtherFs) { summary.skipped++; await saveTree([]); }
         else if (kind === Kind.Excluded) summary.skipped++;
-        else if (kind === Kind.Ok && group.fileSizeAt(k) >= 0) countFile(group.fileSizeAt(k), true);
+        else if (kind === Kind.Ok) { const size = group.fileSizeAt(k); if (size >= 0) countFile(size, true); }
       }
       summary.cachedDirs++;
       opts.recordDirs?.add(path, group.digest, tree, rec.packs);
