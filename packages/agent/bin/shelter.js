@@ -38,4 +38,6 @@ launch({
 // on the linux tree. 8 KiB slabs (Node's size before 24) waste an eighth of that. Set here, before
 // the agent's modules are loaded (only Node's own first slab is 64 KiB).
 Buffer.poolSize = 8 * 1024;
+// A backup's walker threads boot while the rest of the agent loads (see prestartWalkers)
+if (process.argv[2] === 'backup' && process.argv[3] === 'files') (await import('../src/walk.ts')).prestartWalkers();
 await import('../src/cli.ts');

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { lstatSync, readdirSync, readlinkSync, statSync, type BigIntStats } from 'node:fs';
 import { matchesGlob } from 'node:path';
 import { availableParallelism } from 'node:os';
-import { MessageChannel, Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { NodeType } from '@shelter/format';
 import { joinPath } from './fsnode.ts';
 
@@ -235,6 +235,9 @@ export interface TaskList { base: number; paths: Uint8Array[]; devs: bigint[]; i
 /** what a walker thread shares: [entries produced, entries consumed] with the archiver, [next task] with the other walkers */
 export interface WalkerShared { control: Int32Array; claim: Int32Array }
 
+/** a walker thread's first message: its work (the leader is sent roots; the others, tasks through `ports`) */
+export interface WalkerSetup extends WalkerShared { opts: WalkOptions; leader: boolean; ports: MessagePort[] }
+
 /**
  * A walker thread's work (walkworker.ts). The leader walks each root asked for: the root alone,
  * its listing, then publishes its subdirectories as tasks; every walker, the leader too, claims
@@ -390,16 +393,39 @@ export interface Walker {
  */
 const defaultWalkers = () => (availableParallelism() >= 4 ? 2 : 1);
 
+/** a walker thread started before its work is known, and what became of it meanwhile */
+interface Spare { worker: Worker; error?: Error; exit?: number }
+const spares: Spare[] = [];
+
+/**
+ * Starts the walker threads now, before their options are known; the next startWalker takes them.
+ * A worker thread takes ~0.1 s to boot (a V8 isolate, Node's bootstrap, the walker's modules):
+ * started as the `backup` command begins, that happens while the main thread loads the agent's
+ * modules (~0.2 s) instead of after, and the walk ends that much sooner (a backup with nothing
+ * changed is bounded by the walk). Unref'd: a command that fails before it walks still exits.
+ */
+export function prestartWalkers(threads = defaultWalkers()): void {
+  for (let i = spares.length; i < threads; i++) {
+    const spare: Spare = { worker: new Worker(new URL('./walkworker.ts', import.meta.url)) };
+    spare.worker.on('error', (e) => { spare.error ??= e; });
+    spare.worker.on('exit', (code) => { spare.exit ??= code; });
+    spare.worker.unref();
+    spares.push(spare);
+  }
+}
+
 export function startWalker(opts: WalkOptions & { threads?: number }): Walker {
   const threads = Math.max(1, opts.threads ?? defaultWalkers());
   const claim = new Int32Array(new SharedArrayBuffer(4));
   const channels = Array.from({ length: threads - 1 }, () => new MessageChannel());
+  prestartWalkers(threads);
   /** one per walker thread: its worker, control words and batches not yet consumed */
-  const walkers = Array.from({ length: threads }, (_, i) => {
+  const walkers = spares.splice(0, threads).map((spare, i) => {
     const control = new Int32Array(new SharedArrayBuffer(8));
     const ports = i === 0 ? channels.map((c) => c.port1) : [channels[i - 1]!.port2];
-    const worker = new Worker(new URL('./walkworker.ts', import.meta.url), { workerData: { opts, control, claim, leader: i === 0, ports }, transferList: ports });
-    return { worker, control, retired: false, batches: [] as Array<{ b: Batch; bytes: Buffer; ub: BigUint64Array; group: number; entry: number }> };
+    const setup: WalkerSetup = { opts, control, claim, leader: i === 0, ports };
+    spare.worker.postMessage(setup, ports);
+    return { ...spare, control, retired: false, batches: [] as Array<{ b: Batch; bytes: Buffer; ub: BigUint64Array; group: number; entry: number }> };
   });
   // batches are decoded a group at a time, as the archiver asks (the walkers may be far ahead)
   let waiter: { resolve: (g: Group) => void; reject: (e: Error) => void } | undefined;
@@ -422,8 +448,12 @@ export function startWalker(opts: WalkOptions & { threads?: number }): Walker {
       if (watcher) announce(b, bytes, 0);
       wake();
     });
+    const exited = (code: number) => { if (!w.retired) fail(new Error(`the file-system walker exited (${code})`)); };
     w.worker.on('error', fail);
-    w.worker.on('exit', (code) => { if (!w.retired) fail(new Error(`the file-system walker exited (${code})`)); });
+    w.worker.on('exit', exited);
+    // (a spare that failed or ended before it was taken)
+    if (w.error) fail(w.error);
+    else if (w.exit !== undefined) exited(w.exit);
     // keeps the process alive only while the archiver waits for it (an error elsewhere never hangs
     // on it). After the listeners: adding a 'message' listener refs the worker again
     w.worker.unref();

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync, lstatSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Kind, startWalker, type Group, type Walker, type WalkOptions } from '../src/walk.ts';
+import { Kind, prestartWalkers, startWalker, type Group, type Walker, type WalkOptions } from '../src/walk.ts';
 
 /** every group of one root, consumed as the archiver does (descending into Descend entries) */
 async function consume(root: string, opts: WalkOptions & { threads?: number; maxAhead?: number }, end?: (w: Walker) => Promise<void>): Promise<Group[]> {
@@ -52,6 +52,26 @@ test('walk: depth-first groups, stats, symlink targets, exclusion; backpressure 
     const link = groups[1]!.entries.find((e) => e.name.toString() === 'link')!;
     assert.equal(link.st!.type, 'symlink');
     assert.equal(link.target!.toString(), 'd0/f3.txt');
+  }
+});
+
+test('walk: walker threads started before their options are known walk with the options given later', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'shelter-walk-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  for (let d = 0; d < 6; d++) {
+    mkdirSync(join(root, `d${d}`));
+    writeFileSync(join(root, `d${d}`, 'keep.txt'), 'k');
+    writeFileSync(join(root, `d${d}`, 'skip.log'), 'l');
+  }
+  for (const threads of [1, 2]) {
+    prestartWalkers(threads);
+    // booted (or booting) with no work: the options reach them in their first message
+    await new Promise((r) => setTimeout(r, 50));
+    const groups = await consume(root, { exclude: ['*.log'], threads });
+    assert.equal(groups.length, 1 + 1 + 6, `root, its listing, every d (${threads} threads)`);
+    for (const g of groups.slice(2)) {
+      assert.deepEqual(g.entries.map((e) => [e.name.toString(), e.kind]), [['keep.txt', Kind.Ok], ['skip.log', Kind.Excluded]], 'the exclusion given after the start applies');
+    }
   }
 });
 
