@@ -12,17 +12,16 @@
 // parent's trees as it would without one); the snapshot made with it is the one made without it
 // (packages/agent/test/dircache.test.ts compares them), only found faster. Its packs must all be
 // in the index, else it is ignored too. Rules and file layout: docs/FORMAT.md, "Local directory cache".
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { toHex } from '@shelter/format';
 import type { Accounts } from './fsnode.ts';
-import { cacheRoot, ownDir, pruneDir, readOwnFile, writeOwnFile } from './localcache.ts';
+import { CACHE_MAC_BYTES, cacheRoot, openCacheFile, ownDir, pruneDir, readOwnFile, sealCacheFile, writeOwnFile } from './localcache.ts';
 import type { Repository } from './repository.ts';
 import { DIGEST_BYTES, type WalkOptions } from './walk.ts';
 
 const MAGIC = Buffer.from('shelter directory cache v1\n');
 const ID_BYTES = 32;
-const MAC_BYTES = 32;
 /** a cache file larger than this is not read (a million directories take ~150 MB) */
 const MAX_CACHE_BYTES = 1 << 30;
 
@@ -56,8 +55,6 @@ export function walkKey(opts: Pick<WalkOptions, 'include' | 'exclude' | 'followS
   })).digest();
 }
 
-const mac = (repo: Repository, body: Uint8Array) => createHmac('sha256', repo.keys.cache).update(body).digest();
-
 /**
  * The cache of snapshot `snapshotId`, if there is a valid one made with the same walk key. Why one
  * was not used is told to `onIgnored` (a missing cache is not a reason worth telling).
@@ -76,13 +73,8 @@ export function loadDirCache(repo: Repository, snapshotId: string, key: Buffer, 
 /** throws why the bytes are not a usable cache of this snapshot */
 export function parseDirCache(repo: Repository, bytes: Buffer, snapshotId: string, key: Buffer): DirCache {
   if (bytes.length > MAX_CACHE_BYTES) throw new Error('too large');
-  if (bytes.length < MAGIC.length + 2 * ID_BYTES + 8 + MAC_BYTES || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) throw new Error('not a directory cache');
-  const body = bytes.subarray(0, bytes.length - MAC_BYTES);
-  if (!timingSafeEqual(mac(repo, body), bytes.subarray(body.length))) throw new Error('authentication failed (damaged, or made with another key)');
-  let at = MAGIC.length;
-  const need = (n: number) => { if (at + n > body.length) throw new Error('truncated'); const s = at; at += n; return s; };
-  const u32 = () => body.readUInt32LE(need(4));
-  const bytesOf = (n: number) => body.subarray(need(n), at);
+  const r = openCacheFile(bytes, MAGIC, repo.keys.cache, 'a directory cache');
+  const { u32, bytes: bytesOf } = r;
   if (toHex(bytesOf(ID_BYTES)) !== snapshotId) throw new Error('made for another snapshot');
   if (!bytesOf(ID_BYTES).equals(key)) throw new Error('made with other walk options or account names');
   const packCount = u32();
@@ -107,7 +99,7 @@ export function parseDirCache(repo: Repository, bytes: Buffer, snapshotId: strin
     }
     dirs.set(path, { digest, tree, packs: own });
   }
-  if (at !== body.length) throw new Error('trailing bytes');
+  r.end();
   return { get: (path) => dirs.get(path.toString('latin1')), size: dirs.size };
 }
 
@@ -137,7 +129,7 @@ export function dirCacheWriter(repo: Repository, key: Buffer, root = cacheRoot()
       // one buffer of the exact size (a million directories are a few hundred MB of small writes otherwise)
       const table = new Map<number, number>();
       const slot = (n: number) => { let x = table.get(n); if (x === undefined) table.set(n, (x = table.size)); return x; };
-      let size = MAGIC.length + 2 * ID_BYTES + 4 + 4 + MAC_BYTES;
+      let size = MAGIC.length + 2 * ID_BYTES + 4 + 4 + CACHE_MAC_BYTES;
       for (const d of dirs) {
         for (const id of d.unresolved) {
           const loc = repo.index.lookup(id);
@@ -164,7 +156,7 @@ export function dirCacheWriter(repo: Repository, key: Buffer, root = cacheRoot()
         at = out.writeUInt32LE(d.packs.size, at);
         for (const n of d.packs) at = out.writeUInt32LE(table.get(n)!, at);
       }
-      mac(repo, out.subarray(0, at)).copy(out, at);
+      sealCacheFile(repo.keys.cache, [out.subarray(0, at)]).copy(out, at);
       const dir = ownDirs(root, repo, true)!;
       writeOwnFile(dir, snapshotId, out);
       // the caches no next backup will use (parents, snapshots forgotten, unfinished writes)

@@ -12,15 +12,13 @@
 // workflow) the index objects are opened as without it, and the cache is written again. One
 // damaged, tampered with or made with another key is ignored the same way. `check` never uses it.
 // File layout: docs/FORMAT.md, "Index cache".
-import { createHmac, timingSafeEqual } from 'node:crypto';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { BlobIndex, indexKey, parseObjectKey, type RepoKeys } from '@shelter/format';
-import { readOwnFile, writeOwnFile } from './localcache.ts';
+import { openCacheFile, readOwnFile, sealCacheFile, writeOwnFile } from './localcache.ts';
 
 const MAGIC = Buffer.from('shelter index cache v2\n');
 const ID_BYTES = 32;
-const MAC_BYTES = 32;
 /** bytes per entry: the id's 8 words and the location's 4 (memindex.ts) */
 const ID_WORDS = 8, VAL_WORDS = 4;
 /** a cache file larger than this is not read (10 million blobs take ~490 MB) */
@@ -38,12 +36,6 @@ export interface IndexState {
   treePacks: ReadonlySet<number>;
 }
 
-const mac = (keys: RepoKeys, parts: readonly Uint8Array[]) => {
-  const h = createHmac('sha256', keys.cache);
-  for (const p of parts) h.update(p);
-  return h.digest();
-};
-
 /**
  * The cached index of the repository whose cache directory is `dir`, if there is one made from
  * exactly the index objects `listed`; undefined if there is none or it is out of date; throws why
@@ -54,20 +46,15 @@ export function readIndexCache(dir: string, keys: RepoKeys, listed: readonly str
   if (endianness() !== 'LE') return undefined;
   const bytes = readOwnFile(join(dir, FILE), MAX_CACHE_BYTES);
   if (!bytes) return undefined;
-  if (bytes.length < MAGIC.length + 12 + MAC_BYTES || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) throw new Error('not an index cache');
-  const body = bytes.subarray(0, bytes.length - MAC_BYTES);
-  if (!timingSafeEqual(mac(keys, [body]), bytes.subarray(body.length))) throw new Error('authentication failed (damaged, or made with another key)');
-  let at = MAGIC.length;
-  const need = (n: number) => { if (at + n > body.length) throw new Error('truncated'); const s = at; at += n; return s; };
-  const u32 = () => body.readUInt32LE(need(4));
-  const bytesOf = (n: number) => body.subarray(need(n), at);
+  const r = openCacheFile(bytes, MAGIC, keys.cache, 'an index cache');
+  const { u32, bytes: bytesOf } = r;
 
   const packCount = u32();
   const packIds: Buffer[] = new Array(packCount);
   const treePacks = new Set<number>();
   for (let n = 0; n < packCount; n++) {
     packIds[n] = bytesOf(ID_BYTES);
-    if (body[need(1)]! & TREE_ONLY) treePacks.add(n);
+    if (r.u8() & TREE_ONLY) treePacks.add(n);
   }
   const objectCount = u32();
   // out of date unless it holds exactly the index objects listed (index objects are immutable:
@@ -91,10 +78,10 @@ export function readIndexCache(dir: string, keys: RepoKeys, listed: readonly str
   }
 
   const entries = u32();
-  need((4 - (at % 4)) % 4);
+  r.skip((4 - (r.at % 4)) % 4);
   const idBytes = entries * ID_WORDS * 4, valBytes = entries * VAL_WORDS * 4;
-  const idsAt = need(idBytes), valsAt = need(valBytes);
-  if (at !== body.length) throw new Error('trailing bytes');
+  const idsAt = r.skip(idBytes), valsAt = r.skip(valBytes);
+  r.end();
   // views when aligned (a file's buffer of its own starts at offset 0), copies otherwise
   const words = (from: number, length: number): Uint32Array<ArrayBuffer> => ((bytes.byteOffset + from) % 4 === 0
     ? new Uint32Array(bytes.buffer as ArrayBuffer, bytes.byteOffset + from, length / 4)
@@ -127,5 +114,5 @@ export function writeIndexCache(dir: string, keys: RepoKeys, state: IndexState):
   }
   head.writeUInt32LE(ids.length / ID_WORDS, at);
   const parts = [head, new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength), new Uint8Array(vals.buffer, vals.byteOffset, vals.byteLength)];
-  writeOwnFile(dir, FILE, [...parts, mac(keys, parts)]);
+  writeOwnFile(dir, FILE, [...parts, sealCacheFile(keys.cache, parts)]);
 }

@@ -8,7 +8,9 @@
 // else can write to (sudo may keep another user's HOME or XDG_CACHE_HOME: root must not use files
 // that user can replace), files read only if they are regular files of this user (no symlink
 // followed, no fifo waited on, size bounded), written to a fresh O_EXCL name and renamed into place.
-import { randomBytes } from 'node:crypto';
+// And how a cache file of the agent's own making is authenticated: its magic line, its body, and an
+// HMAC-SHA256 of both under the repository's `cache` subkey (sealCacheFile, openCacheFile).
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -76,4 +78,52 @@ export function writeOwnFile(dir: string, name: string, bytes: Uint8Array | read
 /** Removes every file of `dir` whose name `keep` refuses (files no later run will use, unfinished writes). */
 export function pruneDir(dir: string, keep: (name: string) => boolean): void {
   for (const f of readdirSync(dir)) if (!keep(f)) rmSync(join(dir, f), { force: true });
+}
+
+/** bytes of a cache file's MAC */
+export const CACHE_MAC_BYTES = 32;
+
+/** The MAC that ends a cache file: HMAC-SHA256 under the `cache` subkey of everything before it (`parts`, its magic first). */
+export function sealCacheFile(cacheKey: Uint8Array, parts: readonly Uint8Array[]): Buffer {
+  const h = createHmac('sha256', cacheKey);
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+/** A cache file's body, read in order; every read past its end throws 'truncated'. */
+export interface CacheReader {
+  /** the file without its MAC (magic included) */
+  readonly body: Buffer;
+  /** the offset of the next read in `body` */
+  readonly at: number;
+  /** skips `n` bytes; returns where they start */
+  skip(n: number): number;
+  u8(): number;
+  u32(): number;
+  /** the next `n` bytes (a view of the file's) */
+  bytes(n: number): Buffer;
+  /** throws unless every byte was read */
+  end(): void;
+}
+
+/**
+ * The body of a cache file that `sealCacheFile` sealed, past its magic line, once its MAC is checked
+ * (in constant time); throws why it cannot be used: not a `what` (its magic), damaged or made
+ * with another key (its MAC).
+ */
+export function openCacheFile(bytes: Buffer, magic: Buffer, cacheKey: Uint8Array, what: string): CacheReader {
+  if (bytes.length < magic.length + CACHE_MAC_BYTES || !bytes.subarray(0, magic.length).equals(magic)) throw new Error(`not ${what}`);
+  const body = bytes.subarray(0, bytes.length - CACHE_MAC_BYTES);
+  if (!timingSafeEqual(sealCacheFile(cacheKey, [body]), bytes.subarray(body.length))) throw new Error('authentication failed (damaged, or made with another key)');
+  let at = magic.length;
+  const skip = (n: number) => { if (at + n > body.length) throw new Error('truncated'); const s = at; at += n; return s; };
+  return {
+    body,
+    get at() { return at; },
+    skip,
+    u8: () => body[skip(1)]!,
+    u32: () => body.readUInt32LE(skip(4)),
+    bytes: (n) => body.subarray(skip(n), at),
+    end: () => { if (at !== body.length) throw new Error('trailing bytes'); },
+  };
 }
