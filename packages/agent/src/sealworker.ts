@@ -296,7 +296,7 @@ async function fetchAndWriteRange(seq: number, fetch: FetchJob, job: WriteJob): 
   let buffer: Buffer | undefined;
   let bytes: Buffer;
   try {
-    // loaded on the first fetch: a backup's workers never need node:https
+    // loaded on the first fetch: a backup's workers never need node:tls
     signedGet ??= import('./backend/signedget.ts');
     bytes = await (await signedGet).sendSignedGet(fetch.request, job.start, fetch.end, (n) => (buffer = rangeBuffer(n)).subarray(0, n));
   } catch (e) {

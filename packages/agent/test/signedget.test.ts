@@ -5,6 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sendSignedGet } from '../src/backend/signedget.ts';
 import { serveObjects, type Behaviour } from './lib/range-server.ts';
 
@@ -32,6 +36,33 @@ test('a worker GET gets exactly its range, or fails saying why', async (t) => {
     how = 'ok';
     assert.ok((await get(5, 10)).equals(body.subarray(5, 11)), `after ${kind}`);
   }
+  // one connection for the requests above (kept alive; a new one after each failure that closed it)
+  assert.ok(server.connections() <= 1 + Object.keys(expected).length, `${server.connections()} connections`);
   // nothing listening
   await assert.rejects(sendSignedGet({ url: 'http://127.0.0.1:1/data/ab/x', headers: {} }, 0, 9), /ECONNREFUSED/);
+});
+
+test('over TLS: the range lands in the caller\'s buffer, one connection serves many, the server\'s name is checked', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'shelter-signedget-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // a self-signed certificate for 127.0.0.1 only (the CA file is the certificate itself)
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'key.pem'),
+    '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  const body = randomBytes(3_000_000);
+  const server = await serveObjects(new Map([['data/cd/y', body]]), () => 'ok',
+    { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), caFile: join(dir, 'cert.pem') });
+  t.after(() => server.close());
+  const into = Buffer.alloc(3_000_100);
+  for (const [start, end] of [[0, 2_999_999], [17, 17], [1_000_000, 2_345_678]] as const) {
+    const signed = await server.signGet('data/cd/y', { start, end });
+    const got = await sendSignedGet(signed, start, end, (n) => into.subarray(0, n));
+    assert.equal(got.buffer, into.buffer, 'the caller\'s buffer');
+    assert.ok(got.equals(body.subarray(start, end + 1)), `bytes ${start}-${end}`);
+  }
+  assert.equal(server.connections(), 1, 'one kept-alive connection');
+  // the same server under a name its certificate does not hold
+  const signed = await server.signGet('data/cd/y', { start: 0, end: 9 });
+  await assert.rejects(sendSignedGet({ ...signed, url: signed.url.replace('127.0.0.1', 'localhost') }, 0, 9), /altnames|does not match/i);
+  // nor without its CA
+  await assert.rejects(sendSignedGet({ ...signed, caFile: undefined }, 0, 9), /self[- ]signed|certificate|unable to verify/i);
 });

@@ -1,7 +1,9 @@
-// A plain-HTTP server for a memory bucket's objects that answers ranged GETs as S3 does (206,
-// Content-Range), or misbehaves as told for a given request: the far end of the GETs a restore's
-// workers send themselves (backend signGet), without a gateway. `signGet` points a backend at it.
-import { createServer, type Server } from 'node:http';
+// An HTTP (or HTTPS, given a key and certificate) server for a memory bucket's objects that
+// answers ranged GETs as S3 does (206, Content-Range), or misbehaves as told for a given request:
+// the far end of the GETs a restore's workers send themselves (backend signGet), without a
+// gateway. `signGet` points a backend at it.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { SignedGet } from '../../src/backend/types.ts';
 
@@ -17,14 +19,17 @@ export interface RangeServer {
   url: string;
   /** requests received, in order (object key and Range header) */
   requests: Array<{ key: string; range: string }>;
+  /** connections accepted */
+  connections(): number;
   /** a signGet for a backend: GETs of this server */
   signGet(key: string, range: { start: number; end: number }): Promise<SignedGet>;
   close(): Promise<void>;
 }
 
-export async function serveObjects(objects: Map<string, Buffer>, behave: (request: number) => Behaviour = () => 'ok'): Promise<RangeServer> {
+export async function serveObjects(objects: Map<string, Buffer>, behave: (request: number) => Behaviour = () => 'ok', tls?: { key: string; cert: string; caFile: string }): Promise<RangeServer> {
   const requests: RangeServer['requests'] = [];
-  const server: Server = createServer((req, res) => {
+  let connections = 0;
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     const key = decodeURIComponent((req.url ?? '/').slice(1));
     const range = String(req.headers.range ?? '');
     const how = behave(requests.length);
@@ -58,12 +63,14 @@ export async function serveObjects(objects: Map<string, Buffer>, behave: (reques
         res.writeHead(206, { 'content-range': `bytes ${start}-${end}/${body.length}`, 'content-length': part.length }).end(part);
       }
     }
-  });
+  };
+  const server: Server = tls ? createTlsServer({ key: tls.key, cert: tls.cert }, handle) : createServer(handle);
+  server.on(tls ? 'secureConnection' : 'connection', () => connections++);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
-    url, requests,
-    async signGet(key, range) { return { url: `${url}/${encodeURIComponent(key)}`, headers: { range: `bytes=${range.start}-${range.end}` } }; },
+    url, requests, connections: () => connections,
+    async signGet(key, range) { return { url: `${url}/${encodeURIComponent(key)}`, headers: { range: `bytes=${range.start}-${range.end}` }, ...(tls ? { caFile: tls.caFile } : {}) }; },
     close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
 }
