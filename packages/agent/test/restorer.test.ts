@@ -87,7 +87,7 @@ test('restore: workers fetch their own ranges; one whose fetch fails is fetched 
   let plan: (request: number) => Behaviour = () => 'ok';
   const server = await serveObjects(backend.objects, (i) => plan(i));
   t.after(() => server.close());
-  backend.signGet = (key, range) => server.signGet(key, range);
+  backend.signGet = (key, range) => server.signGet(key, range!);
 
   // every worker fetch answered: no file range comes through the backend
   const warnings: string[] = [];

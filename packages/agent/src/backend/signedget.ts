@@ -18,6 +18,8 @@ import type { SignedGet } from './types.ts';
 
 /** no byte for this long: the request is given up (the SDK's requestTimeout) */
 const IDLE_TIMEOUT = 120_000;
+/** no connection (TLS handshake included) within this: given up (the SDK's connectionTimeout) */
+const CONNECT_TIMEOUT = 10_000;
 /** the status line and headers of an answer, at most */
 const MAX_HEAD = 16 * 1024;
 /** idle connections kept per endpoint */
@@ -25,11 +27,16 @@ const MAX_IDLE = 8;
 
 /** the request a connection is answering: the head as it arrives, then the body into `out` */
 interface Exchange {
-  start: number; end: number; length: number;
+  /** the range asked for (a 206 of it expected), or undefined for the whole object (a 200) */
+  range?: { start: number; end: number };
+  /** of the body: the range's, or the whole object's once its head has said */
+  length: number;
   into?: (length: number) => Buffer;
   out?: Buffer;
   /** body bytes in `out` */
   at: number;
+  /** the answer's status, once its head is in */
+  status?: number;
   resolve(b: Buffer): void;
   reject(e: Error): void;
 }
@@ -42,6 +49,8 @@ interface Connection {
   exchange?: Exchange;
   /** the server may take another request on it */
   reusable: boolean;
+  /** connected (for TLS: the handshake done) */
+  connected: boolean;
 }
 
 /** idle connections by endpoint (origin and CA file) */
@@ -60,20 +69,30 @@ function secureContextFor(caFile: string | undefined): SecureContext | undefined
 /**
  * Bytes [start, end] of the object, as `request` asks for them: a buffer of exactly that length
  * (`into`'s, or one that owns its memory), or an Error saying what went wrong (any status but 206
- * with the range asked for, a body shorter or longer than announced, the connection, a timeout).
+ * with the range asked for, a body shorter or longer than announced, the connection, a timeout;
+ * with `status` when the server answered).
  */
 export function sendSignedGet(request: SignedGet, start: number, end: number, into?: (length: number) => Buffer): Promise<Buffer> {
+  return send(request, { range: { start, end }, length: end - start + 1, into });
+}
+
+/** The whole object `request` (signed without a Range) asks for: its bytes, or an Error as above (404 included). */
+export function sendSignedGetObject(request: SignedGet): Promise<Buffer> {
+  return send(request, { length: -1 });
+}
+
+function send(request: SignedGet, what: Pick<Exchange, 'range' | 'length' | 'into'>): Promise<Buffer> {
   const url = new URL(request.url);
   const pool = `${url.origin} ${request.caFile ?? ''}`;
   return new Promise((resolve, reject) => {
-    const exchange: Exchange = { start, end, length: end - start + 1, into, at: 0, resolve, reject };
+    const exchange: Exchange = { ...what, at: 0, resolve, reject };
     let head: string;
     try { head = requestHead(url, request.headers); } catch (e) { reject(e as Error); return; }
     const c = takeIdle(pool) ?? open(url, request.caFile, pool);
     c.socket.ref();
     c.exchange = exchange;
     c.headLength = 0;
-    c.socket.setTimeout(IDLE_TIMEOUT);
+    c.socket.setTimeout(c.connected ? IDLE_TIMEOUT : CONNECT_TIMEOUT);
     c.socket.write(head);
   });
 }
@@ -105,14 +124,25 @@ function open(url: URL, caFile: string | undefined, pool: string): Connection {
   const port = Number(url.port) || (url.protocol === 'https:' ? 443 : 80);
   // (URL keeps an IPv6 address in brackets)
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  const c: Connection = { socket: undefined as unknown as Socket, head: Buffer.allocUnsafe(MAX_HEAD), headLength: 0, reusable: true };
-  const onread: OnReadOpts = { buffer: () => nextBuffer(c), callback: (n) => { received(c, pool, n); return true; } };
+  const c: Connection = { socket: undefined as unknown as Socket, head: Buffer.allocUnsafe(MAX_HEAD), headLength: 0, reusable: true, connected: false };
+  const onread: OnReadOpts = {
+    buffer: () => nextBuffer(c),
+    callback: (n) => {
+      // (an exception here would be the process's: it fails the request instead)
+      try { received(c, pool, n); } catch (e) { drop(c, pool, e as Error); }
+      return true;
+    },
+  };
   c.socket = url.protocol === 'https:'
     // the server's certificate is checked against the host name (or IP address) of the URL.
     // (`onread` works for tls.connect as for net.connect since Node 15; @types/node omits it)
     ? tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), secureContext: secureContextFor(caFile), ...{ onread } })
     : netConnect({ host, port, onread });
-  c.socket.on('timeout', () => drop(c, pool, new Error(`no byte for ${IDLE_TIMEOUT / 1000} s`)));
+  c.socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => {
+    c.connected = true;
+    if (c.exchange) c.socket.setTimeout(IDLE_TIMEOUT);
+  });
+  c.socket.on('timeout', () => drop(c, pool, new Error(c.connected ? `no byte for ${IDLE_TIMEOUT / 1000} s` : `no connection within ${CONNECT_TIMEOUT / 1000} s`)));
   c.socket.on('error', (e) => drop(c, pool, e));
   c.socket.on('close', () => drop(c, pool, closedEarly(c)));
   return c;
@@ -142,7 +172,7 @@ function received(c: Connection, pool: string, n: number): void {
     return;
   }
   const why = checkHead(c, x, c.head.toString('latin1', 0, headEnd));
-  if (why) { drop(c, pool, new Error(why)); return; }
+  if (why) { drop(c, pool, Object.assign(new Error(why), { status: x.status })); return; }
   x.out = x.into ? x.into(x.length) : Buffer.allocUnsafeSlow(x.length);
   // the body's first bytes came with the head
   const early = c.head.subarray(headEnd + 4, c.headLength);
@@ -156,6 +186,7 @@ function checkHead(c: Connection, x: Exchange, head: string): string | undefined
   const [status, ...lines] = head.split('\r\n');
   const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(status ?? '');
   if (!m) return `not an HTTP/1 answer: ${JSON.stringify((status ?? '').slice(0, 60))}`;
+  x.status = Number(m[2]);
   const headers = new Map<string, string>();
   for (const line of lines) {
     const colon = line.indexOf(':');
@@ -169,12 +200,16 @@ function checkHead(c: Connection, x: Exchange, head: string): string | undefined
   const connection = (headers.get('connection') ?? '').toLowerCase();
   c.reusable = m[1] === '1' ? !connection.includes('close') : connection.includes('keep-alive');
   const range = /^bytes (\d+)-(\d+)\//.exec(headers.get('content-range') ?? '');
-  if (m[2] !== '206' || !range || Number(range[1]) !== x.start || Number(range[2]) !== x.end) {
-    return `HTTP ${m[2]}${range ? ` for bytes ${range[1]}-${range[2]}` : ''} (bytes ${x.start}-${x.end} asked for)`;
+  const wanted = x.range;
+  if (!wanted) {
+    if (m[2] !== '200') return `HTTP ${m[2]} (the whole object asked for)`;
+  } else if (m[2] !== '206' || !range || Number(range[1]) !== wanted.start || Number(range[2]) !== wanted.end) {
+    return `HTTP ${m[2]}${range ? ` for bytes ${range[1]}-${range[2]}` : ''} (bytes ${wanted.start}-${wanted.end} asked for)`;
   }
-  if (headers.has('transfer-encoding')) return `a ranged answer in ${headers.get('transfer-encoding')} transfer encoding`;
+  if (headers.has('transfer-encoding')) return `an answer in ${headers.get('transfer-encoding')} transfer encoding`;
   const declared = headers.get('content-length');
-  if (declared === undefined || !/^\d+$/.test(declared)) return 'a ranged answer without Content-Length';
+  if (declared === undefined || !/^\d{1,15}$/.test(declared)) return 'an answer without a valid Content-Length';
+  if (!wanted) x.length = Number(declared);
   if (Number(declared) > x.length) return `long body: more than the ${x.length} bytes asked for (Content-Length ${declared})`;
   if (Number(declared) < x.length) return `short body: Content-Length ${declared} of the ${x.length} bytes asked for`;
   return undefined;

@@ -17,8 +17,8 @@ export type Behaviour = 'ok' | '500' | 'whole' | 'shifted' | 'short' | 'long' | 
 
 export interface RangeServer {
   url: string;
-  /** requests received, in order (object key and Range header) */
-  requests: Array<{ key: string; range: string }>;
+  /** requests received, in order (object key, Range header, User-Agent) */
+  requests: Array<{ key: string; range: string; agent: string }>;
   /** connections accepted */
   connections(): number;
   /** a signGet for a backend: GETs of this server */
@@ -30,14 +30,16 @@ export async function serveObjects(objects: Map<string, Buffer>, behave: (reques
   const requests: RangeServer['requests'] = [];
   let connections = 0;
   const handle = (req: IncomingMessage, res: ServerResponse) => {
-    const key = decodeURIComponent((req.url ?? '/').slice(1));
+    const key = decodeURIComponent((req.url ?? '/').slice(1).split('?')[0]!);
     const range = String(req.headers.range ?? '');
     const how = behave(requests.length);
-    requests.push({ key, range });
+    requests.push({ key, range, agent: String(req.headers['user-agent'] ?? '') });
     const body = objects.get(key);
     const m = /^bytes=(\d+)-(\d+)$/.exec(range);
-    if (!body || !m) { res.writeHead(404).end(); return; }
-    const start = Number(m[1]), end = Math.min(Number(m[2]), body.length - 1);
+    if (!body || (range && !m)) { res.writeHead(404, { 'content-type': 'application/xml' }).end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>no such key</Message></Error>'); return; }
+    // no Range: the whole object (200), unless told to fail
+    if (!m && how === 'ok') { res.writeHead(200, { 'content-length': body.length }).end(body); return; }
+    const start = m ? Number(m[1]) : 0, end = m ? Math.min(Number(m[2]), body.length - 1) : body.length - 1;
     switch (how) {
       case '500': res.writeHead(500).end('InternalError'); return;
       case 'reset': req.socket.destroy(); return;

@@ -1,0 +1,39 @@
+// The S3 backend's GETs (backend/s3.ts get): signed with the SDK's signer and sent by
+// backend/signedget.ts, the body read straight into one buffer; any failure answered by the SDK's
+// own GET (retries, S3's error codes, a missing object as undefined); after a few failures in a
+// row, every GET of that backend goes the SDK's way. (Against shelterd over HTTPS:
+// test/agent/backend.test.ts.)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { openS3Backend } from '../src/backend/s3.ts';
+import { serveObjects, type Behaviour } from './lib/range-server.ts';
+
+test('backend GETs go through signedget; a failure is answered by the SDK; three in a row and only the SDK is used', async (t) => {
+  const body = randomBytes(300_000);
+  let plan: (request: number) => Behaviour = () => 'ok';
+  const server = await serveObjects(new Map([['b/data/ab/x', body]]), (i) => plan(i));
+  t.after(() => server.close());
+  const backend = openS3Backend({ endpoint: server.url, bucket: 'b', insecureHttp: true, accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret', maxAttempts: 2 });
+  const sdk = () => server.requests.filter((r) => /aws-sdk/.test(r.agent)).length;
+
+  assert.ok((await backend.get('data/ab/x'))!.equals(body), 'the whole object');
+  assert.ok((await backend.get('data/ab/x', { start: 10, end: 299_999 }))!.equals(body.subarray(10)), 'a range');
+  assert.equal(server.requests.length, 2);
+  assert.equal(sdk(), 0, 'neither through the SDK');
+  // a missing object: undefined, as the SDK says
+  assert.equal(await backend.get('data/ab/missing'), undefined);
+
+  // an answer signedget refuses: the same bytes, through the SDK
+  for (const kind of ['short', 'shifted', 'long'] as const) {
+    const first: number = server.requests.length;
+    plan = (i) => (i === first ? kind : 'ok');
+    assert.ok((await backend.get('data/ab/x', { start: 0, end: 99 }))!.equals(body.subarray(0, 100)), `${kind}: the right bytes`);
+    assert.deepEqual(server.requests.slice(first).map((r) => /aws-sdk/.test(r.agent)), [false, true], `${kind}: then answered by the SDK`);
+  }
+  // that was three in a row (the 404 did not count): from now on only the SDK
+  plan = () => 'ok';
+  const first = server.requests.length;
+  assert.ok((await backend.get('data/ab/x'))!.equals(body));
+  assert.deepEqual(server.requests.slice(first).map((r) => /aws-sdk/.test(r.agent)), [true], 'given up after three failures in a row');
+});
