@@ -7,7 +7,7 @@
 // Restore: it decrypts fetched pack ranges and writes the files.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { blobId, Chunker, extractBlob, gearTable, MAX_BLOB_BYTES, openBlob, seal, toHex, type ChunkerParams, type RepoKeys } from '@shelter/format';
+import { blobId, Chunker, extractBlob, freeBuffer, gearTable, MAX_BLOB_BYTES, openBlob, seal, toHex, type ChunkerParams, type RepoKeys } from '@shelter/format';
 import { createFile, finishFile, writeChunkAt } from './filewrite.ts';
 import { decodeWriteJob, type EncodedWriteJob, type FileWrite } from './writejob.ts';
 import { openForBackup } from './fsnode.ts';
@@ -68,6 +68,9 @@ parentPort!.on('message', (m: { seq: number; ids: Uint8Array; hash?: Uint8Array;
     });
     const all = join(sealed);
     const reply = { seq: m.seq, sealed: all, lengths: sealed.map((b) => b.length), ...(files ? { raw: files.raw, errors: files.errors } : {}) };
+    // the envelopes (copied) and the plaintexts (sealed) are dead: their memory is reused now
+    for (const b of sealed) freeBuffer(b);
+    freeBuffer(m.data);
     if (m.hash) parentPort!.postMessage({ ...reply, ids: m.ids }, [all.buffer, m.ids.buffer as ArrayBuffer]);
     else parentPort!.postMessage(reply, [all.buffer]);
     handled(m.data.length + read);

@@ -16,7 +16,7 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { FormatError } from './errors.ts';
 import { compressFrame, decompressFrame } from './zstd.ts';
-import { asBuffer, label, secretKeyOf, systemRng, type Rng } from './common.ts';
+import { asBuffer, freeBuffer, label, secretKeyOf, systemRng, type Rng } from './common.ts';
 import { blobId, FINGERPRINT_BYTES, type RepoKeys } from './derive.ts';
 
 export const ENVELOPE_VERSION = 1;
@@ -98,7 +98,9 @@ export function seal(keys: RepoKeys, plaintext: Uint8Array, context: Uint8Array,
   len.writeUInt32LE(plaintext.length, 0);
   let at = HEADER_BYTES;
   at += cipher.update(len).copy(out, at);
-  at += cipher.update(payload).copy(out, at);
+  const ciphertext = cipher.update(payload);
+  at += ciphertext.copy(out, at);
+  freeBuffer(ciphertext);
   at += cipher.final().copy(out, at);
   cipher.getAuthTag().copy(out, at);
   return out;
@@ -149,6 +151,9 @@ export function openEnvelope(keys: RepoKeys, sealed: Uint8Array, context: Uint8A
     } catch {
       throw new FormatError('Corrupt', 'envelope payload is not a valid zstd frame of the declared length');
     }
+    // decompressed into the caller's memory: the decrypted frame is dead (the test vectors, which
+    // read `payload`, pass no `into`)
+    if (into) freeBuffer(body);
   } else {
     plaintext = payload;
   }

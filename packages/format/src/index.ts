@@ -1,7 +1,7 @@
 // @shelter/format: the Shelter repository format (docs/FORMAT.md). Pure functions over
 // buffers: no I/O, no network, no clock except where a caller does not pass a time.
 export { FormatError, isFormatError, type FormatErrorCode } from './errors.ts';
-export { FORMAT_VERSION, systemRng, sha256, toHex, fromHex, type Rng } from './common.ts';
+export { FORMAT_VERSION, systemRng, sha256, toHex, fromHex, freeBuffer, type Rng } from './common.ts';
 export {
   deriveKeys, subkey, keyFingerprint, blobId, assertFingerprint,
   MASTER_KEY_BYTES, REPOSITORY_ID_BYTES, BLOB_ID_BYTES, FINGERPRINT_BYTES,
