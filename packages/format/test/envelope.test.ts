@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { KEYS, OTHER_KEYS, detRng, throwsCode, flip, streamBytes, mbps } from './helpers.ts';
 import { seal, open, sealBlob, openBlob, sealObject, openObject, worthCompressing, ENVELOPE_OVERHEAD, FLAG_ZSTD, PROBE_MIN, PROBE_SAMPLE, PROBE_SAMPLES } from '../src/envelope.ts';
 import { blobId, FINGERPRINT_BYTES } from '../src/derive.ts';
+import { freeBuffer } from '../src/common.ts';
 
 /** Text-like data (source-code-like tokens; zstd-3 compresses it ~2.4x per 256 KiB blob). */
 function textLike(n: number, seed = 'text'): Buffer {
@@ -137,4 +138,27 @@ test('throughput: compress + encrypt (sealBlob) and decrypt + decompress on 64 M
   const t = performance.now();
   for (let at = 0; at < total; at += 256 << 10) sealBlob(KEYS, data.subarray(at, at + (256 << 10)), { compression: 'none' });
   console.log(`# envelope random 256 KiB blobs, compression 'none' (HMAC id + AES-GCM only): ${mbps(total, performance.now() - t)}`);
+});
+
+test('freeBuffer frees a buffer that is its whole ArrayBuffer, and leaves shared memory alone', () => {
+  const own = Buffer.allocUnsafeSlow(1 << 20).fill(7);
+  freeBuffer(own);
+  assert.equal(own.length, 0, 'detached: its memory is gone');
+  // a slice of Node's pool, a view into a larger buffer, an empty one: untouched
+  const pooled = Buffer.from('a few bytes');
+  const big = Buffer.alloc(4096, 1);
+  const view = big.subarray(0, 100);
+  freeBuffer(pooled);
+  freeBuffer(view);
+  freeBuffer(Buffer.alloc(0));
+  assert.equal(pooled.toString(), 'a few bytes');
+  assert.equal(view.length, 100);
+  assert.equal(big.length, 4096);
+  // opening into the caller's memory frees the decrypted frame and returns the right plaintext
+  const keys = KEYS;
+  const plain = Buffer.from('compressible '.repeat(5000));
+  const sealed = seal(keys, plain, Buffer.alloc(32, 3));
+  const into = Buffer.alloc(plain.length + 1);
+  assert.ok(open(keys, sealed, Buffer.alloc(32, 3), plain.length, plain.length, into).equals(plain));
+  assert.ok(open(keys, sealed, Buffer.alloc(32, 3), plain.length).equals(plain), 'the sealed bytes are untouched');
 });
