@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { createHash, randomBytes } from 'node:crypto';
 import { openS3Backend } from '../../packages/agent/src/backend/s3.ts';
 import { BackendError, type Backend } from '../../packages/agent/src/backend/types.ts';
-import { sendSignedGet } from '../../packages/agent/src/backend/signedget.ts';
+import { sendSignedGet } from '../../packages/agent/src/backend/signedhttp.ts';
 import { createServer, startGateway, type Gateway } from '../lib/gateway.ts';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
@@ -33,6 +33,8 @@ describe('S3 backend: content-addressed objects carry their SHA-256 (shelterd ov
       assert.ok((await backend.get(key))!.equals(bytes), `${kind}: read back`);
       assert.equal(await backend.putNew(key, make(bytes), id), 'exists', `${kind}: never replaced`);
     }
+    // each sent by signedhttp.ts, none of them again by the SDK (its requests are what the gateway accepts)
+    assert.deepEqual(backend.requests, { signedGets: 2, sdkGets: 0, signedPuts: 4, sdkPuts: 0 });
   });
 
   it('bytes that are not the ones hashed are refused (Integrity), and nothing is stored under the name', async () => {

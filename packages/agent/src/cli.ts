@@ -210,7 +210,7 @@ backup.command('files <paths...>')
     const latestOfOthers = new Map(snapshots.filter((s) => s.snapshot.name !== o.name).map((s) => [s.snapshot.name, s.id]));
     try { recordDirs?.write(result.snapshotId, new Set(latestOfOthers.values())); }
     catch (e) { log({ msg: 'directory cache not written', error: (e as Error).message }); }
-    log({ msg: 'backup done', snapshot: result.snapshotId, ...result.summary, warnings: result.warnings });
+    log({ msg: 'backup done', snapshot: result.snapshotId, ...result.summary, warnings: result.warnings, requests: repo.backend.requests });
     const s = result.summary;
     print(!!o.json, { snapshotId: result.snapshotId, name: o.name, parent: parent?.id ?? null, warnings: result.warnings, ...s, logFile },
       () => `snapshot ${result.snapshotId.slice(0, 12)} saved (${o.name})\n` +
@@ -319,7 +319,7 @@ atime/ctime. A name that is not UTF-8 is written with U+FFFD for its invalid byt
     }
     const r = await restoreSnapshot(repo, snap, { target: o.target!, include: o.include, exclude: o.exclude, ignoreExisting: o.ignoreExisting, onProgress, onWarning });
     clearProgress();
-    log({ msg: 'restore done', snapshot: snap.id, ...r });
+    log({ msg: 'restore done', snapshot: snap.id, ...r, requests: repo.backend.requests });
     print(!!o.json, { snapshotId: snap.id, ...r }, () => `restored snapshot ${snap.id.slice(0, 12)}: ${r.files} files, ${r.dirs} dirs, ${mib(r.bytes)}${r.warnings ? `, ${r.warnings} warning(s)` : ''}`);
     if (r.warnings) process.exitCode = EXIT.warnings;
   });

@@ -71,21 +71,21 @@ export function openPackSpool(dir: string): PackSpool {
       if (failure) throw failure;
       if (written !== spilled) throw new SpoolError(`pack spool holds ${written} bytes, the pack ${spilled}`);
       const length = spilled + tail.reduce((n, b) => n + b.length, 0);
-      return {
-        length,
-        async *chunks() {
-          for (let at = 0; at < spilled;) {
-            if (closed) throw new SpoolError('pack spool file closed while its upload was still reading it');
-            const piece = Buffer.allocUnsafeSlow(Math.min(READ_PIECE, spilled - at));
-            reading = readAt(fd, piece, at);
-            const n = await reading.finally(() => { reading = undefined; });
-            if (n !== piece.length) throw new SpoolError(`pack spool file in ${dir} ended at ${at + n} of ${spilled} bytes`);
-            at += n;
-            yield piece;
-          }
-          yield* tail;
-        },
-      };
+      /** the file read back in pieces: each a new buffer (`into` undefined), or `into` again */
+      async function* read(into?: Buffer): AsyncGenerator<Buffer> {
+        for (let at = 0; at < spilled;) {
+          if (closed) throw new SpoolError('pack spool file closed while its upload was still reading it');
+          const size = Math.min(into?.length ?? READ_PIECE, spilled - at);
+          const piece = into ? into.subarray(0, size) : Buffer.allocUnsafeSlow(size);
+          reading = readAt(fd, piece, at);
+          const n = await reading.finally(() => { reading = undefined; });
+          if (n !== piece.length) throw new SpoolError(`pack spool file in ${dir} ended at ${at + n} of ${spilled} bytes`);
+          at += n;
+          yield piece;
+        }
+        yield* tail;
+      }
+      return { length, chunks: () => read(), chunksInto: (piece) => read(piece) };
     },
     close() {
       if (closed) return;

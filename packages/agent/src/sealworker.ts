@@ -290,7 +290,7 @@ const EMPTY = Buffer.alloc(0);
 
 /** restore: the range's bytes [start, end] of its pack, to be fetched here with a GET the main thread signed */
 interface FetchJob { request: SignedGet; end: number }
-let signedGet: Promise<typeof import('./backend/signedget.ts')> | undefined;
+let signedGet: Promise<typeof import('./backend/signedhttp.ts')> | undefined;
 /**
  * restore: fetches a range, then writes it as writeRange does. A fetch that fails is reported as
  * `fetchError` (not an error: the main thread fetches the range itself, with retries).
@@ -300,7 +300,7 @@ async function fetchAndWriteRange(seq: number, fetch: FetchJob, job: WriteJob): 
   let bytes: Buffer;
   try {
     // loaded on the first fetch: a backup's workers never need node:tls
-    signedGet ??= import('./backend/signedget.ts');
+    signedGet ??= import('./backend/signedhttp.ts');
     bytes = await (await signedGet).sendSignedGet(fetch.request, job.start, fetch.end, (n) => (buffer = rangeBuffer(n)).subarray(0, n));
   } catch (e) {
     keepRangeBuffer(buffer);

@@ -1,15 +1,15 @@
 // The S3 backend's GETs (backend/s3.ts get): signed with the SDK's signer and sent by
-// backend/signedget.ts, the body read straight into one buffer; any failure answered by the SDK's
+// backend/signedhttp.ts, the body read straight into one buffer; any failure answered by the SDK's
 // own GET (retries, S3's error codes, a missing object as undefined); after a few failures in a
 // row, every GET of that backend goes the SDK's way. (Against shelterd over HTTPS:
 // test/agent/backend.test.ts.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { openS3Backend } from '../src/backend/s3.ts';
 import { serveObjects, type Behaviour } from './lib/range-server.ts';
 
-test('backend GETs go through signedget; a failure is answered by the SDK; three in a row and only the SDK is used', async (t) => {
+test('backend GETs go through signedhttp.ts; a failure is answered by the SDK; three in a row and only the SDK is used', async (t) => {
   const body = randomBytes(300_000);
   let plan: (request: number) => Behaviour = () => 'ok';
   const server = await serveObjects(new Map([['b/data/ab/x', body]]), (i) => plan(i));
@@ -24,7 +24,7 @@ test('backend GETs go through signedget; a failure is answered by the SDK; three
   // a missing object: undefined, as the SDK says
   assert.equal(await backend.get('data/ab/missing'), undefined);
 
-  // an answer signedget refuses: the same bytes, through the SDK
+  // an answer signedhttp.ts refuses: the same bytes, through the SDK
   for (const kind of ['short', 'shifted', 'long'] as const) {
     const first: number = server.requests.length;
     plan = (i) => (i === first ? kind : 'ok');
@@ -36,4 +36,35 @@ test('backend GETs go through signedget; a failure is answered by the SDK; three
   const first = server.requests.length;
   assert.ok((await backend.get('data/ab/x'))!.equals(body));
   assert.deepEqual(server.requests.slice(first).map((r) => /aws-sdk/.test(r.agent)), [true], 'given up after three failures in a row');
+});
+
+test('backend PUTs of objects named by their SHA-256 go through signedhttp.ts; a refusal is sent again by the SDK; never an overwrite', async (t) => {
+  const objects = new Map<string, Buffer>();
+  let plan: (request: number) => Behaviour = () => 'ok';
+  const server = await serveObjects(objects, (i) => plan(i));
+  t.after(() => server.close());
+  const backend = openS3Backend({ endpoint: server.url, bucket: 'b', insecureHttp: true, accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret', maxAttempts: 2 });
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest();
+  const sdkFlags = (from: number) => server.requests.slice(from).map((r) => /aws-sdk/.test(r.agent));
+  // a pack streamed from a spool file: read into the sender's buffer a part at a time
+  const pack = randomBytes(2_500_000);
+  const spooled = { length: pack.length, chunks: async function* () { yield pack; }, chunksInto: async function* (piece: Buffer) {
+    for (let at = 0; at < pack.length; at += piece.length) { const n = Math.min(piece.length, pack.length - at); pack.copy(piece, 0, at, at + n); yield piece.subarray(0, n); }
+  } };
+  assert.equal(await backend.putNew('data/aa/pack', spooled, sha(pack)), 'created');
+  assert.ok(objects.get('b/data/aa/pack')!.equals(pack), 'stored whole');
+  assert.equal(await backend.putNew('data/aa/pack', spooled, sha(pack)), 'exists', 'never replaced');
+  const small = randomBytes(1000);
+  assert.equal(await backend.putNew('index/small', small, sha(small)), 'created');
+  assert.deepEqual(sdkFlags(0), [false, false, false], 'none through the SDK');
+  // refused, or the connection reset: sent again by the SDK, stored
+  for (const kind of ['500', 'reset'] as const) {
+    const first: number = server.requests.length;
+    plan = (i) => (i === first ? kind : 'ok');
+    const body = randomBytes(300_000);
+    assert.equal(await backend.putNew(`data/bb/${kind}`, body, sha(body)), 'created', kind);
+    assert.ok(objects.get(`b/data/bb/${kind}`)!.equals(body), `${kind}: stored`);
+    assert.deepEqual(sdkFlags(first), [false, true], `${kind}: then by the SDK`);
+  }
+  assert.deepEqual(backend.requests, { signedGets: 0, sdkGets: 0, signedPuts: 3, sdkPuts: 2 });
 });

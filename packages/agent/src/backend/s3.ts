@@ -3,10 +3,10 @@
 import { Readable } from 'node:stream';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { BackendError, type Backend, type ObjectInfo, type SignedGet, type StreamBody } from './types.ts';
+import { BackendError, type Backend, type ObjectInfo, type StreamBody } from './types.ts';
 import { checkEndpoint, keepAliveAgents } from './endpoint.ts';
 import { s3Signer } from './sign.ts';
-import { sendSignedGet, sendSignedGetObject } from './signedget.ts';
+import { sendSignedGet, sendSignedGetObject, sendSignedPut, type SignedRequest } from './signedhttp.ts';
 
 
 export interface S3BackendOptions {
@@ -74,8 +74,8 @@ async function readBody(body: Readable, length: number | undefined): Promise<Buf
   return out;
 }
 
-/** failures in a row after which a backend's GETs all go through the SDK */
-const MAX_FAST_GET_FAILURES = 3;
+/** failures in a row after which a backend's GETs (or PUTs) all go through the SDK */
+const MAX_FAST_FAILURES = 3;
 
 export function openS3Backend(o: S3BackendOptions): Backend {
   const url = checkEndpoint(o.endpoint, o.insecureHttp);
@@ -159,31 +159,38 @@ export function openS3Backend(o: S3BackendOptions): Backend {
   const signer = s3Signer(o);
   const basePath = `${url.pathname.replace(/\/$/, '')}/${encodeURIComponent(bucket)}`;
   const clock = client.config as { systemClockOffset?: number };
-  const signGet = (o.pathStyle ?? true) ? async (key: string, range?: { start: number; end: number }): Promise<SignedGet> => {
+  /** a request on `key` signed for signedhttp.ts (path style only: the paths are the SDK's) */
+  const sign = async (method: 'GET' | 'PUT', key: string, headers: Record<string, string>): Promise<SignedRequest> => {
     const path = `${basePath}/${key.split('/').map(encodeURIComponent).join('/')}`;
     const signed = await signer.sign({
-      method: 'GET', protocol: url.protocol, hostname: url.hostname, port: url.port ? Number(url.port) : undefined, path, query: {},
-      headers: { host: url.host, ...(range ? { range: `bytes=${range.start}-${range.end}` } : {}) },
+      method, protocol: url.protocol, hostname: url.hostname, port: url.port ? Number(url.port) : undefined, path, query: {},
+      headers: { host: url.host, ...headers },
     }, { signingDate: new Date(Date.now() + (clock.systemClockOffset ?? 0)) });
     return { url: `${url.origin}${path}`, headers: signed.headers, ...(o.caFile ? { caFile: o.caFile } : {}) };
-  } : undefined;
-  let fastGetFailures = 0;
+  };
+  const pathStyle = o.pathStyle ?? true;
+  const signGet = pathStyle ? (key: string, range?: { start: number; end: number }) => sign('GET', key, range ? { range: `bytes=${range.start}-${range.end}` } : {}) : undefined;
+  // failures in a row of signedhttp.ts's GETs and PUTs (each given up after MAX_FAST_FAILURES)
+  let fastGetFailures = 0, fastPutFailures = 0;
+  const requests = { signedGets: 0, sdkGets: 0, signedPuts: 0, sdkPuts: 0 };
 
   return {
     location,
+    requests,
     ...(o.pathStyle ?? true ? {
       signGet,
     } : {}),
     async get(key, range) {
-      // signed here and sent by signedget.ts (the body read straight into one buffer: ~3.5 times
+      // signed here and sent by signedhttp.ts (the body read straight into one buffer: ~3.5 times
       // less CPU than the SDK's stream of 16 KiB pieces); any failure, a missing object included,
       // goes the SDK's way below, which retries and names S3's errors. Given up after a few failures
       // in a row (a store whose answers it cannot read would cost every GET a second request).
-      if (signGet && fastGetFailures < MAX_FAST_GET_FAILURES) {
+      if (signGet && fastGetFailures < MAX_FAST_FAILURES) {
         try {
           const request = await signGet(key, range);
           const bytes = range ? await sendSignedGet(request, range.start, range.end) : await sendSignedGetObject(request);
           fastGetFailures = 0;
+          requests.signedGets++;
           return bytes;
         } catch (e) {
           if ((e as { status?: number }).status !== 404) fastGetFailures++;
@@ -191,6 +198,7 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       }
       // the SDK retries the request, but not the reading of the body that follows it: a connection
       // cut in the middle of a large GET is retried here, whole, with the same backoff policy
+      requests.sdkGets++;
       for (let attempt = 1; ; attempt++) {
         try {
           const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range ? `bytes=${range.start}-${range.end}` : undefined }));
@@ -212,9 +220,27 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       }
     },
     async putNew(key, body, sha256) {
+      // An object named by its SHA-256 (packs, index and snapshot objects) goes by signedhttp.ts
+      // first: the payload signed with that digest, which the store checks, If-None-Match: * (never
+      // an overwrite), and a spool file's pack sent through one reused buffer (the SDK's stream made
+      // a new buffer per MiB). Any answer but 200 (created) or 412 (exists), or any failure, and
+      // the SDK's PUT below sends it again: its retries, S3's error codes.
+      if (pathStyle && sha256 && fastPutFailures < MAX_FAST_FAILURES) {
+        const length = Buffer.isBuffer(body) ? body.length : Array.isArray(body) ? (body as readonly Buffer[]).reduce((n, b) => n + b.length, 0) : (body as StreamBody).length;
+        try {
+          const request = await sign('PUT', key, {
+            'content-length': String(length), 'if-none-match': '*', 'x-amz-content-sha256': Buffer.from(sha256).toString('hex'),
+            ...(o.legacyChecksums ? {} : { 'x-amz-checksum-sha256': Buffer.from(sha256).toString('base64') }),
+          });
+          const { status } = await sendSignedPut(request, body);
+          if (status === 200 || status === 412) { fastPutFailures = 0; requests.signedPuts++; return status === 200 ? 'created' : 'exists'; }
+          fastPutFailures++;
+        } catch { fastPutFailures++; }
+      }
       // the store checks the bytes against the digest they are named by (an S3 flexible checksum:
       // the SDK then computes none of its own); old Ceph/MinIO (legacyChecksums) get none
       const checksum = sha256 && !o.legacyChecksums ? { ChecksumSHA256: Buffer.from(sha256).toString('base64') } : {};
+      requests.sdkPuts++;
       const exists = (e: unknown) => e instanceof S3ServiceException && (e.$metadata.httpStatusCode === 412 || e.name === 'PreconditionFailed');
       if (Buffer.isBuffer(body)) {
         try {

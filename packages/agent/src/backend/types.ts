@@ -8,6 +8,11 @@ export interface ObjectInfo { key: string; size: number }
 export interface StreamBody {
   length: number;
   chunks(): AsyncIterable<Buffer>;
+  /**
+   * The same bytes read into `piece` a part at a time, each yielded part valid until the next is
+   * asked for (a sender that writes each part before asking for the next needs no other buffer).
+   */
+  chunksInto?(piece: Buffer): AsyncIterable<Buffer>;
 }
 
 /**
@@ -38,6 +43,11 @@ export interface Backend {
   signGet?(key: string, range?: { start: number; end: number }): Promise<SignedGet>;
   /** every object under a prefix, in key order */
   list(prefix: string): AsyncIterable<ObjectInfo>;
+  /**
+   * GETs and PUTs so far: sent by signedhttp.ts, or by the S3 client (those it did not do, or
+   * failed: a run's log says so, and many SDK requests against a store mean it is not read well)
+   */
+  readonly requests?: Readonly<{ signedGets: number; sdkGets: number; signedPuts: number; sdkPuts: number }>;
   /** a description for messages (endpoint and bucket; never a secret) */
   readonly location: string;
 }

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { SignedGet } from '../../src/backend/types.ts';
 
 /**
- * What the server does with a request: `ok`; `500`; `whole` (200 and the whole object, as a store
+ * What the server does with a request (a PUT knows `ok`, `500` and `reset`): `ok`; `500`; `whole` (200 and the whole object, as a store
  * that ignores Range); `shifted` (206 for the range one byte later); `short` (the announced length,
  * then the connection closed half way); `long` (206 announcing and sending one byte more);
  * `reset` (the connection destroyed before any answer).
@@ -34,6 +34,19 @@ export async function serveObjects(objects: Map<string, Buffer>, behave: (reques
     const range = String(req.headers.range ?? '');
     const how = behave(requests.length);
     requests.push({ key, range, agent: String(req.headers['user-agent'] ?? '') });
+    if (req.method === 'PUT') {
+      // stored if absent (If-None-Match: * honoured); `500` and `reset` as for a GET
+      const parts: Buffer[] = [];
+      req.on('data', (p: Buffer) => parts.push(p));
+      req.on('end', () => {
+        if (how === 'reset') { req.socket.destroy(); return; }
+        if (how === '500') { res.writeHead(500, { 'content-length': 13 }).end('InternalError'); return; }
+        if (objects.has(key) && req.headers['if-none-match'] === '*') { res.writeHead(412, { 'content-length': 0 }).end(); return; }
+        objects.set(key, Buffer.concat(parts));
+        res.writeHead(200, { 'content-length': 0 }).end();
+      });
+      return;
+    }
     const body = objects.get(key);
     const m = /^bytes=(\d+)-(\d+)$/.exec(range);
     if (!body || (range && !m)) { res.writeHead(404, { 'content-type': 'application/xml' }).end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>no such key</Message></Error>'); return; }

@@ -1,4 +1,4 @@
-// A restore worker's own GET (backend/signedget.ts): the bytes of exactly the range asked for, or
+// A restore worker's own GET (backend/signedhttp.ts): the bytes of exactly the range asked for, or
 // an error that says what went wrong, for every way a store can answer wrongly; never bytes of
 // another range, never a partial buffer passed off as whole. (Against shelterd over HTTPS, with
 // SigV4: test/agent/backend.test.ts.)
@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sendSignedGet } from '../src/backend/signedget.ts';
+import { sendSignedGet } from '../src/backend/signedhttp.ts';
 import { serveObjects, type Behaviour } from './lib/range-server.ts';
 
 test('a worker GET gets exactly its range, or fails saying why', async (t) => {
@@ -43,7 +43,7 @@ test('a worker GET gets exactly its range, or fails saying why', async (t) => {
 });
 
 test('over TLS: the range lands in the caller\'s buffer, one connection serves many, the server\'s name is checked', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'shelter-signedget-'));
+  const dir = mkdtempSync(join(tmpdir(), 'shelter-signedhttp-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   // a self-signed certificate for 127.0.0.1 only (the CA file is the certificate itself)
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'key.pem'),

@@ -1,20 +1,23 @@
-// A GET that another thread signed (s3.ts signGet), sent once from a restore's worker thread so
-// that the range's bytes arrive where they are decrypted and written, never crossing the main
-// thread. One attempt, no retries: whatever goes wrong is reported as a message and the main
-// thread fetches the range again through the backend (retries, backoff, S3 error codes).
+// The agent's own HTTP/1.1 client for requests signed elsewhere (s3.ts signGet, signPut): GETs of
+// a whole object or a byte range, read straight into one buffer (a restore's worker threads send
+// theirs, so that a range's bytes arrive where they are decrypted and written), and PUTs of a
+// pack streamed from its spool file through one reused buffer. One attempt, no retries: whatever
+// goes wrong is reported and the caller sends the request again through the S3 client (retries,
+// backoff, S3's error codes).
 //
-// HTTP/1.1 written here, over node:tls (node:net for an --insecure-http endpoint) with `onread`:
-// the socket's bytes land in buffers this module hands out, the body's straight in the caller's
-// buffer (decrypted into it, for TLS). Through node:http(s) each 16 KiB of a body was a fresh
-// buffer in a stream, then copied into the caller's: 800 MiB of 8 MiB ranges from a local TLS
-// server cost 1.6-1.8 CPU s and 146 MiB of peak RSS that way, 0.44-0.47 s and 72 MiB this way.
-// Only what a ranged GET needs is understood: a 206 whose Content-Range is the range asked for and
-// whose Content-Length is its length; anything else (another status, chunked encoding, a head over
-// MAX_HEAD bytes) is an error here and a retry through the backend.
+// Over node:tls (node:net for an --insecure-http endpoint) with `onread`: the socket's bytes land in
+// buffers this module hands out, a body's straight in the caller's (decrypted into it, for TLS).
+// Through node:http(s) each 16 KiB of a body was a fresh buffer in a stream, then copied into the
+// caller's: 800 MiB of 8 MiB ranges from a local TLS server cost 1.6-1.8 CPU s and 146 MiB of peak
+// RSS that way, 0.44-0.47 s and 72 MiB this way.
+// Only what these requests need is understood: for a GET, a 206 whose Content-Range is the range
+// asked for (a 200 for a whole object) and whose Content-Length is its length; for a PUT, any status
+// with a Content-Length of at most MAX_ANSWER_BODY. Anything else (chunked encoding, a head over
+// MAX_HEAD bytes, a short or long body) is an error.
 import { connect as netConnect, isIP, type OnReadOpts, type Socket } from 'node:net';
 import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
 import { caBundle } from './endpoint.ts';
-import type { SignedGet } from './types.ts';
+import type { SignedGet, StreamBody } from './types.ts';
 
 /** no byte for this long: the request is given up (the SDK's requestTimeout) */
 const IDLE_TIMEOUT = 120_000;
@@ -22,14 +25,22 @@ const IDLE_TIMEOUT = 120_000;
 const CONNECT_TIMEOUT = 10_000;
 /** the status line and headers of an answer, at most */
 const MAX_HEAD = 16 * 1024;
+/** the body of a PUT's answer (empty, or an S3 error document), at most */
+const MAX_ANSWER_BODY = 64 * 1024;
 /** idle connections kept per endpoint */
 const MAX_IDLE = 8;
+/** a PUT's body goes out through a buffer of this size, reused piece after piece */
+const PUT_PIECE = 1024 * 1024;
+
+/** a request signed for this client: its URL, its signed headers, the CA file to trust */
+export type SignedRequest = SignedGet;
 
 /** the request a connection is answering: the head as it arrives, then the body into `out` */
 interface Exchange {
-  /** the range asked for (a 206 of it expected), or undefined for the whole object (a 200) */
+  method: 'GET' | 'PUT';
+  /** GET: the range asked for (a 206 of it expected), or undefined for the whole object (a 200) */
   range?: { start: number; end: number };
-  /** of the body: the range's, or the whole object's once its head has said */
+  /** of the answer's body: a range's, or, once the head has said, the whole object's or a PUT answer's */
   length: number;
   into?: (length: number) => Buffer;
   out?: Buffer;
@@ -51,12 +62,16 @@ interface Connection {
   reusable: boolean;
   /** connected (for TLS: the handshake done) */
   connected: boolean;
+  /** the request is still being written (a PUT's body) */
+  sending: boolean;
 }
 
 /** idle connections by endpoint (origin and CA file) */
 const idle = new Map<string, Connection[]>();
 /** the CAs, as one secure context per CA file, built once per thread (see endpoint.ts) */
 const contexts = new Map<string, SecureContext | undefined>();
+/** PUT bodies' piece buffers not in use */
+const sparePieces: Buffer[] = [];
 
 function secureContextFor(caFile: string | undefined): SecureContext | undefined {
   if (!contexts.has(caFile ?? '')) {
@@ -72,29 +87,73 @@ function secureContextFor(caFile: string | undefined): SecureContext | undefined
  * with the range asked for, a body shorter or longer than announced, the connection, a timeout;
  * with `status` when the server answered).
  */
-export function sendSignedGet(request: SignedGet, start: number, end: number, into?: (length: number) => Buffer): Promise<Buffer> {
-  return send(request, { range: { start, end }, length: end - start + 1, into });
+export async function sendSignedGet(request: SignedRequest, start: number, end: number, into?: (length: number) => Buffer): Promise<Buffer> {
+  return (await send(request, { method: 'GET', range: { start, end }, length: end - start + 1, into })).body;
 }
 
 /** The whole object `request` (signed without a Range) asks for: its bytes, or an Error as above (404 included). */
-export function sendSignedGetObject(request: SignedGet): Promise<Buffer> {
-  return send(request, { length: -1 });
+export async function sendSignedGetObject(request: SignedRequest): Promise<Buffer> {
+  return (await send(request, { method: 'GET', length: -1 })).body;
 }
 
-function send(request: SignedGet, what: Pick<Exchange, 'range' | 'length' | 'into'>): Promise<Buffer> {
+/**
+ * Sends a PUT of `body` (its length must be the signed Content-Length): the answer's status and
+ * body (an S3 error document, if any), or an Error if no whole answer came (the connection, a
+ * timeout, an answer this client does not read).
+ */
+export function sendSignedPut(request: SignedRequest, body: Buffer | readonly Buffer[] | StreamBody): Promise<{ status: number; body: Buffer }> {
+  return send(request, { method: 'PUT', length: -1 }, body);
+}
+
+function send(request: SignedRequest, what: Pick<Exchange, 'method' | 'range' | 'length' | 'into'>, body?: Buffer | readonly Buffer[] | StreamBody): Promise<{ status: number; body: Buffer }> {
   const url = new URL(request.url);
   const pool = `${url.origin} ${request.caFile ?? ''}`;
   return new Promise((resolve, reject) => {
-    const exchange: Exchange = { ...what, at: 0, resolve, reject };
+    const exchange: Exchange = { ...what, at: 0, resolve: (b) => resolve({ status: exchange.status!, body: b }), reject };
     let head: string;
-    try { head = requestHead(url, request.headers); } catch (e) { reject(e as Error); return; }
-    const c = takeIdle(pool) ?? open(url, request.caFile, pool);
+    try { head = requestHead(what.method, url, request.headers); } catch (e) { reject(e as Error); return; }
+    let c: Connection;
+    try { c = takeIdle(pool) ?? open(url, request.caFile, pool); } catch (e) { reject(e as Error); return; }
     c.socket.ref();
     c.exchange = exchange;
     c.headLength = 0;
     c.socket.setTimeout(c.connected ? IDLE_TIMEOUT : CONNECT_TIMEOUT);
-    c.socket.write(head);
+    if (!body) { c.socket.write(head); return; }
+    c.sending = true;
+    void writeBody(c, pool, exchange, head, body);
   });
+}
+
+/**
+ * A PUT's head and body, each piece written once the one before has left (its buffer is then
+ * reused). Stops once the exchange is over: an answer that came first (the server refused the
+ * request; the connection is then not reused), or a failure.
+ */
+async function writeBody(c: Connection, pool: string, x: Exchange, head: string, body: Buffer | readonly Buffer[] | StreamBody): Promise<void> {
+  const write = (b: Uint8Array | string) => new Promise<Error | null | undefined>((res) => c.socket.write(b, res));
+  let piece: Buffer | undefined;
+  try {
+    if (Buffer.isBuffer(body) && body.length <= PUT_PIECE) { await write(Buffer.concat([Buffer.from(head, 'latin1'), body])); return; }
+    if (await write(head)) return;
+    let parts: AsyncIterable<Buffer> | Iterable<Buffer>;
+    if (Buffer.isBuffer(body)) parts = [body];
+    else if (Array.isArray(body)) parts = body as readonly Buffer[];
+    else {
+      const stream = body as StreamBody;
+      if (stream.chunksInto) parts = stream.chunksInto((piece = sparePieces.pop() ?? Buffer.allocUnsafeSlow(PUT_PIECE)));
+      else parts = stream.chunks();
+    }
+    for await (const part of parts) {
+      if (c.exchange !== x) return;
+      if (await write(part)) return;
+    }
+  } catch (e) {
+    // the body could not be read (its spool file): the request is cut short, the connection dropped
+    if (c.exchange === x) drop(c, pool, e as Error);
+  } finally {
+    if (piece) sparePieces.push(piece);
+    c.sending = false;
+  }
 }
 
 /** an idle connection to the endpoint still open for writing, if there is one */
@@ -107,9 +166,9 @@ function takeIdle(pool: string): Connection | undefined {
   return undefined;
 }
 
-/** `GET path HTTP/1.1` and the signed headers (Host added if the signer left it out) */
-function requestHead(url: URL, headers: Record<string, string>): string {
-  const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`];
+/** the request line and the signed headers (Host added if the signer left it out) */
+function requestHead(method: string, url: URL, headers: Record<string, string>): string {
+  const lines = [`${method} ${url.pathname}${url.search} HTTP/1.1`];
   const names = new Set(Object.keys(headers).map((k) => k.toLowerCase()));
   if (!names.has('host')) lines.push(`host: ${url.host}`);
   for (const [k, v] of Object.entries(headers)) {
@@ -124,7 +183,7 @@ function open(url: URL, caFile: string | undefined, pool: string): Connection {
   const port = Number(url.port) || (url.protocol === 'https:' ? 443 : 80);
   // (URL keeps an IPv6 address in brackets)
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  const c: Connection = { socket: undefined as unknown as Socket, head: Buffer.allocUnsafe(MAX_HEAD), headLength: 0, reusable: true, connected: false };
+  const c: Connection = { socket: undefined as unknown as Socket, head: Buffer.allocUnsafe(MAX_HEAD), headLength: 0, reusable: true, connected: false, sending: false };
   const onread: OnReadOpts = {
     buffer: () => nextBuffer(c),
     callback: (n) => {
@@ -181,7 +240,7 @@ function received(c: Connection, pool: string, n: number): void {
   if (x.at === x.length) finish(c, pool);
 }
 
-/** why an answer's head is not the 206 of the range asked for, or undefined if it is */
+/** why an answer's head is not one this client reads (for a GET: the 206 of the range asked for), or undefined if it is */
 function checkHead(c: Connection, x: Exchange, head: string): string | undefined {
   const [status, ...lines] = head.split('\r\n');
   const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(status ?? '');
@@ -199,29 +258,40 @@ function checkHead(c: Connection, x: Exchange, head: string): string | undefined
   }
   const connection = (headers.get('connection') ?? '').toLowerCase();
   c.reusable = m[1] === '1' ? !connection.includes('close') : connection.includes('keep-alive');
-  const range = /^bytes (\d+)-(\d+)\//.exec(headers.get('content-range') ?? '');
-  const wanted = x.range;
-  if (!wanted) {
-    if (m[2] !== '200') return `HTTP ${m[2]} (the whole object asked for)`;
-  } else if (m[2] !== '206' || !range || Number(range[1]) !== wanted.start || Number(range[2]) !== wanted.end) {
-    return `HTTP ${m[2]}${range ? ` for bytes ${range[1]}-${range[2]}` : ''} (bytes ${wanted.start}-${wanted.end} asked for)`;
+  if (x.method === 'GET') {
+    // (the status first: an error's answer is never read)
+    const range = /^bytes (\d+)-(\d+)\//.exec(headers.get('content-range') ?? '');
+    const wanted = x.range;
+    if (!wanted) {
+      if (m[2] !== '200') return `HTTP ${m[2]} (the whole object asked for)`;
+    } else if (m[2] !== '206' || !range || Number(range[1]) !== wanted.start || Number(range[2]) !== wanted.end) {
+      return `HTTP ${m[2]}${range ? ` for bytes ${range[1]}-${range[2]}` : ''} (bytes ${wanted.start}-${wanted.end} asked for)`;
+    }
   }
   if (headers.has('transfer-encoding')) return `an answer in ${headers.get('transfer-encoding')} transfer encoding`;
   const declared = headers.get('content-length');
   if (declared === undefined || !/^\d{1,15}$/.test(declared)) return 'an answer without a valid Content-Length';
-  if (!wanted) x.length = Number(declared);
+  if (x.method === 'PUT') {
+    if (Number(declared) > MAX_ANSWER_BODY) return `an answer of ${declared} bytes to a PUT`;
+    x.length = Number(declared);
+    return undefined;
+  }
+  if (!x.range) x.length = Number(declared);
   if (Number(declared) > x.length) return `long body: more than the ${x.length} bytes asked for (Content-Length ${declared})`;
   if (Number(declared) < x.length) return `short body: Content-Length ${declared} of the ${x.length} bytes asked for`;
   return undefined;
 }
 
-/** the range is in: the connection waits for the next request (or is closed, if it cannot take one) */
+/**
+ * The answer is in: the connection waits for the next request, or is closed if it cannot take
+ * one (the server said so, or the answer came before the request's body was all sent).
+ */
 function finish(c: Connection, pool: string): void {
   const x = c.exchange!;
   c.exchange = undefined;
   c.socket.setTimeout(0);
   const list = idle.get(pool) ?? [];
-  if (c.reusable && list.length < MAX_IDLE && !c.socket.destroyed) {
+  if (c.reusable && !c.sending && list.length < MAX_IDLE && !c.socket.destroyed) {
     list.push(c);
     idle.set(pool, list);
     // an idle connection keeps no thread alive
