@@ -33,8 +33,11 @@ describe('S3 backend: content-addressed objects carry their SHA-256 (shelterd ov
       assert.ok((await backend.get(key))!.equals(bytes), `${kind}: read back`);
       assert.equal(await backend.putNew(key, make(bytes), id), 'exists', `${kind}: never replaced`);
     }
+    const listed: string[] = [];
+    for await (const o of backend.list('data/')) listed.push(o.key);
+    assert.equal(listed.length, 2, 'both listed');
     // each sent by signedhttp.ts, none of them again by the SDK (its requests are what the gateway accepts)
-    assert.deepEqual(backend.requests, { signedGets: 2, sdkGets: 0, signedPuts: 4, sdkPuts: 0 });
+    assert.deepEqual(backend.requests, { signedGets: 2, sdkGets: 0, signedPuts: 4, sdkPuts: 0, signedLists: 1, sdkLists: 0 });
   });
 
   it('bytes that are not the ones hashed are refused (Integrity), and nothing is stored under the name', async () => {

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { openS3Backend } from '../src/backend/s3.ts';
+import { openS3Backend, parseListPage } from '../src/backend/s3.ts';
 import { serveObjects, type Behaviour } from './lib/range-server.ts';
 
 test('backend GETs go through signedhttp.ts; a failure is answered by the SDK; three in a row and only the SDK is used', async (t) => {
@@ -66,5 +66,40 @@ test('backend PUTs of objects named by their SHA-256 go through signedhttp.ts; a
     assert.ok(objects.get(`b/data/bb/${kind}`)!.equals(body), `${kind}: stored`);
     assert.deepEqual(sdkFlags(first), [false, true], `${kind}: then by the SDK`);
   }
-  assert.deepEqual(backend.requests, { signedGets: 0, sdkGets: 0, signedPuts: 3, sdkPuts: 2 });
+  assert.deepEqual(backend.requests, { signedGets: 0, sdkGets: 0, signedPuts: 3, sdkPuts: 2, signedLists: 0, sdkLists: 0 });
+});
+
+test('backend listings go through signedhttp.ts page by page; a failing page is fetched by the SDK from the same token', async (t) => {
+  const objects = new Map<string, Buffer>();
+  for (const k of ['index/a', 'index/b&c', 'index/d<e', 'index/f', 'index/g', 'snapshots/x']) objects.set(`b/${k}`, Buffer.alloc(k.length));
+  let plan: (request: number) => Behaviour = () => 'ok';
+  const server = await serveObjects(objects, (i) => plan(i));
+  t.after(() => server.close());
+  const backend = openS3Backend({ endpoint: server.url, bucket: 'b', insecureHttp: true, accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret', maxAttempts: 2 });
+  const list = async (prefix: string) => { const out: string[] = []; for await (const o of backend.list(prefix)) out.push(`${o.key}:${o.size}`); return out; };
+  const expected = ['index/a:7', 'index/b&c:9', 'index/d<e:9', 'index/f:7', 'index/g:7'];
+  assert.deepEqual(await list('index/'), expected, 'three pages, names unescaped');
+  assert.deepEqual(backend.requests, { signedGets: 0, sdkGets: 0, signedPuts: 0, sdkPuts: 0, signedLists: 3, sdkLists: 0 });
+  // the second page fails: the SDK fetches it, the third goes by signedhttp.ts again
+  const first: number = server.requests.length;
+  plan = (i) => (i === first + 1 ? '500' : 'ok');
+  assert.deepEqual(await list('index/'), expected, 'nothing lost, nothing twice');
+  assert.deepEqual(server.requests.slice(first).map((r) => /aws-sdk/.test(r.agent)), [false, false, true, false]);
+  assert.equal(backend.requests!.sdkLists, 1);
+});
+
+test('parseListPage reads S3\'s listing strictly: entities decoded; a DTD, an unknown entity, a bare &, a truncated page without token refused', () => {
+  const page = (inner: string) => `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name>${inner}</ListBucketResult>`;
+  assert.deepEqual(parseListPage(page('<Contents><Key>a&amp;b&lt;&#233;&#x41;</Key><LastModified>x</LastModified><Size>12</Size></Contents><IsTruncated>true</IsTruncated><NextContinuationToken>t&amp;1</NextContinuationToken>')),
+    { items: [{ key: 'a&b<éA', size: 12 }], next: 't&1' });
+  assert.deepEqual(parseListPage(page('<KeyCount>0</KeyCount><IsTruncated>false</IsTruncated>')), { items: [] });
+  for (const [bad, why] of [
+    [page('<Contents><Key>&ent;</Key><Size>1</Size></Contents><IsTruncated>false</IsTruncated>'), /unknown XML entity/],
+    [page('<Contents><Key>a & b</Key><Size>1</Size></Contents><IsTruncated>false</IsTruncated>'), /bare &/],
+    [page('<Contents><Key>a</Key></Contents><IsTruncated>false</IsTruncated>'), /without a key or size/],
+    [page('<IsTruncated>true</IsTruncated>'), /without a continuation token/],
+    [page('<Contents><Key>a</Key><Size>1</Size></Contents>'), /without IsTruncated/],
+    ['<!DOCTYPE x [<!ENTITY e "x">]>' + page('<IsTruncated>false</IsTruncated>'), /not a ListBucketResult/],
+    ['<Error><Code>AccessDenied</Code></Error>', /not a ListBucketResult/],
+  ] as const) assert.throws(() => parseListPage(bad), why);
 });

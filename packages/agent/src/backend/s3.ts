@@ -1,8 +1,9 @@
 // The agent's S3 backend: AWS SDK for JavaScript v3 (SigV4, retries with exponential backoff and
 // jitter on 5xx, throttling, timeouts and connection resets). HTTPS only unless the user opts in.
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import type { NodeHttpHandler } from '@smithy/node-http-handler';
 import { BackendError, type Backend, type ObjectInfo, type StreamBody } from './types.ts';
 import { checkEndpoint, keepAliveAgents } from './endpoint.ts';
 import { s3Signer } from './sign.ts';
@@ -77,12 +78,13 @@ async function readBody(body: Readable, length: number | undefined): Promise<Buf
 /** failures in a row after which a backend's GETs (or PUTs) all go through the SDK */
 const MAX_FAST_FAILURES = 3;
 
+/** the S3 client's module, once a backend needed it */
+type SdkModule = typeof import('@aws-sdk/client-s3');
+
 export function openS3Backend(o: S3BackendOptions): Backend {
   const url = checkEndpoint(o.endpoint, o.insecureHttp);
   const maxSockets = o.maxSockets ?? 16;
-  const agents = keepAliveAgents(o.caFile, maxSockets);
-  const requestHandler = new NodeHttpHandler({ connectionTimeout: 10_000, requestTimeout: 120_000, httpsAgent: agents.https, httpAgent: agents.http });
-  const clientConfig = (maxAttempts: number) => ({
+  const clientConfig = (maxAttempts: number, requestHandler: NodeHttpHandler) => ({
     endpoint: o.endpoint,
     region: o.region ?? 'us-east-1',
     forcePathStyle: o.pathStyle ?? true,
@@ -107,16 +109,26 @@ export function openS3Backend(o: S3BackendOptions): Backend {
     disableClockSkewCorrection: false, // signing times follow the store's clock (a skewed host still gets in)
   });
   const maxAttempts = o.maxAttempts ?? 8;
-  const client = new S3Client(clientConfig(maxAttempts));
-  // Streamed bodies (packs sent as their parts) cannot be replayed by the SDK's retries, which
-  // resend the same request object: this client makes one attempt and putNew retries with a fresh
-  // stream. Same connections (one request handler), same checksums.
-  const singleShot = new S3Client(clientConfig(1));
+  // The S3 client is loaded when first needed (~130 ms of imports): the GETs, PUTs and listings
+  // of a run go by signedhttp.ts, and the SDK only sends again what that failed, and the rest.
+  let sdk: { mod: SdkModule; client: S3Client; singleShot: S3Client } | undefined;
+  let sdkLoading: Promise<NonNullable<typeof sdk>> | undefined;
+  const loadSdk = () => (sdkLoading ??= (async () => {
+    const [mod, { NodeHttpHandler }] = await Promise.all([import('@aws-sdk/client-s3'), import('@smithy/node-http-handler')]);
+    const agents = keepAliveAgents(o.caFile, maxSockets);
+    const requestHandler = new NodeHttpHandler({ connectionTimeout: 10_000, requestTimeout: 120_000, httpsAgent: agents.https, httpAgent: agents.http });
+    // Streamed bodies (packs sent as their parts) cannot be replayed by the SDK's retries, which
+    // resend the same request object: `singleShot` makes one attempt and putNew retries with a
+    // fresh stream. Same connections (one request handler), same checksums.
+    return (sdk = { mod, client: new mod.S3Client(clientConfig(maxAttempts, requestHandler)), singleShot: new mod.S3Client(clientConfig(1, requestHandler)) });
+  })());
+  /** an S3 error answer the SDK parsed (never one before the SDK was loaded: only the SDK makes them) */
+  const isS3Error = (e: unknown): e is S3ServiceException => sdk !== undefined && e instanceof sdk.mod.S3ServiceException;
   const bucket = o.bucket;
   const location = `${url.origin}/${bucket}`;
 
   const fail = (e: unknown, what: string): never => {
-    if (e instanceof S3ServiceException) {
+    if (isS3Error(e)) {
       if (e.name === 'AccessDenied' || e.$metadata.httpStatusCode === 403) throw new BackendError('AccessDenied', `${what}: access denied by ${location} (${e.name}: ${e.message})`, { cause: e });
       if (e.name === 'InvalidRange' || e.$metadata.httpStatusCode === 416) {
         throw new BackendError('Integrity', `${what}: the object is shorter than the repository index says (truncated?)`, { cause: e });
@@ -139,11 +151,11 @@ export function openS3Backend(o: S3BackendOptions): Backend {
   const transient = (e: unknown): boolean => {
     if (/checksum mismatch/i.test((e as Error)?.message ?? '')) return false;
     // an S3 error response was already retried by the SDK: only failures after it (reading the body) are ours
-    return !(e instanceof S3ServiceException);
+    return !isS3Error(e);
   };
   /** what the SDK's standard retry mode retries: 5xx, throttling, timeouts, connection failures (not a bug or a missing credential) */
   const retryablePut = (e: unknown): boolean => {
-    if (!(e instanceof S3ServiceException)) {
+    if (!isS3Error(e)) {
       const { code, name, message } = (e ?? {}) as { code?: string; name?: string; message?: string };
       return /^(ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|EAI_AGAIN|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|UND_ERR)/.test(code ?? '')
         || name === 'TimeoutError' || /socket hang up|timed? ?out/i.test(message ?? '');
@@ -152,27 +164,32 @@ export function openS3Backend(o: S3BackendOptions): Backend {
     return status >= 500 || status === 429 || e.$retryable !== undefined || /^(SlowDown|Throttl|RequestTimeout)/.test(e.name);
   };
   const backoff = (attempt: number) => new Promise((r) => setTimeout(r, Math.min(10_000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2)));
-  const isMissing = (e: unknown) => e instanceof S3ServiceException && (e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata.httpStatusCode === 404);
+  const isMissing = (e: unknown) => isS3Error(e) && (e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata.httpStatusCode === 404);
 
   // signGet: paths as the SDK sends them (path style), dates corrected by the store's clock as
   // the SDK's own requests are (systemClockOffset: the skew the SDK has measured so far)
   const signer = s3Signer(o);
   const basePath = `${url.pathname.replace(/\/$/, '')}/${encodeURIComponent(bucket)}`;
-  const clock = client.config as { systemClockOffset?: number };
-  /** a request on `key` signed for signedhttp.ts (path style only: the paths are the SDK's) */
-  const sign = async (method: 'GET' | 'PUT', key: string, headers: Record<string, string>): Promise<SignedRequest> => {
-    const path = `${basePath}/${key.split('/').map(encodeURIComponent).join('/')}`;
+  /** the skew the SDK has measured so far (none before it was loaded) */
+  const clockOffset = () => (sdk?.client.config as { systemClockOffset?: number } | undefined)?.systemClockOffset ?? 0;
+  /**
+   * A request on `key` (the bucket itself if undefined) signed for signedhttp.ts (path style only:
+   * the paths are the SDK's); `query`'s names and values as SigV4 encodes them, in the URL too.
+   */
+  const sign = async (method: 'GET' | 'PUT', key: string | undefined, headers: Record<string, string>, query: Record<string, string> = {}): Promise<SignedRequest> => {
+    const path = key === undefined ? basePath : `${basePath}/${key.split('/').map(encodeURIComponent).join('/')}`;
     const signed = await signer.sign({
-      method, protocol: url.protocol, hostname: url.hostname, port: url.port ? Number(url.port) : undefined, path, query: {},
+      method, protocol: url.protocol, hostname: url.hostname, port: url.port ? Number(url.port) : undefined, path, query,
       headers: { host: url.host, ...headers },
-    }, { signingDate: new Date(Date.now() + (clock.systemClockOffset ?? 0)) });
-    return { url: `${url.origin}${path}`, headers: signed.headers, ...(o.caFile ? { caFile: o.caFile } : {}) };
+    }, { signingDate: new Date(Date.now() + clockOffset()) });
+    const search = Object.keys(query).sort().map((k) => `${rfc3986(k)}=${rfc3986(query[k]!)}`).join('&');
+    return { url: `${url.origin}${path}${search ? `?${search}` : ''}`, headers: signed.headers, ...(o.caFile ? { caFile: o.caFile } : {}) };
   };
   const pathStyle = o.pathStyle ?? true;
   const signGet = pathStyle ? (key: string, range?: { start: number; end: number }) => sign('GET', key, range ? { range: `bytes=${range.start}-${range.end}` } : {}) : undefined;
   // failures in a row of signedhttp.ts's GETs and PUTs (each given up after MAX_FAST_FAILURES)
-  let fastGetFailures = 0, fastPutFailures = 0;
-  const requests = { signedGets: 0, sdkGets: 0, signedPuts: 0, sdkPuts: 0 };
+  let fastGetFailures = 0, fastPutFailures = 0, fastListFailures = 0;
+  const requests = { signedGets: 0, sdkGets: 0, signedPuts: 0, sdkPuts: 0, signedLists: 0, sdkLists: 0 };
 
   return {
     location,
@@ -201,7 +218,8 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       requests.sdkGets++;
       for (let attempt = 1; ; attempt++) {
         try {
-          const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range ? `bytes=${range.start}-${range.end}` : undefined }));
+          const { client, mod } = await loadSdk();
+          const r = await client.send(new mod.GetObjectCommand({ Bucket: bucket, Key: key, Range: range ? `bytes=${range.start}-${range.end}` : undefined }));
           return await readBody(r.Body as Readable, r.ContentLength);
         } catch (e) {
           if (isMissing(e)) return undefined;
@@ -212,7 +230,8 @@ export function openS3Backend(o: S3BackendOptions): Backend {
     },
     async head(key) {
       try {
-        const r = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+        const { client, mod } = await loadSdk();
+        const r = await client.send(new mod.HeadObjectCommand({ Bucket: bucket, Key: key }));
         return r.ContentLength ?? 0;
       } catch (e) {
         if (isMissing(e)) return undefined;
@@ -225,12 +244,15 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       // an overwrite), and a spool file's pack sent through one reused buffer (the SDK's stream made
       // a new buffer per MiB). Any answer but 200 (created) or 412 (exists), or any failure, and
       // the SDK's PUT below sends it again: its retries, S3's error codes.
-      if (pathStyle && sha256 && fastPutFailures < MAX_FAST_FAILURES) {
+      // (a small object not named by its digest, the manifest or the config, is hashed here: it goes
+      // the same way, and the store checks it the same way)
+      const digest = sha256 ?? (Buffer.isBuffer(body) ? createHash('sha256').update(body).digest() : undefined);
+      if (pathStyle && digest && fastPutFailures < MAX_FAST_FAILURES) {
         const length = Buffer.isBuffer(body) ? body.length : Array.isArray(body) ? (body as readonly Buffer[]).reduce((n, b) => n + b.length, 0) : (body as StreamBody).length;
         try {
           const request = await sign('PUT', key, {
-            'content-length': String(length), 'if-none-match': '*', 'x-amz-content-sha256': Buffer.from(sha256).toString('hex'),
-            ...(o.legacyChecksums ? {} : { 'x-amz-checksum-sha256': Buffer.from(sha256).toString('base64') }),
+            'content-length': String(length), 'if-none-match': '*', 'x-amz-content-sha256': Buffer.from(digest).toString('hex'),
+            ...(o.legacyChecksums ? {} : { 'x-amz-checksum-sha256': Buffer.from(digest).toString('base64') }),
           });
           const { status } = await sendSignedPut(request, body);
           if (status === 200 || status === 412) { fastPutFailures = 0; requests.signedPuts++; return status === 200 ? 'created' : 'exists'; }
@@ -241,11 +263,12 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       // the SDK then computes none of its own); old Ceph/MinIO (legacyChecksums) get none
       const checksum = sha256 && !o.legacyChecksums ? { ChecksumSHA256: Buffer.from(sha256).toString('base64') } : {};
       requests.sdkPuts++;
-      const exists = (e: unknown) => e instanceof S3ServiceException && (e.$metadata.httpStatusCode === 412 || e.name === 'PreconditionFailed');
+      const exists = (e: unknown) => isS3Error(e) && (e.$metadata.httpStatusCode === 412 || e.name === 'PreconditionFailed');
       if (Buffer.isBuffer(body)) {
         try {
           // If-None-Match: * makes the store refuse to replace an existing object (AWS, MinIO, shelterd)
-          await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, IfNoneMatch: '*', ContentLength: body.length, ...checksum }));
+          const { client, mod } = await loadSdk();
+          await client.send(new mod.PutObjectCommand({ Bucket: bucket, Key: key, Body: body, IfNoneMatch: '*', ContentLength: body.length, ...checksum }));
           return 'created';
         } catch (e) {
           if (exists(e)) return 'exists';
@@ -258,7 +281,8 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       const stream = () => (Array.isArray(body) ? Readable.from(coalesce(body)) : Readable.from((body as StreamBody).chunks()));
       for (let attempt = 1; ; attempt++) {
         try {
-          await singleShot.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: stream(), IfNoneMatch: '*', ContentLength: length, ...checksum }));
+          const { singleShot, mod } = await loadSdk();
+          await singleShot.send(new mod.PutObjectCommand({ Bucket: bucket, Key: key, Body: stream(), IfNoneMatch: '*', ContentLength: length, ...checksum }));
           return 'created';
         } catch (e) {
           if (exists(e)) return 'exists';
@@ -270,13 +294,68 @@ export function openS3Backend(o: S3BackendOptions): Backend {
     async *list(prefix): AsyncIterable<ObjectInfo> {
       let token: string | undefined;
       do {
-        let r;
-        try {
-          r = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-        } catch (e) { return fail(e, `listing ${prefix}`); }
-        for (const o of r.Contents ?? []) yield { key: o.Key!, size: o.Size ?? 0 };
-        token = r.IsTruncated ? r.NextContinuationToken : undefined;
+        // each page by signedhttp.ts, or, if that fails, by the SDK (from the same token)
+        let page: { items: ObjectInfo[]; next?: string } | undefined;
+        if (pathStyle && fastListFailures < MAX_FAST_FAILURES) {
+          try {
+            const query: Record<string, string> = { 'list-type': '2', prefix, ...(token ? { 'continuation-token': token } : {}) };
+            page = parseListPage((await sendSignedGetObject(await sign('GET', undefined, {}, query))).toString('utf8'));
+            fastListFailures = 0;
+            requests.signedLists++;
+          } catch { fastListFailures++; }
+        }
+        if (!page) {
+          requests.sdkLists++;
+          try {
+            const { client, mod } = await loadSdk();
+            const r = await client.send(new mod.ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+            page = { items: (r.Contents ?? []).map((c) => ({ key: c.Key!, size: c.Size ?? 0 })), next: r.IsTruncated ? r.NextContinuationToken : undefined };
+          } catch (e) { return fail(e, `listing ${prefix}`); }
+        }
+        yield* page.items;
+        token = page.next;
       } while (token);
     },
   };
+}
+
+/** a query name or value as SigV4 and S3 encode it (RFC 3986: encodeURIComponent leaves !'()* alone) */
+const rfc3986 = (v: string) => encodeURIComponent(v).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
+/**
+ * A ListObjectsV2 answer's objects and continuation token; throws on anything it does not expect
+ * (the SDK then fetches that page). Read by hand, strictly: a maintained XML parser (the SDK's, or
+ * fast-xml-parser) costs 50-130 ms to load, and a backup lists on every run; the answer is S3's
+ * fixed shape (no CDATA, no DTD, the five XML entities and character references in text).
+ */
+export function parseListPage(xml: string): { items: ObjectInfo[]; next?: string } {
+  const root = /<ListBucketResult\b[^>]*>([\s\S]*)<\/ListBucketResult>\s*$/.exec(xml);
+  if (!root || /<!\[CDATA\[|<!DOCTYPE|<!ENTITY/i.test(xml)) throw new Error('not a ListBucketResult this client reads');
+  const body = root[1]!;
+  const items: ObjectInfo[] = [];
+  for (const m of body.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)) {
+    const key = /<Key>([^<]*)<\/Key>/.exec(m[1]!);
+    const size = /<Size>(\d{1,15})<\/Size>/.exec(m[1]!);
+    if (!key || !size) throw new Error('a listed object without a key or size');
+    items.push({ key: xmlText(key[1]!), size: Number(size[1]) });
+  }
+  if ((body.match(/<Contents>/g) ?? []).length !== items.length) throw new Error('an unclosed Contents element');
+  const truncated = /<IsTruncated>(true|false)<\/IsTruncated>/.exec(body);
+  if (!truncated) throw new Error('a listing without IsTruncated');
+  if (truncated[1] === 'false') return { items };
+  const next = /<NextContinuationToken>([^<]+)<\/NextContinuationToken>/.exec(body);
+  if (!next) throw new Error('a truncated listing without a continuation token');
+  return { items, next: xmlText(next[1]!) };
+}
+
+/** XML character data: the five entities and character references decoded, anything else refused */
+function xmlText(t: string): string {
+  if (/&(?![a-z]+;|#[0-9]{1,7};|#x[0-9a-fA-F]{1,6};)/.test(t)) throw new Error('a bare & in XML text');
+  return t.replace(/&([a-z]+|#[0-9]{1,7}|#x[0-9a-fA-F]{1,6});/g, (all, e: string) => {
+    const named: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
+    if (e[0] !== '#') { if (named[e] === undefined) throw new Error(`an unknown XML entity ${all}`); return named[e]!; }
+    const code = e[1] === 'x' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
+    if (code > 0x10ffff) throw new Error(`a bad character reference ${all}`);
+    return String.fromCodePoint(code);
+  });
 }

@@ -44,10 +44,10 @@ export interface Backend {
   /** every object under a prefix, in key order */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /**
-   * GETs and PUTs so far: sent by signedhttp.ts, or by the S3 client (those it did not do, or
+   * GETs, PUTs and listing pages so far: sent by signedhttp.ts, or by the S3 client (those it did not do, or
    * failed: a run's log says so, and many SDK requests against a store mean it is not read well)
    */
-  readonly requests?: Readonly<{ signedGets: number; sdkGets: number; signedPuts: number; sdkPuts: number }>;
+  readonly requests?: Readonly<{ signedGets: number; sdkGets: number; signedPuts: number; sdkPuts: number; signedLists: number; sdkLists: number }>;
   /** a description for messages (endpoint and bucket; never a secret) */
   readonly location: string;
 }

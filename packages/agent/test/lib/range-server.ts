@@ -26,14 +26,34 @@ export interface RangeServer {
   close(): Promise<void>;
 }
 
+/** keys per page of a listing */
+const LIST_PAGE = 2;
+
 export async function serveObjects(objects: Map<string, Buffer>, behave: (request: number) => Behaviour = () => 'ok', tls?: { key: string; cert: string; caFile: string }): Promise<RangeServer> {
   const requests: RangeServer['requests'] = [];
   let connections = 0;
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const key = decodeURIComponent((req.url ?? '/').slice(1).split('?')[0]!);
+    const query = new URL(req.url ?? '/', 'http://x').searchParams;
     const range = String(req.headers.range ?? '');
     const how = behave(requests.length);
     requests.push({ key, range, agent: String(req.headers['user-agent'] ?? '') });
+    if (req.method === 'GET' && query.get('list-type') === '2') {
+      // ListObjectsV2 of the bucket (/b or /b/), LIST_PAGE keys a page (the token: the last key given)
+      if (how !== 'ok') { res.writeHead(500, { 'content-length': 13 }).end('InternalError'); return; }
+      const bucket = key.replace(/\/$/, '');
+      const prefix = `${bucket}/${query.get('prefix') ?? ''}`;
+      const after = query.get('continuation-token') ?? '';
+      const keys = [...objects.keys()].filter((k) => k.startsWith(prefix) && k > `${bucket}/${after}`).sort();
+      const page = keys.slice(0, LIST_PAGE);
+      const esc = (v: string) => v.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+      const body = `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>${bucket}</Name>` +
+        page.map((k) => `<Contents><Key>${esc(k.slice(bucket.length + 1))}</Key><Size>${objects.get(k)!.length}</Size></Contents>`).join('') +
+        (keys.length > LIST_PAGE ? `<IsTruncated>true</IsTruncated><NextContinuationToken>${esc(page.at(-1)!.slice(bucket.length + 1))}</NextContinuationToken>` : '<IsTruncated>false</IsTruncated>') +
+        '</ListBucketResult>';
+      res.writeHead(200, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) }).end(body);
+      return;
+    }
     if (req.method === 'PUT') {
       // stored if absent (If-None-Match: * honoured); `500` and `reset` as for a GET
       const parts: Buffer[] = [];
