@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams, PackEntry, RepoKeys } from '@shelter/format';
 import { encodeWriteJob, type FileWrite } from './writejob.ts';
-import type { SignedGet } from './backend/types.ts';
+import type { SignedRequest } from './backend/types.ts';
 
 /** the zstd level of every blob sealed (3: zstd's default, restic's "auto") */
 export const SEAL_LEVEL = 3;
@@ -67,7 +67,7 @@ export interface SealPool {
    * (so that its bytes never cross this thread). A fetch that fails resolves `{ fetchError }`:
    * nothing was written, and the caller fetches the range itself (with retries).
    */
-  fetchWriteRange(request: SignedGet, start: number, end: number, entries: PackEntry[], files: FileWrite[]): Promise<FileResult[] | { fetchError: string }>;
+  fetchWriteRange(request: SignedRequest, start: number, end: number, entries: PackEntry[], files: FileWrite[]): Promise<FileResult[] | { fetchError: string }>;
   /**
    * Opens sealed tree blobs (decryption, zstd, the id check) spread over every worker; resolves
    * with their plaintexts in order, each with the subtree ids it names (found by the worker), or

@@ -13,7 +13,7 @@ import { decodeWriteJob, type EncodedWriteJob, type FileWrite } from './writejob
 import { openForBackup } from './fsnode.ts';
 import { collectGarbage } from './collect.ts';
 import type { FileResult } from './sealpool.ts';
-import type { SignedGet } from './backend/types.ts';
+import type { SignedRequest } from './backend/types.ts';
 
 const k = workerData.keys as Record<string, Uint8Array | string>;
 const keys = Object.fromEntries(Object.entries(k).map(([n, v]) => [n, typeof v === 'string' ? v : Buffer.from(v)])) as unknown as RepoKeys;
@@ -289,7 +289,7 @@ function writeRange(seq: number, data: Uint8Array, job: WriteJob): void {
 const EMPTY = Buffer.alloc(0);
 
 /** restore: the range's bytes [start, end] of its pack, to be fetched here with a GET the main thread signed */
-interface FetchJob { request: SignedGet; end: number }
+interface FetchJob { request: SignedRequest; end: number }
 let signedGet: Promise<typeof import('./backend/signedhttp.ts')> | undefined;
 /**
  * restore: fetches a range, then writes it as writeRange does. A fetch that fails is reported as

@@ -1,7 +1,7 @@
 // Where the agent sends requests, and which CAs it trusts there: shared by the S3 backend and the
 // deletion requests (forget.ts), and light (no SDK), so that commands load the SDK only when they use it.
 import { readFileSync } from 'node:fs';
-import { createSecureContext, rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import type { Agent as HttpAgent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
 import { BackendError } from './types.ts';
@@ -30,9 +30,24 @@ export function caBundle(caFile: string | undefined): string[] | undefined {
  * ESM import of node:http reads its lazy exports, which load undici (~25 ms of every command).
  */
 export function keepAliveAgents(caFile: string | undefined, maxSockets: number): { http: HttpAgent; https: HttpsAgent } {
-  const ca = caBundle(caFile);
+  const secureContext = secureContextFor(caFile);
   return {
     http: new (process.getBuiltinModule('node:http').Agent)({ keepAlive: true, maxSockets }),
-    https: new (process.getBuiltinModule('node:https').Agent)({ keepAlive: true, maxSockets, ...(ca ? { secureContext: createSecureContext({ ca }) } : {}) }),
+    https: new (process.getBuiltinModule('node:https').Agent)({ keepAlive: true, maxSockets, ...(secureContext ? { secureContext } : {}) }),
   };
+}
+
+/** this thread's secure contexts, one per CA file */
+const contexts = new Map<string, SecureContext | undefined>();
+
+/**
+ * The system's CAs plus `caFile`'s as one TLS secure context, built once per thread (the S3
+ * client's agents and signedhttp.ts's connections share it); undefined for the defaults.
+ */
+export function secureContextFor(caFile: string | undefined): SecureContext | undefined {
+  if (!contexts.has(caFile ?? '')) {
+    const ca = caBundle(caFile);
+    contexts.set(caFile ?? '', ca ? createSecureContext({ ca }) : undefined);
+  }
+  return contexts.get(caFile ?? '');
 }

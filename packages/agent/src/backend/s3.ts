@@ -4,10 +4,10 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import type { NodeHttpHandler } from '@smithy/node-http-handler';
-import { BackendError, type Backend, type ObjectInfo, type StreamBody } from './types.ts';
+import { BackendError, type Backend, type ObjectInfo, type SignedRequest, type StreamBody } from './types.ts';
 import { checkEndpoint, keepAliveAgents } from './endpoint.ts';
 import { s3Signer } from './sign.ts';
-import { sendSignedGet, sendSignedGetObject, sendSignedPut, type SignedRequest } from './signedhttp.ts';
+import { sendSignedGet, sendSignedGetObject, sendSignedPut } from './signedhttp.ts';
 
 
 export interface S3BackendOptions {
@@ -187,9 +187,26 @@ export function openS3Backend(o: S3BackendOptions): Backend {
   };
   const pathStyle = o.pathStyle ?? true;
   const signGet = pathStyle ? (key: string, range?: { start: number; end: number }) => sign('GET', key, range ? { range: `bytes=${range.start}-${range.end}` } : {}) : undefined;
-  // failures in a row of signedhttp.ts's GETs and PUTs (each given up after MAX_FAST_FAILURES)
-  let fastGetFailures = 0, fastPutFailures = 0, fastListFailures = 0;
   const requests = { signedGets: 0, sdkGets: 0, signedPuts: 0, sdkPuts: 0, signedLists: 0, sdkLists: 0 };
+  /**
+   * One kind of request sent by signedhttp.ts (path style only): `send` resolves with the result, or
+   * undefined (or throws) when the SDK must send it again. Given up after MAX_FAST_FAILURES failures
+   * in a row (a store whose answers it cannot read would cost every request a second one); an error
+   * `counted` rejects (a missing object) is no failure of the path.
+   */
+  const signedPath = (kind: 'Gets' | 'Puts' | 'Lists') => {
+    let failures = 0;
+    return async <T>(send: () => Promise<T | undefined>, counted: (e: unknown) => boolean = () => true): Promise<T | undefined> => {
+      if (!pathStyle || failures >= MAX_FAST_FAILURES) return undefined;
+      let result: T | undefined;
+      try { result = await send(); } catch (e) { if (counted(e)) failures++; return undefined; }
+      if (result === undefined) { failures++; return undefined; }
+      failures = 0;
+      requests[`signed${kind}`]++;
+      return result;
+    };
+  };
+  const signedGet = signedPath('Gets'), signedPut = signedPath('Puts'), signedList = signedPath('Lists');
 
   return {
     location,
@@ -202,17 +219,11 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       // less CPU than the SDK's stream of 16 KiB pieces); any failure, a missing object included,
       // goes the SDK's way below, which retries and names S3's errors. Given up after a few failures
       // in a row (a store whose answers it cannot read would cost every GET a second request).
-      if (signGet && fastGetFailures < MAX_FAST_FAILURES) {
-        try {
-          const request = await signGet(key, range);
-          const bytes = range ? await sendSignedGet(request, range.start, range.end) : await sendSignedGetObject(request);
-          fastGetFailures = 0;
-          requests.signedGets++;
-          return bytes;
-        } catch (e) {
-          if ((e as { status?: number }).status !== 404) fastGetFailures++;
-        }
-      }
+      const signed = await signedGet(async () => {
+        const request = await signGet!(key, range);
+        return range ? sendSignedGet(request, range.start, range.end) : sendSignedGetObject(request);
+      }, (e) => (e as { status?: number }).status !== 404);
+      if (signed) return signed;
       // the SDK retries the request, but not the reading of the body that follows it: a connection
       // cut in the middle of a large GET is retried here, whole, with the same backoff policy
       requests.sdkGets++;
@@ -247,18 +258,17 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       // (a small object not named by its digest, the manifest or the config, is hashed here: it goes
       // the same way, and the store checks it the same way)
       const digest = sha256 ?? (Buffer.isBuffer(body) ? createHash('sha256').update(body).digest() : undefined);
-      if (pathStyle && digest && fastPutFailures < MAX_FAST_FAILURES) {
-        const length = Buffer.isBuffer(body) ? body.length : Array.isArray(body) ? (body as readonly Buffer[]).reduce((n, b) => n + b.length, 0) : (body as StreamBody).length;
-        try {
-          const request = await sign('PUT', key, {
-            'content-length': String(length), 'if-none-match': '*', 'x-amz-content-sha256': Buffer.from(digest).toString('hex'),
-            ...(o.legacyChecksums ? {} : { 'x-amz-checksum-sha256': Buffer.from(digest).toString('base64') }),
-          });
-          const { status } = await sendSignedPut(request, body);
-          if (status === 200 || status === 412) { fastPutFailures = 0; requests.signedPuts++; return status === 200 ? 'created' : 'exists'; }
-          fastPutFailures++;
-        } catch { fastPutFailures++; }
-      }
+      const length = Buffer.isBuffer(body) ? body.length : Array.isArray(body) ? (body as readonly Buffer[]).reduce((n, b) => n + b.length, 0) : (body as StreamBody).length;
+      const signed = digest && await signedPut(async () => {
+        const request = await sign('PUT', key, {
+          'content-length': String(length), 'if-none-match': '*', 'x-amz-content-sha256': Buffer.from(digest).toString('hex'),
+          ...(o.legacyChecksums ? {} : { 'x-amz-checksum-sha256': Buffer.from(digest).toString('base64') }),
+        });
+        // (parts regrouped as for the SDK below: one write per small blob cost more than one copy)
+        const { status } = await sendSignedPut(request, Array.isArray(body) ? [...coalesce(body)] : body);
+        return status === 200 ? 'created' as const : status === 412 ? 'exists' as const : undefined;
+      });
+      if (signed) return signed;
       // the store checks the bytes against the digest they are named by (an S3 flexible checksum:
       // the SDK then computes none of its own); old Ceph/MinIO (legacyChecksums) get none
       const checksum = sha256 && !o.legacyChecksums ? { ChecksumSHA256: Buffer.from(sha256).toString('base64') } : {};
@@ -277,7 +287,6 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       }
       // Parts, streamed: TLS encrypts them as the socket drains. A single buffer would be encrypted
       // whole into the socket's queue (a second copy of every pack in flight).
-      const length = Array.isArray(body) ? body.reduce((n, b) => n + b.length, 0) : (body as StreamBody).length;
       const stream = () => (Array.isArray(body) ? Readable.from(coalesce(body)) : Readable.from((body as StreamBody).chunks()));
       for (let attempt = 1; ; attempt++) {
         try {
@@ -295,15 +304,8 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       let token: string | undefined;
       do {
         // each page by signedhttp.ts, or, if that fails, by the SDK (from the same token)
-        let page: { items: ObjectInfo[]; next?: string } | undefined;
-        if (pathStyle && fastListFailures < MAX_FAST_FAILURES) {
-          try {
-            const query: Record<string, string> = { 'list-type': '2', prefix, ...(token ? { 'continuation-token': token } : {}) };
-            page = parseListPage((await sendSignedGetObject(await sign('GET', undefined, {}, query))).toString('utf8'));
-            fastListFailures = 0;
-            requests.signedLists++;
-          } catch { fastListFailures++; }
-        }
+        const query: Record<string, string> = { 'list-type': '2', prefix, ...(token ? { 'continuation-token': token } : {}) };
+        let page = await signedList(async () => parseListPage((await sendSignedGetObject(await sign('GET', undefined, {}, query))).toString('utf8')));
         if (!page) {
           requests.sdkLists++;
           try {

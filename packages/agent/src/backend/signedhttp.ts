@@ -15,9 +15,9 @@
 // with a Content-Length of at most MAX_ANSWER_BODY. Anything else (chunked encoding, a head over
 // MAX_HEAD bytes, a short or long body) is an error.
 import { connect as netConnect, isIP, type OnReadOpts, type Socket } from 'node:net';
-import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
-import { caBundle } from './endpoint.ts';
-import type { SignedGet, StreamBody } from './types.ts';
+import { connect as tlsConnect } from 'node:tls';
+import { secureContextFor } from './endpoint.ts';
+import type { SignedRequest, StreamBody } from './types.ts';
 
 /** no byte for this long: the request is given up (the SDK's requestTimeout) */
 const IDLE_TIMEOUT = 120_000;
@@ -31,9 +31,6 @@ const MAX_ANSWER_BODY = 64 * 1024;
 const MAX_IDLE = 8;
 /** a PUT's body goes out through a buffer of this size, reused piece after piece */
 const PUT_PIECE = 1024 * 1024;
-
-/** a request signed for this client: its URL, its signed headers, the CA file to trust */
-export type SignedRequest = SignedGet;
 
 /** the request a connection is answering: the head as it arrives, then the body into `out` */
 interface Exchange {
@@ -68,18 +65,8 @@ interface Connection {
 
 /** idle connections by endpoint (origin and CA file) */
 const idle = new Map<string, Connection[]>();
-/** the CAs, as one secure context per CA file, built once per thread (see endpoint.ts) */
-const contexts = new Map<string, SecureContext | undefined>();
 /** PUT bodies' piece buffers not in use */
 const sparePieces: Buffer[] = [];
-
-function secureContextFor(caFile: string | undefined): SecureContext | undefined {
-  if (!contexts.has(caFile ?? '')) {
-    const ca = caBundle(caFile);
-    contexts.set(caFile ?? '', ca ? createSecureContext({ ca }) : undefined);
-  }
-  return contexts.get(caFile ?? '');
-}
 
 /**
  * Bytes [start, end] of the object, as `request` asks for them: a buffer of exactly that length

@@ -16,11 +16,11 @@ export interface StreamBody {
 }
 
 /**
- * A GET signed by a backend for another thread to send as it is (a restore's worker fetching its
- * own range): its URL, its headers (SigV4 included; valid for 15 minutes) and the CA file to
- * trust beside the system's.
+ * A request signed by a backend for signedhttp.ts to send as it is (on this thread, or on a
+ * restore's worker fetching its own range): its URL, its headers (SigV4 included; valid for 15
+ * minutes) and the CA file to trust beside the system's.
  */
-export interface SignedGet { url: string; headers: Record<string, string>; caFile?: string }
+export interface SignedRequest { url: string; headers: Record<string, string>; caFile?: string }
 
 export interface Backend {
   /** the whole object, or a byte range [start, end] inclusive; undefined when absent */
@@ -40,7 +40,7 @@ export interface Backend {
    * The GET of bytes [start, end] of `key`, signed for another thread to send once: no retries
    * there (on any failure it falls back to get()). Absent when this backend cannot sign one.
    */
-  signGet?(key: string, range?: { start: number; end: number }): Promise<SignedGet>;
+  signGet?(key: string, range?: { start: number; end: number }): Promise<SignedRequest>;
   /** every object under a prefix, in key order */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /**

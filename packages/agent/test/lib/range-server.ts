@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { SignedGet } from '../../src/backend/types.ts';
+import type { SignedRequest } from '../../src/backend/types.ts';
 
 /**
  * What the server does with a request (a PUT knows `ok`, `500` and `reset`): `ok`; `500`; `whole` (200 and the whole object, as a store
@@ -22,7 +22,7 @@ export interface RangeServer {
   /** connections accepted */
   connections(): number;
   /** a signGet for a backend: GETs of this server */
-  signGet(key: string, range: { start: number; end: number }): Promise<SignedGet>;
+  signGet(key: string, range: { start: number; end: number }): Promise<SignedRequest>;
   close(): Promise<void>;
 }
 
