@@ -20,14 +20,11 @@ async function signedCall(cfg: AgentConfig, method: 'GET' | 'POST', query: strin
   const signer = s3Signer(cfg);
   const headers: Record<string, string> = { host: url.host };
   if (body !== undefined) { headers['content-type'] = 'application/json'; headers['content-length'] = String(Buffer.byteLength(body)); }
-  const signed = await signer.sign({
-    method, protocol: url.protocol, hostname: url.hostname, port: url.port ? Number(url.port) : undefined,
-    path: `${url.pathname.replace(/\/$/, '')}/${encodeURIComponent(cfg.bucket)}`, query: { [query]: '' }, headers, body,
-  });
+  const signed = signer.sign({ method, path: `${url.pathname.replace(/\/$/, '')}/${encodeURIComponent(cfg.bucket)}`, query: { [query]: '' }, headers, body });
   const ca = caBundle(cfg.caCert);
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
-    const req = send({ method, host: url.hostname, port: url.port || undefined, path: `${signed.path}?${query}=`, headers: signed.headers, ...(ca ? { ca } : {}), timeout: 30_000 }, (res) => {
+    const req = send({ method, host: url.hostname, port: url.port || undefined, path: `${signed.path}?${signed.search}`, headers: signed.headers, ...(ca ? { ca } : {}), timeout: 30_000 }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));

@@ -49,6 +49,12 @@ const toTime = (ns: bigint) => Number(ns) / 1e9;
  * fetched by each), few enough that plans stay small (~300 bytes of heap per file).
  */
 const BATCH_FILES = 16384;
+/**
+ * The first batch is smaller, and each next one twice the size up to BATCH_FILES: the workers have
+ * nothing to write until a batch is gathered, and gathering 16,384 files means walking (loading and
+ * decoding the trees of) a fifth of the linux tree first.
+ */
+const FIRST_BATCH_FILES = 1024;
 
 /**
  * A file to restore. Only what the restore needs is kept (not its tree node): on the linux tree
@@ -99,6 +105,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   const trees = treeLoader(repo, snap.snapshot.tree, { release: true, bounded: true });
   const batches = batchRunner();
   let batch: PlannedFile[] = [];
+  let batchLimit = opts.batchFiles ?? FIRST_BATCH_FILES;
   const walk = async (dir: Buffer, rel: string, subtree: Buffer) => {
     // (a tree that cannot be loaded fails the restore: storage unreachable, or a damaged repository)
     const nodes = await trees.nodes(subtree);
@@ -152,7 +159,12 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
             break; // sockets belong to a running process: nothing to restore
         }
       } catch (e) { warn(path, `cannot restore: ${(e as Error).message}`); }
-      if (batch.length >= (opts.batchFiles ?? BATCH_FILES)) { const full = batch; batch = []; await batches.add(full); }
+      if (batch.length >= batchLimit) {
+        const full = batch;
+        batch = [];
+        batchLimit = Math.min(2 * batchLimit, opts.batchFiles ?? BATCH_FILES);
+        await batches.add(full);
+      }
     }
   };
   try {

@@ -1,4 +1,4 @@
-// The S3 backend's GETs (backend/s3.ts get): signed with the SDK's signer and sent by
+// The S3 backend's GETs (backend/s3.ts get): signed by backend/sign.ts and sent by
 // backend/signedhttp.ts, the body read straight into one buffer; any failure answered by the SDK's
 // own GET (retries, S3's error codes, a missing object as undefined); after a few failures in a
 // row, every GET of that backend goes the SDK's way. (Against shelterd over HTTPS:

@@ -178,12 +178,8 @@ export function openS3Backend(o: S3BackendOptions): Backend {
    */
   const sign = async (method: 'GET' | 'PUT', key: string | undefined, headers: Record<string, string>, query: Record<string, string> = {}): Promise<SignedRequest> => {
     const path = key === undefined ? basePath : `${basePath}/${key.split('/').map(encodeURIComponent).join('/')}`;
-    const signed = await signer.sign({
-      method, protocol: url.protocol, hostname: url.hostname, port: url.port ? Number(url.port) : undefined, path, query,
-      headers: { host: url.host, ...headers },
-    }, { signingDate: new Date(Date.now() + clockOffset()) });
-    const search = Object.keys(query).sort().map((k) => `${rfc3986(k)}=${rfc3986(query[k]!)}`).join('&');
-    return { url: `${url.origin}${path}${search ? `?${search}` : ''}`, headers: signed.headers, ...(o.caFile ? { caFile: o.caFile } : {}) };
+    const signed = signer.sign({ method, path, query, headers: { host: url.host, ...headers } }, { signingDate: new Date(Date.now() + clockOffset()) });
+    return { url: `${url.origin}${path}${signed.search ? `?${signed.search}` : ''}`, headers: signed.headers, ...(o.caFile ? { caFile: o.caFile } : {}) };
   };
   const pathStyle = o.pathStyle ?? true;
   const signGet = pathStyle ? (key: string, range?: { start: number; end: number }) => sign('GET', key, range ? { range: `bytes=${range.start}-${range.end}` } : {}) : undefined;
@@ -320,9 +316,6 @@ export function openS3Backend(o: S3BackendOptions): Backend {
     },
   };
 }
-
-/** a query name or value as SigV4 and S3 encode it (RFC 3986: encodeURIComponent leaves !'()* alone) */
-const rfc3986 = (v: string) => encodeURIComponent(v).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 /**
  * A ListObjectsV2 answer's objects and continuation token; throws on anything it does not expect
