@@ -1,4 +1,5 @@
-// Bounded concurrency: over a list (mapLimit), or shared by several lists (semaphore).
+// Bounded concurrency: over a list (mapLimit), or shared by several lists (semaphore); and a turn
+// of the event loop for long runs of work on the main thread (yieldToLoop).
 
 /** at most `limit` calls of `fn` in flight, results in input order */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
@@ -20,3 +21,12 @@ export function semaphore(n: number): Semaphore {
     release: () => { const next = queue.shift(); if (next) next(); else free++; },
   };
 }
+
+/**
+ * Lets the event loop run (I/O callbacks, worker messages) before going on. Work chained through
+ * promises that resolve at once (trees already fetched, a walk's next directory) runs as
+ * microtasks, which never give way to a worker's message: a restore's main thread decoded tree
+ * after tree for ~0.25 s while both workers, done with their ranges, waited for it to hand out
+ * the next, and opened the whole hierarchy itself because the workers' "ready" went unread.
+ */
+export const yieldToLoop = (): Promise<void> => new Promise((res) => { setImmediate(res); });

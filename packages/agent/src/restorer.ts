@@ -19,7 +19,7 @@ import { groupRanges, writeRange } from './blobfetch.ts';
 import { devNumbers, hardlinkKey, joinPath } from './fsnode.ts';
 import type { FileWrite } from './writejob.ts';
 import { createFile, finishFile, type FileMeta } from './filewrite.ts';
-import { semaphore, type Semaphore } from './limit.ts';
+import { semaphore, yieldToLoop, type Semaphore } from './limit.ts';
 import { pathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 import { BackendError } from './backend/types.ts';
@@ -55,6 +55,11 @@ const BATCH_FILES = 16384;
  * decoding the trees of) a fifth of the linux tree first.
  */
 const FIRST_BATCH_FILES = 1024;
+/**
+ * The walk and the planning of a batch let the event loop run every so many files (yieldToLoop):
+ * the workers get their next range from this thread (signed here, results taken here).
+ */
+const YIELD_EVERY = 256;
 
 /**
  * A file to restore. Only what the restore needs is kept (not its tree node): on the linux tree
@@ -106,10 +111,12 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   const batches = batchRunner();
   let batch: PlannedFile[] = [];
   let batchLimit = opts.batchFiles ?? FIRST_BATCH_FILES;
+  let sinceYield = 0;
   const walk = async (dir: Buffer, rel: string, subtree: Buffer) => {
     // (a tree that cannot be loaded fails the restore: storage unreachable, or a damaged repository)
     const nodes = await trees.nodes(subtree);
     for (const n of nodes) {
+      if (++sinceYield >= YIELD_EVERY) { sinceYield = 0; await yieldToLoop(); }
       const path = joinPath(dir, n.name);
       const childRel = rel ? `${rel}/${n.name.toString()}` : n.name.toString();
       if (!selected(childRel, n.type === 'dir')) { if (n.type === 'dir') trees.forget(n.subtree!); continue; }
@@ -202,7 +209,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     const running = new Set<Promise<void>>();
     return {
       async add(files: PlannedFile[]) {
-        const plan = planContents(files);
+        const plan = await planContents(files);
         await started;
         while (running.size >= 2) await Promise.race(running);
         if (shared.failed) throw shared.failed;
@@ -244,13 +251,15 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     finally { if (fd >= 0) closeSync(fd); }
   }
   /** which range holds each chunk, and what each range's worker writes (the maps are garbage after) */
-  function planContents(files: PlannedFile[]) {
+  async function planContents(files: PlannedFile[]) {
     // a blob is known by where it is: pack number and offset (one index lookup per chunk, no hex string)
     const where = (pack: number, offset: number) => pack * 2 ** 32 + offset;
     const byPack = new Map<number, PackEntry[]>();
     const seen = new Set<number>();
     const locs = new Map<PlannedFile, BlobLocation[]>();
+    let planned = 0;
     for (const f of files) {
+      if (++planned % YIELD_EVERY === 0) await yieldToLoop();
       let size = 0;
       const mine: BlobLocation[] = [];
       for (const id of f.content!) {
@@ -324,7 +333,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
    * `done`: every range settled (the first failure thrown); `shared.failed`: the first failure of
    * any batch, after which no range starts.
    */
-  function fetchBatch(files: PlannedFile[], { ranges, writesOf }: ReturnType<typeof planContents>, slots: Semaphore, shared: { failed?: unknown }) {
+  function fetchBatch(files: PlannedFile[], { ranges, writesOf }: Awaited<ReturnType<typeof planContents>>, slots: Semaphore, shared: { failed?: unknown }) {
     // decryption and zstd on the repository's worker threads (one per core); no plaintext comes back here
     const pool = repo.sealPool();
     let waiting = ranges.length;

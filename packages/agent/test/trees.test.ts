@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeTree, toHex, type TreeNode } from '@shelter/format';
 import { loadAllTrees, treeLoader } from '../src/trees.ts';
+import { openRepo } from '../src/repository.ts';
 import { backedUp } from './lib/backed-up.ts';
 
 test('tree loader with release: the background load stays within its limit while the walk waits, and every tree comes', async (t) => {
@@ -80,4 +81,32 @@ test('tree loader with release: the background load stays within its limit while
   // what was opened of the forgotten half before forget() no longer counts
   await sleep(200);
   assert.equal(partial.readyBytes, 0, 'no forgotten tree left waiting');
+});
+
+test('tree loader: once the seal workers are up they open the trees, though every tree is at hand and nothing waits for I/O', async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'shelter-trees-'));
+  t.after(() => rmSync(work, { recursive: true, force: true }));
+  const src = join(work, 'src');
+  // 3,200 directories: opening them all on this thread takes longer than a worker's start
+  for (let a = 0; a < 80; a++) for (let b = 0; b < 40; b++) {
+    mkdirSync(join(src, `a${a}`, `b${b}`), { recursive: true });
+    writeFileSync(join(src, `a${a}`, `b${b}`, 'f'), `${a}/${b}`); // (a tree of its own each)
+  }
+  const { backend, master, snap } = await backedUp(t, src);
+  // opened again: its worker starts now
+  const repo = await openRepo(backend, master, { sealWorkers: 1, startWorkers: true });
+  t.after(() => repo.close());
+  const pool = repo.sealPool();
+  // this thread held up without a turn of its event loop (as a long run of work holds it): the
+  // worker starts meanwhile, its "ready" message waits unread
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3000);
+  assert.equal(pool.ready(), false, 'its "ready" not read yet');
+  let onWorker = 0;
+  const openTrees = pool.openTrees.bind(pool);
+  pool.openTrees = (list) => { onWorker += list.length; return openTrees(list); };
+  // the memory bucket answers without I/O: the whole load is a chain of promises resolved at once,
+  // which never lets the worker's "ready" message be read unless the loader gives the event loop a turn
+  const all = await loadAllTrees(repo, snap.snapshot.tree);
+  assert.ok(all.size > 3200);
+  assert.ok(onWorker > 0, `every one of ${all.size} trees was opened on the main thread`);
 });

@@ -7,12 +7,12 @@ import { initRepository, openRepo, type OpenRepoOptions, type Repository, type S
 import { memoryBackend } from './memory-backend.ts';
 
 export async function backedUp(t: TestContext, src: string, opts: OpenRepoOptions = {}):
-  Promise<{ repo: Repository; snap: SnapshotEntry; backend: ReturnType<typeof memoryBackend> }> {
+  Promise<{ repo: Repository; snap: SnapshotEntry; backend: ReturnType<typeof memoryBackend>; master: Buffer }> {
   const backend = memoryBackend();
   const { master, configBytes } = createRepository();
   await initRepository(backend, configBytes);
   const repo = await openRepo(backend, master, { sealWorkers: 1, ...opts });
   t.after(() => repo.close());
   await backupFiles(repo, { name: 'x', paths: [src] });
-  return { repo, snap: (await repo.listSnapshots()).pop()!, backend };
+  return { repo, snap: (await repo.listSnapshots()).pop()!, backend, master: Buffer.from(master) };
 }
