@@ -4,7 +4,8 @@
 //
 // How: (1) walk the hierarchy depth first (its trees loaded ahead in grouped requests, each
 // decoded when its directory is reached), creating directories, symlinks and special files; (2)
-// plan the chunks of every BATCH_FILES files gathered; (3) fetch each batch's data pack range by
+// plan the chunks of each batch of files gathered (1,024 at first, twice as many each time up to
+// BATCH_FILES), letting the event loop run every YIELD_EVERY files; (3) fetch each batch's data pack range by
 // pack range (a few concurrent ranged GETs, each at most 8 MiB of plaintext) while the walk
 // gathers the next batch; the worker thread that decrypts a range also writes its chunks where
 // they belong (pwrite), skipping all-zero chunks so holes stay holes; files spread over several
