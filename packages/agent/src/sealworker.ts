@@ -7,7 +7,7 @@
 // Restore: it decrypts fetched pack ranges and writes the files.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { blobId, Chunker, extractBlob, freeBuffer, gearTable, MAX_BLOB_BYTES, openBlob, seal, toHex, type ChunkerParams, type RepoKeys } from '@shelter/format';
+import { blobId, Chunker, extractBlob, freeBuffer, gearTable, MAX_BLOB_BYTES, openBlob, seal, subtreeIds, toHex, type ChunkerParams, type RepoKeys } from '@shelter/format';
 import { createFile, finishFile, writeChunkAt } from './filewrite.ts';
 import { decodeWriteJob, type EncodedWriteJob, type FileWrite } from './writejob.ts';
 import { openForBackup } from './fsnode.ts';
@@ -236,25 +236,11 @@ function openTrees(seq: number, ids: Uint8Array, data: Uint8Array, job: OpenJob)
     (i, id) => openBlob(keys, id, data.subarray(starts[i], starts[i]! + job.lengths[i]!), MAX_BLOB_BYTES, job.rawLengths[i]));
   if (!plains) return;
   const subtrees: Buffer[] = [];
-  const counts = plains.map((p) => { const n = subtrees.length; subtreeIds(p, subtrees); return subtrees.length - n; });
+  const counts = plains.map((p) => { const n = subtrees.length; for (const id of subtreeIds(p)) subtrees.push(id); return subtrees.length - n; });
   const all = join(plains);
   const found = join(subtrees);
   parentPort!.postMessage({ seq, sealed: all, lengths: plains.map((b) => b.length), ids: found, counts }, [all.buffer, found.buffer]);
   handled(data.length + all.length);
-}
-
-const SUBTREE_KEY = Buffer.from('"subtree":"');
-const HEX64 = /^[0-9a-f]{64}$/;
-/**
- * The subtree ids a tree's JSON names, found by scanning for the key rather than parsing: inside
- * a JSON string every quote is escaped, so `"subtree":"` only occurs as that key. A miss only
- * costs a later load on demand; the main thread's decodeTree validates the tree itself.
- */
-function subtreeIds(plain: Buffer, out: Buffer[]): void {
-  for (let at = plain.indexOf(SUBTREE_KEY); at >= 0; at = plain.indexOf(SUBTREE_KEY, at + 1)) {
-    const hex = plain.toString('latin1', at + SUBTREE_KEY.length, at + SUBTREE_KEY.length + 64);
-    if (HEX64.test(hex)) out.push(Buffer.from(hex, 'hex'));
-  }
 }
 
 /**

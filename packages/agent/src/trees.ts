@@ -3,7 +3,7 @@
 // so that loading goes on, depth first in name order, without this thread decoding anything. A
 // consumer that walks the hierarchy (an incremental backup walks in the same order) decodes each
 // tree when it reaches it; what it asks for before the background load got there is opened first.
-import { decodeTree, MAX_BLOB_BYTES, openBlob, packKey, toHex, type TreeNode } from '@shelter/format';
+import { decodeTree, MAX_BLOB_BYTES, openBlob, packKey, subtreeIds, toHex, type TreeNode } from '@shelter/format';
 import { fetchBlobs } from './blobfetch.ts';
 import { yieldToLoop } from './limit.ts';
 import { RepositoryError, type Repository } from './repository.ts';
@@ -142,13 +142,11 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
       if ((!repo.sealPoolStarted() && list.length <= OPEN_HERE) || !repo.sealPool().ready()) {
         for (let i = list.length - 1; i >= 0; i--) {
           const e = list[i]!;
-          let plain: Buffer, nodes: TreeNode[];
-          try {
-            plain = openBlob(repo.keys, e.id, bytes.subarray(e.offset, e.offset + e.length), MAX_BLOB_BYTES, e.rawLength);
-            // (decoded here only to find its subtrees; else when asked for)
-            nodes = follow ? decodeTree(plain) : [];
-          } catch (err) { throw new RepositoryError('Corrupt', `tree pack ${packKey(repo.index.packId(pack))}: blob ${toHex(e.id)} does not decrypt: ${(err as Error).message}`, { cause: err }); }
-          received(e.id, plain, nodes.flatMap((n) => (n.subtree ? [n.subtree] : [])));
+          let plain: Buffer;
+          try { plain = openBlob(repo.keys, e.id, bytes.subarray(e.offset, e.offset + e.length), MAX_BLOB_BYTES, e.rawLength); }
+          catch (err) { throw new RepositoryError('Corrupt', `tree pack ${packKey(repo.index.packId(pack))}: blob ${toHex(e.id)} does not decrypt: ${(err as Error).message}`, { cause: err }); }
+          // its subtrees found as the workers find them (decoded when asked for, not twice)
+          received(e.id, plain, follow ? subtreeIds(plain) : []);
         }
         return;
       }

@@ -23,7 +23,7 @@ export {
 } from './pack.ts';
 export { sealIndex, openIndex, openIndexCompact, encodeIndex, decodeIndex, decodeIndexCompact, MAX_INDEX_BYTES, INDEX_TARGET_BLOBS, type IndexedPack, type EncodedIndexedPack } from './indexfile.ts';
 export { BlobIndex, INDEX_BYTES_PER_BLOB, type BlobLocation } from './memindex.ts';
-export { encodeTree, decodeTree, sameNode, validateName, compareNames, type TreeNode, type NodeType, type Xattr } from './tree.ts';
+export { encodeTree, decodeTree, subtreeIds, sameNode, validateName, compareNames, type TreeNode, type NodeType, type Xattr } from './tree.ts';
 export { sealSnapshot, openSnapshot, encodeSnapshot, decodeSnapshot, type Snapshot } from './snapshot.ts';
 export { encodeManifest, parseManifest, manifestKeyFor, MAX_MANIFEST_BYTES, type Manifest, type ParseManifestOptions } from './manifest.ts';
 export {

@@ -255,3 +255,21 @@ export function decodeTree(bytes: Uint8Array): TreeNode[] {
   }
   return nodes;
 }
+
+const SUBTREE_KEY = Buffer.from('"subtree":"');
+const HEX64 = /^[0-9a-f]{64}$/;
+/**
+ * The subtree ids a tree's plaintext names, found by scanning for the key rather than parsing (a
+ * tree loader looks ahead without decoding each tree twice): inside a JSON string every quote is
+ * escaped, so `"subtree":"` only occurs as that key. Not a validation: a miss only costs a later
+ * load on demand, and decodeTree checks the tree when it is used.
+ */
+export function subtreeIds(plain: Uint8Array): Buffer[] {
+  const b = asBuffer(plain);
+  const out: Buffer[] = [];
+  for (let at = b.indexOf(SUBTREE_KEY); at >= 0; at = b.indexOf(SUBTREE_KEY, at + 1)) {
+    const hex = b.toString('latin1', at + SUBTREE_KEY.length, at + SUBTREE_KEY.length + 64);
+    if (HEX64.test(hex)) out.push(Buffer.from(hex, 'hex'));
+  }
+  return out;
+}

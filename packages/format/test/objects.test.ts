@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KEYS, OTHER_KEYS, detRng, flip, throwsCode } from './helpers.ts';
-import { encodeTree, decodeTree, sameNode, type TreeNode } from '../src/tree.ts';
+import { encodeTree, decodeTree, sameNode, subtreeIds, type TreeNode } from '../src/tree.ts';
 import { sealSnapshot, openSnapshot, encodeSnapshot, decodeSnapshot, type Snapshot } from '../src/snapshot.ts';
 import { encodeManifest, parseManifest, manifestKeyFor, MAX_MANIFEST_BYTES, type Manifest } from '../src/manifest.ts';
 import { parseObjectKey, packKey, indexKey, snapshotKey, manifestKey, keySlotKey, validateBackupName } from '../src/names.ts';
@@ -90,6 +90,16 @@ const snap: Snapshot = {
   time: '2025-03-04T05:06:07.089Z', name: 'db-main', hostname: 'web-1', username: 'root', paths: ['/var/lib/postgresql', '/etc'],
   tags: ['nightly', 'db'], tree: id(7), parent: id(8), program: 'shelter 0.1.0', summary: { files: 10, bytes: 12345, newBlobs: 3, durationMs: 1200 },
 };
+
+test('trees: subtreeIds finds the directories\' subtree ids by scanning, in order, and nothing else', () => {
+  const dir = (name: string, n: number): TreeNode => ({ name: Buffer.from(name), type: 'dir', mode: 0o755, uid: 0, gid: 0, subtree: id(n), ...T });
+  // names and a symlink target that hold the key's text: escaped inside JSON strings, never a key
+  const decoy = `"subtree":"${id(9).toString('hex')}`;
+  const tree = encodeTree([dir('b', 3), file(decoy), dir('a', 2), { name: Buffer.from('ln'), type: 'symlink', mode: 0o777, uid: 0, gid: 0, target: Buffer.from(decoy), ...T }, dir(`d${decoy}`, 4)]);
+  assert.deepEqual(subtreeIds(tree), [id(2), id(3), id(4)], 'as decodeTree lists them');
+  assert.deepEqual(subtreeIds(tree), decodeTree(tree).flatMap((n) => (n.subtree ? [n.subtree] : [])));
+  assert.deepEqual(subtreeIds(encodeTree([file('x')])), []);
+});
 
 test('snapshots: round trip, named by SHA-256, wrong key, flipped bytes', () => {
   const s = sealSnapshot(KEYS, snap, { rng: detRng('snap') });
