@@ -1,18 +1,18 @@
 // SigV4 (AWS4-HMAC-SHA256) signing of the requests the agent sends without the S3 client: its
 // GETs, PUTs and listings (s3.ts sign, sent by signedhttp.ts) and shelterd's deletion requests
 // (forget.ts). Written here rather than loaded from @smithy/signature-v4, the SDK's own signer,
-// because that module alone took ~40 ms of every command's start; packages/agent/test/sign.test.ts checks
-// that both give the same signature for every kind of request the agent signs.
+// because that module alone took ~40 ms of every command's start; the test
+// packages/agent/test/sign.test.ts checks that both sign every kind of request the agent sends alike.
 // https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html
 import { createHash, createHmac } from 'node:crypto';
 
 const ALGORITHM = 'AWS4-HMAC-SHA256';
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
-/** headers a proxy or the HTTP layer may change or add: never signed (the SDK's signer skips them too) */
+/** headers a proxy or the HTTP layer may change or add: never signed (as the SDK's signer does) */
 const UNSIGNED = new Set(['authorization', 'connection', 'expect', 'keep-alive', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'user-agent', 'x-amzn-trace-id']);
 
 /** a query name or value as SigV4 and S3 encode it (RFC 3986: every byte but A-Z a-z 0-9 - _ . ~ as %XX; encodeURIComponent leaves !'()* alone) */
-export const rfc3986 = (v: string) => encodeURIComponent(v).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+const rfc3986 = (v: string) => encodeURIComponent(v).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 export interface RequestToSign {
   method: string;
