@@ -27,6 +27,6 @@ export function semaphore(n: number): Semaphore {
  * promises that resolve at once (trees already fetched, a walk's next directory) runs as
  * microtasks, which never give way to a worker's message: a restore's main thread decoded tree
  * after tree for ~0.25 s while both workers, done with their ranges, waited for it to hand out
- * the next, and opened the whole hierarchy itself because the workers' "ready" went unread.
+ * the next.
  */
 export const yieldToLoop = (): Promise<void> => new Promise((res) => { setImmediate(res); });

@@ -76,7 +76,7 @@ export interface SealPool {
   openTrees(blobs: ReadonlyArray<{ id: Buffer; sealed: Uint8Array; rawLength: number }>): Promise<OpenedTree[]>;
   /** whether chunks are waiting to be sent in a batch (one will be sent in this event-loop turn) */
   batchPending(): boolean;
-  /** whether a worker has loaded its code (jobs sent before wait for that) */
+  /** whether a worker has loaded its code (jobs sent before wait for that); true as soon as it has, whatever this thread is doing */
   ready(): boolean;
   /**
    * Backup of a changed file: how many of its chunks at the parent snapshot (`ids`, plaintext
@@ -125,16 +125,18 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   const n = Math.max(1, opts.workers ?? availableParallelism());
   const plainKeys = { ...keys };
   const workers = Array.from({ length: n }, () => {
-    const w = new Worker(new URL('./sealworker.ts', import.meta.url), { workerData: { keys: plainKeys, level: opts.level ?? SEAL_LEVEL, followSymlinks: opts.followSymlinks ?? false } });
-    return { w, busy: 0, dead: null as Error | null, ready: false };
+    // set to 1 by the worker once its code is loaded (see ready())
+    const loaded = new Int32Array(new SharedArrayBuffer(4));
+    const w = new Worker(new URL('./sealworker.ts', import.meta.url), { workerData: { keys: plainKeys, level: opts.level ?? SEAL_LEVEL, followSymlinks: opts.followSymlinks ?? false, loaded } });
+    return { w, busy: 0, dead: null as Error | null, loaded };
   });
   let closing = false;
   /** the least busy live worker; undefined once every worker has died */
   const pick = () => workers.filter((wk) => !wk.dead).reduce<(typeof workers)[number] | undefined>((x, y) => (!x || y.busy < x.busy ? y : x), undefined);
   const noWorker = () => Object.assign(new Error(`every seal worker has died (${workers[0]?.dead?.message ?? 'unknown'})`), { workerDied: true });
   type Reply = { sealed: Buffer; lengths: number[]; fileResults?: FileResult[]; fetchError?: string; ids?: Uint8Array; counts?: number[]; raw?: number[]; errors?: string[]; read?: number; done?: boolean };
-  /** what a worker posts: a Reply's fields as they cross (`sealed` a Uint8Array), its failure, or that it has loaded */
-  type WorkerMessage = Partial<Omit<Reply, 'sealed'>> & { seq: number; sealed?: Uint8Array; error?: string; ready?: boolean };
+  /** what a worker posts: a Reply's fields as they cross (`sealed` a Uint8Array), or its failure */
+  type WorkerMessage = Partial<Omit<Reply, 'sealed'>> & { seq: number; sealed?: Uint8Array; error?: string };
   const waiting = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void; worker: (typeof workers)[number] }>();
   let seq = 0;
   /** one job to the least busy live worker; resolves with its reply */
@@ -154,7 +156,6 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   };
   for (const wk of workers) {
     wk.w.on('message', (m: WorkerMessage) => {
-      if (m.ready) { wk.ready = true; return; }
       const job = waiting.get(m.seq);
       if (!job) return;
       waiting.delete(m.seq);
@@ -243,7 +244,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
   return {
     submit: (id, plaintext) => enqueue(id, plaintext).then((r) => r.sealed),
     batchPending: () => batch !== null,
-    ready: () => workers.some((wk) => wk.ready && !wk.dead),
+    ready: () => workers.some((wk) => Atomics.load(wk.loaded, 0) === 1 && !wk.dead),
     submitUnhashed: (plaintext) => enqueue(undefined, plaintext),
     streamFile(path, params) {
       const wk = pick();

@@ -276,7 +276,7 @@ const EMPTY = Buffer.alloc(0);
 
 /** restore: the range's bytes [start, end] of its pack, to be fetched here with a GET the main thread signed */
 interface FetchJob { request: SignedRequest; end: number }
-let signedGet: Promise<typeof import('./backend/signedhttp.ts')> | undefined;
+let signedHttp: Promise<typeof import('./backend/signedhttp.ts')> | undefined;
 /**
  * restore: fetches a range, then writes it as writeRange does. A fetch that fails is reported as
  * `fetchError` (not an error: the main thread fetches the range itself, with retries).
@@ -286,8 +286,8 @@ async function fetchAndWriteRange(seq: number, fetch: FetchJob, job: WriteJob): 
   let bytes: Buffer;
   try {
     // loaded on the first fetch: a backup's workers never need node:tls
-    signedGet ??= import('./backend/signedhttp.ts');
-    bytes = await (await signedGet).sendSignedGet(fetch.request, job.start, fetch.end, (n) => (buffer = rangeBuffer(n)).subarray(0, n));
+    signedHttp ??= import('./backend/signedhttp.ts');
+    bytes = await (await signedHttp).sendSignedGet(fetch.request, job.start, fetch.end, (n) => (buffer = rangeBuffer(n)).subarray(0, n));
   } catch (e) {
     keepRangeBuffer(buffer);
     parentPort!.postMessage({ seq, fetchError: (e as Error).message });
@@ -338,5 +338,7 @@ function writeFile(f: FileWrite, chunk: (entry: number) => Buffer): FileResult {
 }
 
 // loaded: jobs from here on are handled at once (the main thread opens trees itself until a
-// worker says so: a thread's start costs ~0.1 s, in which an incremental backup would wait)
-parentPort!.postMessage({ ready: true });
+// worker says so: a thread's start costs ~0.1 s, in which an incremental backup would wait). Said
+// in shared memory, not by a message: the main thread reads it at once, even in the middle of a
+// long run of work that gives its event loop no turn (a message would wait unread meanwhile).
+Atomics.store(workerData.loaded as Int32Array, 0, 1);

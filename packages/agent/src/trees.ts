@@ -5,7 +5,6 @@
 // tree when it reaches it; what it asks for before the background load got there is opened first.
 import { decodeTree, MAX_BLOB_BYTES, openBlob, packKey, subtreeIds, toHex, type TreeNode } from '@shelter/format';
 import { fetchBlobs } from './blobfetch.ts';
-import { yieldToLoop } from './limit.ts';
 import { RepositoryError, type Repository } from './repository.ts';
 
 export interface TreeLoader {
@@ -136,9 +135,7 @@ export function treeLoader(repo: Repository, roots: Buffer | Buffer[], opts: { r
         throw new RepositoryError('Corrupt', `pack ${packKey(repo.index.packId(pack))} is shorter than its index says (truncated?)`);
       }
       // opened here: a few trees and no workers yet (a small incremental backup: no threads
-      // started for them), or workers still starting (a batch here takes milliseconds, their start
-      // ~0.1 s). Their "ready" is a message: read only once the event loop runs.
-      if (repo.sealPoolStarted() && !repo.sealPool().ready()) await yieldToLoop();
+      // started for them), or workers still starting (a batch here takes milliseconds, their start ~0.1 s)
       if ((!repo.sealPoolStarted() && list.length <= OPEN_HERE) || !repo.sealPool().ready()) {
         for (let i = list.length - 1; i >= 0; i--) {
           const e = list[i]!;
