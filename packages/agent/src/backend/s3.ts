@@ -166,8 +166,8 @@ export function openS3Backend(o: S3BackendOptions): Backend {
   const backoff = (attempt: number) => new Promise((r) => setTimeout(r, Math.min(10_000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2)));
   const isMissing = (e: unknown) => isS3Error(e) && (e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata.httpStatusCode === 404);
 
-  // signGet: paths as the SDK sends them (path style), dates corrected by the store's clock as
-  // the SDK's own requests are (systemClockOffset: the skew the SDK has measured so far)
+  // requests signed here for signedhttp.ts: paths as the SDK sends them (path style), dates
+  // corrected by the store's clock as the SDK's own requests are (the skew it has measured so far)
   const signer = s3Signer(o);
   const basePath = `${url.pathname.replace(/\/$/, '')}/${encodeURIComponent(bucket)}`;
   /** the skew the SDK has measured so far (none before it was loaded) */
@@ -176,13 +176,13 @@ export function openS3Backend(o: S3BackendOptions): Backend {
    * A request on `key` (the bucket itself if undefined) signed for signedhttp.ts (path style only:
    * the paths are the SDK's); `query`'s names and values as SigV4 encodes them, in the URL too.
    */
-  const sign = async (method: 'GET' | 'PUT', key: string | undefined, headers: Record<string, string>, query: Record<string, string> = {}): Promise<SignedRequest> => {
+  const sign = (method: 'GET' | 'PUT', key: string | undefined, headers: Record<string, string>, query: Record<string, string> = {}): SignedRequest => {
     const path = key === undefined ? basePath : `${basePath}/${key.split('/').map(encodeURIComponent).join('/')}`;
     const signed = signer.sign({ method, path, query, headers: { host: url.host, ...headers } }, { signingDate: new Date(Date.now() + clockOffset()) });
     return { url: `${url.origin}${path}${signed.search ? `?${signed.search}` : ''}`, headers: signed.headers, ...(o.caFile ? { caFile: o.caFile } : {}) };
   };
   const pathStyle = o.pathStyle ?? true;
-  const signGet = pathStyle ? (key: string, range?: { start: number; end: number }) => sign('GET', key, range ? { range: `bytes=${range.start}-${range.end}` } : {}) : undefined;
+  const signGet = pathStyle ? async (key: string, range?: { start: number; end: number }) => sign('GET', key, range ? { range: `bytes=${range.start}-${range.end}` } : {}) : undefined;
   const requests = { signedGets: 0, sdkGets: 0, signedPuts: 0, sdkPuts: 0, signedLists: 0, sdkLists: 0 };
   /**
    * One kind of request sent by signedhttp.ts (path style only): `send` resolves with the result, or
@@ -207,9 +207,7 @@ export function openS3Backend(o: S3BackendOptions): Backend {
   return {
     location,
     requests,
-    ...(o.pathStyle ?? true ? {
-      signGet,
-    } : {}),
+    ...(signGet ? { signGet } : {}),
     async get(key, range) {
       // signed here and sent by signedhttp.ts (the body read straight into one buffer: ~3.5 times
       // less CPU than the SDK's stream of 16 KiB pieces); any failure, a missing object included,
@@ -256,7 +254,7 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       const digest = sha256 ?? (Buffer.isBuffer(body) ? createHash('sha256').update(body).digest() : undefined);
       const length = Buffer.isBuffer(body) ? body.length : Array.isArray(body) ? (body as readonly Buffer[]).reduce((n, b) => n + b.length, 0) : (body as StreamBody).length;
       const signed = digest && await signedPut(async () => {
-        const request = await sign('PUT', key, {
+        const request = sign('PUT', key, {
           'content-length': String(length), 'if-none-match': '*', 'x-amz-content-sha256': Buffer.from(digest).toString('hex'),
           ...(o.legacyChecksums ? {} : { 'x-amz-checksum-sha256': Buffer.from(digest).toString('base64') }),
         });
@@ -301,7 +299,7 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       do {
         // each page by signedhttp.ts, or, if that fails, by the SDK (from the same token)
         const query: Record<string, string> = { 'list-type': '2', prefix, ...(token ? { 'continuation-token': token } : {}) };
-        let page = await signedList(async () => parseListPage((await sendSignedGetObject(await sign('GET', undefined, {}, query))).toString('utf8')));
+        let page = await signedList(async () => parseListPage((await sendSignedGetObject(sign('GET', undefined, {}, query))).toString('utf8')));
         if (!page) {
           requests.sdkLists++;
           try {

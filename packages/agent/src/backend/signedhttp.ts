@@ -1,4 +1,4 @@
-// The agent's own HTTP/1.1 client for requests signed elsewhere (s3.ts signGet, signPut): GETs of
+// The agent's own HTTP/1.1 client for requests signed elsewhere (s3.ts sign, signGet): GETs of
 // a whole object or a byte range, read straight into one buffer (a restore's worker threads send
 // theirs, so that a range's bytes arrive where they are decrypted and written), and PUTs of a
 // pack streamed from its spool file through one reused buffer. One attempt, no retries: whatever
