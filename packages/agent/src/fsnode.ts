@@ -45,7 +45,12 @@ export function statNode(name: Buffer, st: FileStat, accounts: Accounts): TreeNo
 }
 
 export function joinPath(dir: Buffer, name: Buffer): Buffer {
-  return dir.length === 1 && dir[0] === 0x2f ? Buffer.concat([dir, name]) : Buffer.concat([dir, Buffer.from('/'), name]);
+  const slash = dir.length === 1 && dir[0] === 0x2f ? 0 : 1;
+  const path = Buffer.allocUnsafe(dir.length + slash + name.length); // every byte written below
+  dir.copy(path, 0);
+  if (slash) path[dir.length] = 0x2f;
+  name.copy(path, dir.length + slash);
+  return path;
 }
 
 /** the key that groups hard links of one inode (a file with several links), else undefined */

@@ -5,6 +5,8 @@
 import { matchesGlob } from 'node:path';
 
 export interface PathFilter {
+  /** any glob was given (without, every path is selected: no need to make paths into text) */
+  readonly active: boolean;
   /** --include globs were given */
   readonly hasIncludes: boolean;
   /** an --exclude glob matches: skip the path, and everything below it */
@@ -19,6 +21,7 @@ export function pathFilter(include: readonly string[] = [], exclude: readonly st
   const exc = exclude.map(strip);
   const matches = (rel: string, g: string) => matchesGlob(rel, g) || matchesGlob(rel.slice(rel.lastIndexOf('/') + 1), g);
   return {
+    active: inc.length + exc.length > 0,
     hasIncludes: inc.length > 0,
     excluded: (rel) => exc.some((g) => matches(rel, g)),
     included: (rel) => inc.some((g) => matches(rel, g) || rel.startsWith(g.replace(/\/\*\*$/, '') + '/')),
