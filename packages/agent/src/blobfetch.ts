@@ -36,15 +36,18 @@ export function planRanges(repo: Repository, ids: Iterable<Buffer>, maxPlaintext
   return groupRanges(byPack, maxPlaintext);
 }
 
-/** Ranges of each pack's entries (distinct blobs, any order; sorted here), at most `maxPlaintext` of plaintext each. */
-export function groupRanges(byPack: Map<number, PackEntry[]>, maxPlaintext = Infinity): PackRange[] {
+/**
+ * Ranges of each pack's entries (distinct blobs, any order; sorted here), at most `maxPlaintext` of
+ * plaintext each; bytes between two entries are fetched with them while fewer than `maxGap`.
+ */
+export function groupRanges(byPack: Map<number, PackEntry[]>, maxPlaintext = Infinity, maxGap = MAX_GAP): PackRange[] {
   const ranges: PackRange[] = [];
   for (const [pack, entries] of byPack) {
     entries.sort((a, b) => a.offset - b.offset);
     let cur: PackRange | undefined;
     let plain = 0;
     for (const e of entries) {
-      if (cur && e.offset - cur.end - 1 <= MAX_GAP && plain + e.rawLength <= maxPlaintext) {
+      if (cur && e.offset - cur.end - 1 <= maxGap && plain + e.rawLength <= maxPlaintext) {
         cur.end = Math.max(cur.end, e.offset + e.length - 1);
         cur.entries.push(e);
         plain += e.rawLength;
