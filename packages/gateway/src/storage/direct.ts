@@ -46,37 +46,38 @@ export function openDirectPool(dir: string, maxSlots: number): DirectPool {
   /** undefined until the first large write asks (CLI commands never pay for the slab) */
   let supported: boolean | undefined;
 
-  /** SLOTS_PER_SLAB page-aligned slots in a fresh slab; false if the filesystem refuses direct I/O (or there is no WebAssembly) */
+  /** SLOTS_PER_SLAB page-aligned slots in a fresh slab; false if there is no WebAssembly (--jitless) */
   const newSlab = (): boolean => {
     let raw: Buffer;
     try {
       const pages = (SLOTS_PER_SLAB * DIRECT_SLOT) / WASM_PAGE;
       raw = Buffer.from(new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer);
     } catch {
-      return false; // WebAssembly disabled (--jitless): writes go through the page cache
-    }
-    let fd: number;
-    try {
-      fd = openSync(probePath, constants.O_WRONLY | constants.O_CREAT | O_DIRECT, 0o600);
-    } catch {
-      return false; // tmpfs and some overlay filesystems: no O_DIRECT
-    }
-    try {
-      writeSync(fd, raw, 0, DIRECT_ALIGN, 0);
-    } catch {
       return false;
-    } finally {
-      closeSync(fd);
-      rmSync(probePath, { force: true });
     }
     for (let i = 0; i < SLOTS_PER_SLAB; i++) free.push(raw.subarray(i * DIRECT_SLOT, (i + 1) * DIRECT_SLOT));
     allocated += SLOTS_PER_SLAB;
     return true;
   };
+  /** whether the filesystem takes a direct write from the first slab (tmpfs and some overlay filesystems refuse O_DIRECT) */
+  const probe = (): boolean => {
+    let fd: number;
+    try { fd = openSync(probePath, constants.O_WRONLY | constants.O_CREAT | O_DIRECT, 0o600); }
+    catch { return false; }
+    try { writeSync(fd, free[0]!, 0, DIRECT_ALIGN, 0); return true; }
+    catch { return false; }
+    finally {
+      closeSync(fd);
+      rmSync(probePath, { force: true });
+    }
+  };
 
   return {
     acquirePair() {
-      if (supported === undefined) supported = !!O_DIRECT && newSlab();
+      if (supported === undefined) {
+        supported = !!O_DIRECT && newSlab() && probe();
+        if (!supported) free.length = 0; // (the probe's slab, dropped: buffered writes need none)
+      }
       if (!supported) return null;
       if (free.length < 2 && allocated + SLOTS_PER_SLAB <= maxSlots) newSlab();
       if (free.length < 2) return null;
