@@ -34,7 +34,7 @@ export interface DirectPool {
 
 /**
  * A pool of aligned staging buffers for direct writes into `dir`. acquirePair() answers null when
- * the filesystem does not support O_DIRECT (tmpfs, some overlay setups): callers then write
+ * the filesystem does not support O_DIRECT (tmpfs before Linux 6.6, some overlay setups): callers then write
  * through the page cache.
  * `maxSlots` bounds the memory (maxSlots MiB); when it is used up, writes fall back to buffered I/O.
  */
@@ -59,7 +59,7 @@ export function openDirectPool(dir: string, maxSlots: number): DirectPool {
     allocated += SLOTS_PER_SLAB;
     return true;
   };
-  /** whether the filesystem takes a direct write from the first slab (tmpfs and some overlay filesystems refuse O_DIRECT) */
+  /** whether the filesystem takes a direct write from the first slab (tmpfs before Linux 6.6 and some overlay filesystems refuse O_DIRECT) */
   const probe = (): boolean => {
     let fd: number;
     try { fd = openSync(probePath, constants.O_WRONLY | constants.O_CREAT | O_DIRECT, 0o600); }
