@@ -58,14 +58,6 @@ const BATCH_FILES = 16384;
  */
 const FIRST_BATCH_FILES = 1024;
 /**
- * A batch's range takes the bytes between two of its blobs along up to this gap, not blobfetch.ts's
- * 4 MiB: in a restore those bytes are mostly other batches' blobs, fetched again by them. On the
- * linux tree: 302 MB fetched for 261 MB of blobs with 4 MiB gaps (177 ranges), 261.4 MB with 64 KiB
- * (238 ranges); peak RSS 334 -> 291 MiB (a range's buffer no longer outgrows the reused 9 MiB
- * ones), the same time (bench/ab.ts --op restore, 6 alternated runs).
- */
-const RANGE_MAX_GAP = 64 * 1024;
-/**
  * The walk and the planning of a batch let the event loop run every so many files (yieldToLoop):
  * the workers get their next range from this thread (signed here, results taken here).
  */
@@ -302,7 +294,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
       }
     }
     // at most 8 MiB of plaintext per range: memory stays bounded with several ranges in flight
-    const ranges = groupRanges(byPack, 8 * 1024 * 1024, RANGE_MAX_GAP);
+    const ranges = groupRanges(byPack, 8 * 1024 * 1024);
     const rangeOf = new Map<number, { range: number; entry: number }>();
     ranges.forEach((r, range) => r.entries.forEach((e, entry) => rangeOf.set(where(r.pack, e.offset), { range, entry })));
     // What each range's worker writes, as (file index, entry in the range, offset in the file)
