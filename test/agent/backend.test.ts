@@ -65,7 +65,7 @@ describe('S3 backend: content-addressed objects carry their SHA-256 (shelterd ov
     const key = `data/${id.toString('hex').slice(0, 2)}/${id.toString('hex')}`;
     await backend.putNew(key, bytes, id);
     for (const [start, end] of [[0, 0], [1_000, 2_500_999], [2_999_000, 2_999_999]] as const) {
-      const signed = await backend.signGet!(key, { start, end });
+      const signed = backend.signGet!(key, { start, end });
       assert.equal(signed.caFile, gw.caFile, 'the gateway CA travels with the request');
       assert.ok((await sendSignedGet(signed, start, end)).equals(bytes.subarray(start, end + 1)), `bytes ${start}-${end}`);
       // into a buffer of the caller's (a worker reuses its range buffers)

@@ -95,7 +95,7 @@ export async function fetchRange(repo: Repository, r: PackRange, each: (e: PackE
 export async function writeRange(repo: Repository, r: PackRange, pool: SealPool, files: FileWrite[]): Promise<FileResult[]> {
   const key = packKey(repo.index.packId(r.pack));
   const corrupt = (err: unknown) => new RepositoryError('Corrupt', `${key}: ${(err as Error).message}`, { cause: err });
-  const signed = await repo.backend.signGet?.(key, { start: r.start, end: r.end });
+  const signed = repo.backend.signGet?.(key, { start: r.start, end: r.end });
   if (signed) {
     let done: FileResult[] | { fetchError: string };
     try { done = await pool.fetchWriteRange(signed, r.start, r.end, r.entries, files); }

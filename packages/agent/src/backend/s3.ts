@@ -182,7 +182,7 @@ export function openS3Backend(o: S3BackendOptions): Backend {
     return { url: `${url.origin}${path}${signed.search ? `?${signed.search}` : ''}`, headers: signed.headers, ...(o.caFile ? { caFile: o.caFile } : {}) };
   };
   const pathStyle = o.pathStyle ?? true;
-  const signGet = pathStyle ? async (key: string, range?: { start: number; end: number }) => sign('GET', key, range ? { range: `bytes=${range.start}-${range.end}` } : {}) : undefined;
+  const signGet = pathStyle ? (key: string, range?: { start: number; end: number }) => sign('GET', key, range ? { range: `bytes=${range.start}-${range.end}` } : {}) : undefined;
   const requests = { signedGets: 0, sdkGets: 0, signedPuts: 0, sdkPuts: 0, signedLists: 0, sdkLists: 0 };
   /**
    * One kind of request sent by signedhttp.ts (path style only): `send` resolves with the result, or
@@ -214,7 +214,7 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       // goes the SDK's way below, which retries and names S3's errors. Given up after a few failures
       // in a row (a store whose answers it cannot read would cost every GET a second request).
       const signed = await signedGet(async () => {
-        const request = await signGet!(key, range);
+        const request = signGet!(key, range);
         return range ? sendSignedGet(request, range.start, range.end) : sendSignedGetObject(request);
       }, (e) => (e as { status?: number }).status !== 404);
       if (signed) return signed;

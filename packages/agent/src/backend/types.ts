@@ -40,7 +40,7 @@ export interface Backend {
    * The GET of bytes [start, end] of `key`, signed for another thread to send once: no retries
    * there (on any failure it falls back to get()). Absent when this backend cannot sign one.
    */
-  signGet?(key: string, range?: { start: number; end: number }): Promise<SignedRequest>;
+  signGet?(key: string, range?: { start: number; end: number }): SignedRequest;
   /** every object under a prefix, in key order */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /**

@@ -22,7 +22,7 @@ export interface RangeServer {
   /** connections accepted */
   connections(): number;
   /** a signGet for a backend: GETs of this server */
-  signGet(key: string, range: { start: number; end: number }): Promise<SignedRequest>;
+  signGet(key: string, range: { start: number; end: number }): SignedRequest;
   close(): Promise<void>;
 }
 
@@ -105,7 +105,7 @@ export async function serveObjects(objects: Map<string, Buffer>, behave: (reques
   const url = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     url, requests, connections: () => connections,
-    async signGet(key, range) { return { url: `${url}/${encodeURIComponent(key)}`, headers: { range: `bytes=${range.start}-${range.end}` }, ...(tls ? { caFile: tls.caFile } : {}) }; },
+    signGet(key, range) { return { url: `${url}/${encodeURIComponent(key)}`, headers: { range: `bytes=${range.start}-${range.end}` }, ...(tls ? { caFile: tls.caFile } : {}) }; },
     close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
 }
