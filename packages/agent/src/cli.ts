@@ -11,13 +11,9 @@ import { dirCacheWriter, loadDirCache, walkKey } from './dircache.ts';
 import { cacheRoot } from './localcache.ts';
 import { readAccounts } from './fsnode.ts';
 import { BackendError } from './backend/types.ts';
-import { checkRepository } from './checker.ts';
 import { ConfigError, configPath, loadConfig, requireConfig, saveConfig, type AgentConfig } from './config.ts';
-import { ExportError, exportToFile } from './exporter.ts';
 import { KeyError, addKeySlot, loadMasterKey, readBucketSlots, runKeyCommand, slotKind, wrappingKeyFile, writeKeyFile, type LoadedKey } from './keys.ts';
-import { passphraseFromStdin, promptNewPassphrase } from './passphrase.ts';
 import { initRepository, openRepo, RepositoryError, type Repository, type SnapshotEntry } from './repository.ts';
-import { restoreSnapshot } from './restorer.ts';
 import { loadAllTrees } from './trees.ts';
 import { parseKeyFile } from '@shelter/format';
 import { readFileSync } from 'node:fs';
@@ -102,6 +98,13 @@ async function pickSnapshot(repo: Repository, ref: string, name?: string): Promi
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+// The modules of one command are loaded by that command (a backup needs no restorer, exporter,
+// checker or passphrase prompt: ~15 ms of every backup's start, which a no-change backup is mostly).
+let exporter: typeof import('./exporter.ts') | undefined;
+const loadExporter = async () => (exporter ??= await import('./exporter.ts'));
+/** an ExportError can only exist once the exporter is loaded */
+const isExportError = (e: unknown): e is Error => exporter !== undefined && e instanceof exporter.ExportError;
 
 const program = new Command('shelter')
   .version(VERSION, '-V, --version', 'print the version')
@@ -306,6 +309,7 @@ atime/ctime. A name that is not UTF-8 is written with U+FFFD for its invalid byt
     const onProgress = (p: { files: number; bytes: number; currentPath: string }) => drawProgress(() => `${p.files} files, ${mib(p.bytes)}  ${p.currentPath}`);
     const onWarning = warnFile;
     if (o.export !== undefined) {
+      const { exportToFile } = await loadExporter();
       const x = await exportToFile(repo, snap, o.export, { include: o.include, exclude: o.exclude, onProgress, onWarning });
       clearProgress();
       const archive = o.export === '-' ? '-' : resolve(o.export);
@@ -317,6 +321,7 @@ atime/ctime. A name that is not UTF-8 is written with U+FFFD for its invalid byt
       if (x.warnings) process.exitCode = EXIT.warnings;
       return;
     }
+    const { restoreSnapshot } = await import('./restorer.ts');
     const r = await restoreSnapshot(repo, snap, { target: o.target!, include: o.include, exclude: o.exclude, ignoreExisting: o.ignoreExisting, onProgress, onWarning });
     clearProgress();
     log({ msg: 'restore done', snapshot: snap.id, ...r, requests: repo.backend.requests });
@@ -330,6 +335,7 @@ program.command('check')
   .option('--json', 'JSON output')
   .action(async (o: { readData?: boolean; json?: boolean }) => {
     const repo = await open({ workers: true });
+    const { checkRepository } = await import('./checker.ts');
     const r = await checkRepository(repo, { readData: o.readData, onProgress: (m) => drawProgress(() => m) });
     clearProgress();
     log({ msg: 'check done', ...r, problems: r.problems.length });
@@ -408,7 +414,10 @@ SHELTER_PASSPHRASE alone (every passphrase slot is tried); for a wrapping key, S
       secret = { wrappingKey: w.key };
       keyFile = { path, created: w.created };
     } else if (o.keyCommand !== undefined) secret = { wrappingKey: runKeyCommand(o.keyCommand) };
-    else secret = { passphrase: o.passphraseStdin ? passphraseFromStdin() : await promptNewPassphrase() };
+    else {
+      const { passphraseFromStdin, promptNewPassphrase } = await import('./passphrase.ts');
+      secret = { passphrase: o.passphraseStdin ? passphraseFromStdin() : await promptNewPassphrase() };
+    }
     const added = await addKeySlot(repo.backend, loadedKey!.master, repo.config.id, secret);
     const id = toHex(added.id);
     const kind = slotKind(added.slot);
@@ -428,7 +437,7 @@ program.command('config').description('configuration').command('validate').descr
   });
 
 function exitCodeOf(e: unknown): number {
-  if (e instanceof ExportError) return exitCodeOf(e.cause);
+  if (isExportError(e)) return exitCodeOf(e.cause);
   if (e instanceof KeyError) return e.wrongKey ? EXIT.wrongKey : EXIT.usage;
   if (e instanceof ConfigError) return EXIT.usage;
   if (e instanceof RepositoryError) return e.code === 'WrongKey' ? EXIT.wrongKey : EXIT.failure;
@@ -439,7 +448,7 @@ function exitCodeOf(e: unknown): number {
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   clearProgress();
-  const known = e instanceof ConfigError || e instanceof KeyError || e instanceof RepositoryError || e instanceof BackendError || e instanceof FormatError || e instanceof ExportError;
+  const known = e instanceof ConfigError || e instanceof KeyError || e instanceof RepositoryError || e instanceof BackendError || e instanceof FormatError || isExportError(e);
   process.stderr.write(`shelter: ${known ? (e as Error).message : `unexpected error: ${(e as Error)?.stack ?? String(e)}`}\n`);
   log({ level: 'error', error: String((e as Error)?.message ?? e) });
   process.exitCode = exitCodeOf(e);

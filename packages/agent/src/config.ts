@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { parse, stringify } from 'yaml';
+import { CORE_SCHEMA, dump, loadAll, YAMLException } from 'js-yaml';
 
 export interface KeySource {
   /** a key file holding the master key (created by init) */
@@ -56,11 +56,17 @@ export function loadConfig(env = process.env): AgentConfig {
   let file: Record<string, unknown> = {};
   if (existsSync(path)) {
     try {
-      const doc = parse(readFileSync(path, 'utf8')) as unknown;
-      if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) throw new Error('not a mapping');
+      // (every document: a file of comments alone holds none, an empty configuration)
+      const docs = loadAll(readFileSync(path, 'utf8'), { schema: CORE_SCHEMA }) as unknown[];
+      if (docs.length > 1) throw new Error('several documents');
+      const doc = docs[0];
+      if (doc !== null && doc !== undefined && (typeof doc !== 'object' || Array.isArray(doc))) throw new Error('not a mapping');
       file = (doc ?? {}) as Record<string, unknown>;
     } catch (e) {
-      throw new ConfigError(`${path}: not valid YAML (${(e as Error).message})`);
+      // the reason and the place, never the parser's snippet of the file: it would print the
+      // secret access key on the line in question to the terminal and the run's log
+      const why = e instanceof YAMLException ? `${e.reason}${e.mark ? ` at line ${e.mark.line + 1}, column ${e.mark.column + 1}` : ''}` : (e as Error).message;
+      throw new ConfigError(`${path}: not valid YAML (${why})`);
     }
   }
   const key = (file.key ?? {}) as Record<string, unknown>;
@@ -102,7 +108,7 @@ export function saveConfig(cfg: AgentConfig, env = process.env): string {
     ...(cfg.repository ? { repository: cfg.repository } : {}),
   };
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, '# shelter agent configuration (holds a secret: keep it 0600)\n' + stringify(doc), { mode: 0o600 });
+  writeFileSync(tmp, '# shelter agent configuration (holds a secret: keep it 0600)\n' + dump(doc, { schema: CORE_SCHEMA }), { mode: 0o600 });
   renameSync(tmp, path);
   return path;
 }
