@@ -8,6 +8,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { openS3Backend } from '../../packages/agent/src/backend/s3.ts';
 import { BackendError, type Backend } from '../../packages/agent/src/backend/types.ts';
 import { sendSignedGet } from '../../packages/agent/src/backend/signedhttp.ts';
+import { caBundle } from '../../packages/agent/src/backend/endpoint.ts';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, startGateway, type Gateway } from '../lib/gateway.ts';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
@@ -84,5 +89,18 @@ describe('S3 backend: content-addressed objects carry their SHA-256 (shelterd ov
     await assert.rejects(sendSignedGet(past, 3_000_000, 3_000_099), /HTTP 416/);
     // without the gateway's CA the connection is refused
     await assert.rejects(sendSignedGet({ ...signed, caFile: undefined }, 0, 99), /self[- ]signed|certificate|unable to verify/i);
+    // a CA file is the whole trust: another CA's alone is refused; a bundle holding the gateway's
+    // after another CA's is accepted (every certificate of the PEM file counts)
+    const dir = mkdtempSync(join(tmpdir(), 'shelter-ca-'));
+    try {
+      const other = join(dir, 'other.pem');
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=another CA',
+        '-days', '2', '-keyout', join(dir, 'other.key'), '-out', other], { stdio: 'ignore' });
+      assert.deepEqual(caBundle(other), [readFileSync(other, 'utf8')], 'the file\'s CAs, not the system\'s added to them');
+      await assert.rejects(sendSignedGet({ ...signed, caFile: other }, 0, 99), /self[- ]signed|certificate|unable to verify/i);
+      const bundle = join(dir, 'bundle.pem');
+      writeFileSync(bundle, readFileSync(other, 'utf8') + readFileSync(gw.caFile, 'utf8'));
+      assert.ok((await sendSignedGet({ ...signed, caFile: bundle }, 0, 99)).equals(bytes.subarray(0, 100)));
+    } finally { rmSync(dir, { recursive: true, force: true }); }
   });
 });
