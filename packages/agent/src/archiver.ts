@@ -15,6 +15,7 @@ import { joinPath, openForBackup, readAccounts, statNode, type Accounts } from '
 import { fileStat, Kind, startWalker, type FileStat, type Group, type Walker, type WalkEntry } from './walk.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 import { PROGRAM } from './version.ts';
+import { loopYielder } from './limit.ts';
 
 export interface BackupOptions {
   name: string;
@@ -102,6 +103,8 @@ const READ_SIZE = 4 * 1024 * 1024;
  */
 const STREAM_MIN_BYTES = READ_SIZE;
 const MAX_FILE_STREAMS = 4;
+/** the most the walk runs on without giving the event loop a turn (limit.ts loopYielder) */
+const YIELD_MS = 10;
 /** a changed file's unchanged-looking leading chunks are verified by the seal workers from this many bytes on */
 const VERIFY_MIN_BYTES = 4 * 1024 * 1024;
 
@@ -115,6 +118,8 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
   const progress: Progress = { files: 0, dirs: 0, bytesRead: 0, bytesTotal: 0, newBytes: 0, get currentPath() { return currentPath.toString(); } };
   const referencedPacks = new Set<number>();
   const unresolved: Buffer[] = [];
+  // the event loop gets a turn every YIELD_MS of the walk at least (uploads, workers' messages)
+  const yieldNow = loopYielder(YIELD_MS);
   // room for a read plus the bytes of a chunk not yet cut (at most chunker.max)
   const readBuf = Buffer.allocUnsafeSlow(Math.max(READ_SIZE, 2 * repo.config.chunker.max));
   // one chunker for the whole run: building its gear table costs an AES call; end() resets it
@@ -343,6 +348,8 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
    * wait for chunk ids (unhashed mode), so the walk goes on meanwhile.
    */
   async function saveDir(path: Buffer, parentSubtree: Buffer | undefined): Promise<PendingTree> {
+    const pause = yieldNow();
+    if (pause) await pause;
     const group = await walker.next();
     if (!group.dir.equals(path)) throw new Error(`internal: the walker listed ${group.dir.toString()} where ${path.toString()} was expected`);
     if (group.error !== undefined) warn(path, `cannot list: ${group.error}`);
