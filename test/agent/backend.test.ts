@@ -22,9 +22,10 @@ const streamed = (bytes: Buffer) => ({ length: bytes.length, async *chunks() { f
 describe('S3 backend: content-addressed objects carry their SHA-256 (shelterd over HTTPS)', () => {
   let gw: Gateway;
   let backend: Backend;
+  let server: ReturnType<typeof createServer>;
   before(async () => {
     gw = await startGateway();
-    const server = createServer(gw.dataDir, 'backend-digest');
+    server = createServer(gw.dataDir, 'backend-digest');
     backend = openS3Backend({ endpoint: gw.url, bucket: server.bucket, accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey, caFile: gw.caFile, maxAttempts: 2 });
   });
   after(async () => { await gw?.stop(); });
@@ -101,6 +102,9 @@ describe('S3 backend: content-addressed objects carry their SHA-256 (shelterd ov
       const bundle = join(dir, 'bundle.pem');
       writeFileSync(bundle, readFileSync(other, 'utf8') + readFileSync(gw.caFile, 'utf8'));
       assert.ok((await sendSignedGet({ ...signed, caFile: bundle }, 0, 99)).equals(bytes.subarray(0, 100)));
+      // the agent's backend says which CA file it trusted (SDK path included), not just "pass one"
+      const strict = openS3Backend({ endpoint: gw.url, bucket: server.bucket, accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey, caFile: other, maxAttempts: 1 });
+      await assert.rejects(strict.get(key), (e: unknown) => e instanceof BackendError && e.code === 'Tls' && e.message.includes(`a CA of ${other}`));
     } finally { rmSync(dir, { recursive: true, force: true }); }
   });
 });
