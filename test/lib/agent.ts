@@ -204,7 +204,7 @@ export function scanTree(root: string, opts: { noHash?: Set<string> } = {}): Map
 export interface CompareOptions {
   /** compare mtimes of directories too (default true) */
   dirTimes?: boolean;
-  /** allowed difference of mtimes, in ns (default 999: "to the microsecond") */
+  /** allowed difference of mtimes, in ns (default 250: a double's half step, around 2038, for a time in seconds; Node's utimes takes those) */
   mtimeSlackNs?: bigint;
   /** compare uid/gid (default true) */
   owners?: boolean;
@@ -217,7 +217,7 @@ export interface CompareOptions {
  */
 export function diffTrees(expected: Map<string, Entry>, actual: Map<string, Entry>, opts: CompareOptions = {}): string[] {
   const problems: string[] = [];
-  const slack = opts.mtimeSlackNs ?? 999n;
+  const slack = opts.mtimeSlackNs ?? 250n;
   for (const [k, e] of expected) {
     const a = actual.get(k);
     const p = showPath(e.rel) + (e.rel.length ? '' : ' (root)');

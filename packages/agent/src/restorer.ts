@@ -43,7 +43,12 @@ export interface RestoreOptions {
 
 export interface RestoreResult { files: number; dirs: number; bytes: number; warnings: number }
 
-const toTime = (ns: bigint) => Number(ns) / 1e9;
+/**
+ * A time in ns as the seconds Node's utimes takes: the double nearest to it (Number(ns) / 1e9
+ * rounded twice, ~0.2-0.4 us off). A double cannot hold every ns of today's times (its step is
+ * ~0.24 us now, ~0.48 us from 2038): restored mtimes are exact to that, not to the ns as restic's.
+ */
+const toTime = (ns: bigint) => Number(ns / 1_000_000_000n) + Number(ns % 1_000_000_000n) / 1e9;
 
 /**
  * Files planned, fetched and written together: enough that a batch's ranges keep every worker
