@@ -375,6 +375,9 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     try {
       for (let k = 0; k < group.entries.length; k++) {
         const e = group.entries[k]!;
+        // (a directory of many unchanged files runs as microtasks too)
+        const pause = yieldNow();
+        if (pause) await pause;
         const node = await saveEntry(joinPath(path, e.name), e, prevs[k], waits, verifying.get(e));
         if (node) nodes.push(node);
       }

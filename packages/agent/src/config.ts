@@ -64,8 +64,10 @@ export function loadConfig(env = process.env): AgentConfig {
       file = (doc ?? {}) as Record<string, unknown>;
     } catch (e) {
       // the reason and the place, never the parser's snippet of the file: it would print the
-      // secret access key on the line in question to the terminal and the run's log
-      const why = e instanceof YAMLException ? `${e.reason}${e.mark ? ` at line ${e.mark.line + 1}, column ${e.mark.column + 1}` : ''}` : (e as Error).message;
+      // secret access key on the line in question to the terminal and the run's log. Some reasons
+      // name what they found (an alias, a tag): quoted parts and tags are left out as well
+      const reason = (r: string) => r.replace(/\s*("[^"]*"|'[^']*'|!<[^>]*>|![^\s,]*)/g, '');
+      const why = e instanceof YAMLException ? `${reason(e.reason)}${e.mark ? ` at line ${e.mark.line + 1}, column ${e.mark.column + 1}` : ''}` : (e as Error).message;
       throw new ConfigError(`${path}: not valid YAML (${why})`);
     }
   }

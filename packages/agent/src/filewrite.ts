@@ -38,6 +38,12 @@ export function createFile(path: Buffer, m: FileMeta): CreatedFile {
 export interface FileMeta { size: number; mode: number; uid: number; gid: number; chown: boolean; /** seconds */ atime: number; mtime: number }
 
 /**
+ * A time in seconds as Node's utimes must be given it: it takes a negative number for "now", so a
+ * time before 1970 goes as a string, which it reads as that number.
+ */
+export const utimesArg = (s: number): number | string => (s < 0 ? String(s) : s);
+
+/**
  * Gives the file its length, then its owner (`chown`: when running as root), mode and times.
  * `length`: the file's length already, if known (a whole file written without a trailing hole:
  * no truncate); `modeSet`: createFile made it with its mode (no chmod). Returns the metadata error,
@@ -48,7 +54,7 @@ export function finishFile(fd: number, m: FileMeta, length?: number, modeSet = f
   try {
     if (m.chown) fchownSync(fd, m.uid, m.gid);
     if (!modeSet) fchmodSync(fd, m.mode);
-    futimesSync(fd, m.atime, m.mtime);
+    futimesSync(fd, utimesArg(m.atime), utimesArg(m.mtime));
     return undefined;
   } catch (e) { return `cannot set metadata: ${(e as Error).message}`; }
 }

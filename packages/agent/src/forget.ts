@@ -32,7 +32,7 @@ async function signedCall(cfg: AgentConfig, method: 'GET' | 'POST', query: strin
     });
     req.on('timeout', () => req.destroy(new Error('no answer within 30 s')));
     req.on('error', (e: NodeJS.ErrnoException) => {
-      if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(e.code ?? '')) reject(new BackendError('Tls', `TLS error talking to ${url.origin} (${e.code}); ${tlsAdvice(cfg.caCert)}`, { cause: e }));
+      if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(e.code ?? '')) reject(new BackendError('Tls', `TLS error talking to ${url.origin} (${e.code}); ${tlsAdvice(cfg.caCert, e.code ?? '')}`, { cause: e }));
       else reject(new BackendError('Network', `${url.origin}: ${e.message}`, { cause: e }));
     });
     req.end(body);

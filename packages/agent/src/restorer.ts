@@ -19,7 +19,7 @@ import { packKey, toHex, type BlobLocation, type PackEntry, type TreeNode } from
 import { groupRanges, writeRange } from './blobfetch.ts';
 import { devNumbers, hardlinkKey, joinPath } from './fsnode.ts';
 import type { FileWrite } from './writejob.ts';
-import { createFile, finishFile, type FileMeta } from './filewrite.ts';
+import { createFile, finishFile, utimesArg, type FileMeta } from './filewrite.ts';
 import { collectWhenGrown } from './collect.ts';
 import { semaphore, yieldToLoop, type Semaphore } from './limit.ts';
 import { pathFilter } from './pathfilter.ts';
@@ -99,7 +99,8 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     try {
       if (asRoot) lchownSync(path, n.uid, n.gid);
       if (!isLink) chmodSync(path, n.mode);
-      if (isLink) lutimesSync(path, toTime(n.atime), toTime(n.mtime)); else utimesSync(path, toTime(n.atime), toTime(n.mtime));
+      const [at, mt] = [utimesArg(toTime(n.atime)), utimesArg(toTime(n.mtime))];
+      if (isLink) lutimesSync(path, at, mt); else utimesSync(path, at, mt);
     } catch (e) { warn(path, `cannot set metadata: ${(e as Error).message}`); }
   };
 

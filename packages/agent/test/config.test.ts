@@ -61,6 +61,16 @@ test('config: a broken file is a ConfigError naming the line, never quoting the 
     assert.ok(!e.message.includes('VERY-SECRET-VALUE'), `the message quotes the file: ${e.message}`);
     return true;
   });
+  // reasons that would name what the parser found (an alias, a tag) do not either
+  for (const line of ['secretAccessKey: *SECRETALIAS', 'secretAccessKey: !SECRETTAG x', 'secretAccessKey: !<tag:SECRETURI> x']) {
+    writeFileSync(join(dir, 'config.yaml'), `endpoint: https://a.example\n${line}\n`);
+    assert.throws(() => loadConfig(env), (e: unknown) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.match(e.message, /not valid YAML \(.+ at line 2, column \d+\)/);
+      assert.ok(!/SECRET/.test(e.message), `the message quotes the file: ${e.message}`);
+      return true;
+    });
+  }
   writeFileSync(join(dir, 'config.yaml'), '- a list\n- not a mapping\n');
   assert.throws(() => loadConfig(env), /not valid YAML \(not a mapping\)/);
   writeFileSync(join(dir, 'config.yaml'), 'bucket: [1, 2]\n');

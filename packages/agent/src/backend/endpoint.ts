@@ -18,17 +18,22 @@ export function checkEndpoint(endpoint: string, insecureHttp: boolean | undefine
 }
 
 /**
+ * What to tell the user about a TLS failure (`code`: Node's or OpenSSL's): for a certificate no
+ * trusted CA signed, which CAs were trusted; for anything else (a name that does not match, an
+ * expired certificate, not TLS at all) the code says it already.
+ */
+export function tlsAdvice(caFile: string | undefined, code: string): string {
+  if (!/^(UNABLE_TO_(GET_ISSUER_CERT|VERIFY_LEAF_SIGNATURE)|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|CERT_UNTRUSTED)/.test(code)) return 'the certificate or the connection was refused';
+  return caFile ? `its certificate is not signed by a CA of ${caFile}, the only CAs trusted with --ca-cert` : 'pass the gateway\'s CA with --ca-cert';
+}
+
+/**
  * The CAs of the user's file (e.g. the gateway's ca.pem; a PEM bundle may hold several), or
  * undefined for the system's. The file replaces the system's CAs, as curl's --cacert, aws-cli's
  * --ca-bundle and restic's --cacert do: an agent told which CA signs its gateway trusts no other
  * (none of the ~120 public CAs can then vouch for a machine posing as the gateway), and a context
  * of one CA is built in ~0.5 ms instead of ~5-12 (each command, each restore worker).
  */
-/** what to tell the user when the endpoint's certificate was not trusted */
-export function tlsAdvice(caFile: string | undefined): string {
-  return caFile ? `its certificate is not signed by a CA of ${caFile}, the only CAs trusted with --ca-cert` : 'pass the gateway\'s CA with --ca-cert';
-}
-
 export function caBundle(caFile: string | undefined): string[] | undefined {
   return caFile ? [readFileSync(caFile, 'utf8')] : undefined;
 }

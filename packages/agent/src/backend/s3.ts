@@ -144,7 +144,7 @@ export function openS3Backend(o: S3BackendOptions): Backend {
     if (/checksum mismatch/i.test((e as Error).message ?? '')) {
       throw new BackendError('Integrity', `${what}: the object failed its integrity check (checksum mismatch): it is damaged in storage`, { cause: e });
     }
-    if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(code)) throw new BackendError('Tls', `${what}: TLS error talking to ${url.origin} (${code}); ${tlsAdvice(o.caFile)}`, { cause: e });
+    if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(code)) throw new BackendError('Tls', `${what}: TLS error talking to ${url.origin} (${code}); ${tlsAdvice(o.caFile, code)}`, { cause: e });
     throw new BackendError('Network', `${what}: ${(e as Error).message ?? String(e)} (${location})`, { cause: e });
   };
   /** worth another try: the connection failed while the body was read; not refusals nor damaged data */
