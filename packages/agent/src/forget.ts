@@ -7,7 +7,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { AgentConfig } from './config.ts';
 import { BackendError } from './backend/types.ts';
-import { caBundle, checkEndpoint, tlsAdvice } from './backend/endpoint.ts';
+import { caBundle, checkEndpoint, tlsFailure } from './backend/endpoint.ts';
 import { s3Signer } from './backend/sign.ts';
 
 export interface DeletionRequestInfo {
@@ -32,8 +32,7 @@ async function signedCall(cfg: AgentConfig, method: 'GET' | 'POST', query: strin
     });
     req.on('timeout', () => req.destroy(new Error('no answer within 30 s')));
     req.on('error', (e: NodeJS.ErrnoException) => {
-      if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(e.code ?? '')) reject(new BackendError('Tls', `TLS error talking to ${url.origin} (${e.code}); ${tlsAdvice(cfg.caCert, e.code ?? '')}`, { cause: e }));
-      else reject(new BackendError('Network', `${url.origin}: ${e.message}`, { cause: e }));
+      reject(tlsFailure(e, url.origin, cfg.caCert) ?? new BackendError('Network', `${url.origin}: ${e.message}`, { cause: e }));
     });
     req.end(body);
   });

@@ -18,13 +18,18 @@ export function checkEndpoint(endpoint: string, insecureHttp: boolean | undefine
 }
 
 /**
- * What to tell the user about a TLS failure (`code`: Node's or OpenSSL's): for a certificate no
- * trusted CA signed, which CAs were trusted; for anything else (a name that does not match, an
- * expired certificate, not TLS at all) the code says it already.
+ * A failed connection's error as the agent reports it when it is a TLS failure (`code`: Node's or
+ * OpenSSL's), else undefined. For a certificate no trusted CA signed, it says which CAs were
+ * trusted; for anything else (a name that does not match, an expired certificate, not TLS at all)
+ * the code says it already. `what`: the request, if the message should name it.
  */
-export function tlsAdvice(caFile: string | undefined, code: string): string {
-  if (!/^(UNABLE_TO_(GET_ISSUER_CERT|VERIFY_LEAF_SIGNATURE)|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|CERT_UNTRUSTED)/.test(code)) return 'the certificate or the connection was refused';
-  return caFile ? `its certificate is not signed by a CA of ${caFile}, the only CAs trusted with --ca-cert` : 'pass the gateway\'s CA with --ca-cert';
+export function tlsFailure(e: unknown, origin: string, caFile: string | undefined, what?: string): BackendError | undefined {
+  const code = (e as { code?: string } | undefined)?.code ?? '';
+  if (!/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(code)) return undefined;
+  const untrusted = /^(UNABLE_TO_(GET_ISSUER_CERT|VERIFY_LEAF_SIGNATURE)|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|CERT_UNTRUSTED)/.test(code);
+  const advice = !untrusted ? 'the certificate or the connection was refused'
+    : caFile ? `its certificate is not signed by a CA of ${caFile}, the only CAs trusted with --ca-cert` : 'pass the gateway\'s CA with --ca-cert';
+  return new BackendError('Tls', `${what ? `${what}: ` : ''}TLS error talking to ${origin} (${code}); ${advice}`, { cause: e });
 }
 
 /**

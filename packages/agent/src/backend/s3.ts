@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import type { NodeHttpHandler } from '@smithy/node-http-handler';
 import { BackendError, type Backend, type ObjectInfo, type SignedRequest, type StreamBody } from './types.ts';
-import { checkEndpoint, keepAliveAgents, tlsAdvice } from './endpoint.ts';
+import { checkEndpoint, keepAliveAgents, tlsFailure } from './endpoint.ts';
 import { s3Signer } from './sign.ts';
 import { sendSignedGet, sendSignedGetObject, sendSignedPut } from './signedhttp.ts';
 
@@ -140,11 +140,11 @@ export function openS3Backend(o: S3BackendOptions): Backend {
       if (e.name === 'NoSuchBucket') throw new BackendError('NoSuchBucket', `${what}: bucket ${bucket} does not exist at ${url.origin}`, { cause: e });
       throw new BackendError('Server', `${what}: ${e.name} (HTTP ${e.$metadata.httpStatusCode ?? '?'}): ${e.message}`, { cause: e });
     }
-    const code = (e as { code?: string }).code ?? '';
     if (/checksum mismatch/i.test((e as Error).message ?? '')) {
       throw new BackendError('Integrity', `${what}: the object failed its integrity check (checksum mismatch): it is damaged in storage`, { cause: e });
     }
-    if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(code)) throw new BackendError('Tls', `${what}: TLS error talking to ${url.origin} (${code}); ${tlsAdvice(o.caFile, code)}`, { cause: e });
+    const tls = tlsFailure(e, url.origin, o.caFile, what);
+    if (tls) throw tls;
     throw new BackendError('Network', `${what}: ${(e as Error).message ?? String(e)} (${location})`, { cause: e });
   };
   /** worth another try: the connection failed while the body was read; not refusals nor damaged data */
