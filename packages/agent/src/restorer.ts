@@ -19,7 +19,7 @@ import { packKey, toHex, type BlobLocation, type PackEntry, type TreeNode } from
 import { groupRanges, writeRange } from './blobfetch.ts';
 import { devNumbers, hardlinkKey, joinPath } from './fsnode.ts';
 import type { FileWrite } from './writejob.ts';
-import { createFile, finishFile, utimesArg, type FileMeta } from './filewrite.ts';
+import { createFile, finishFile, secondsOf, utimesArg, type FileMeta } from './filewrite.ts';
 import { collectWhenGrown } from './collect.ts';
 import { semaphore, yieldToLoop, type Semaphore } from './limit.ts';
 import { pathFilter } from './pathfilter.ts';
@@ -43,12 +43,6 @@ export interface RestoreOptions {
 
 export interface RestoreResult { files: number; dirs: number; bytes: number; warnings: number }
 
-/**
- * A time in ns as the seconds Node's utimes takes: the double nearest to it (Number(ns) / 1e9
- * rounded twice, ~0.2-0.4 us off). A double cannot hold every ns of today's times (its step is
- * ~0.24 us now, ~0.48 us from 2038): restored mtimes are exact to that, not to the ns as restic's.
- */
-const toTime = (ns: bigint) => Number(ns / 1_000_000_000n) + Number(ns % 1_000_000_000n) / 1e9;
 
 /**
  * Files planned, fetched and written together: enough that a batch's ranges keep every worker
@@ -93,13 +87,13 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   const filter = pathFilter(opts.include, opts.exclude);
   // every directory not excluded is created; --include selects the files
   const selected = (rel: string, isDir: boolean) => !filter.excluded(rel) && (isDir || !filter.hasIncludes || filter.included(rel));
-  const fileMeta = (n: TreeNode): FileMeta => ({ size: n.size ?? 0, mode: n.mode, uid: n.uid, gid: n.gid, chown: asRoot, atime: toTime(n.atime), mtime: toTime(n.mtime) });
+  const fileMeta = (n: TreeNode): FileMeta => ({ size: n.size ?? 0, mode: n.mode, uid: n.uid, gid: n.gid, chown: asRoot, atime: secondsOf(n.atime), mtime: secondsOf(n.mtime) });
   const exists = (p: Buffer) => { try { lstatSync(p); return true; } catch { return false; } };
   const setMeta = (path: Buffer, n: TreeNode, isLink: boolean) => {
     try {
       if (asRoot) lchownSync(path, n.uid, n.gid);
       if (!isLink) chmodSync(path, n.mode);
-      const [at, mt] = [utimesArg(toTime(n.atime)), utimesArg(toTime(n.mtime))];
+      const [at, mt] = [utimesArg(secondsOf(n.atime)), utimesArg(secondsOf(n.mtime))];
       if (isLink) lutimesSync(path, at, mt); else utimesSync(path, at, mt);
     } catch (e) { warn(path, `cannot set metadata: ${(e as Error).message}`); }
   };
