@@ -5,7 +5,7 @@
 // How: (1) walk the hierarchy depth first (its trees loaded ahead in grouped requests, each
 // decoded when its directory is reached), creating directories, symlinks and special files; (2)
 // plan the chunks of each batch of files gathered (1,024 at first, twice as many each time up to
-// BATCH_FILES), letting the event loop run every YIELD_EVERY files; (3) fetch each batch's data pack range by
+// BATCH_FILES), letting the event loop run every YIELD_MS; (3) fetch each batch's data pack range by
 // pack range (a few concurrent ranged GETs, each at most 8 MiB of plaintext) while the walk
 // gathers the next batch; the worker thread that decrypts a range also writes its chunks where
 // they belong (pwrite), skipping all-zero chunks so holes stay holes; files spread over several
@@ -21,7 +21,7 @@ import { devNumbers, hardlinkKey, joinPath } from './fsnode.ts';
 import type { FileWrite } from './writejob.ts';
 import { createFile, finishFile, secondsOf, utimesArg, type FileMeta } from './filewrite.ts';
 import { collectWhenGrown } from './collect.ts';
-import { semaphore, yieldToLoop, type Semaphore } from './limit.ts';
+import { loopYielder, semaphore, type Semaphore } from './limit.ts';
 import { pathFilter } from './pathfilter.ts';
 import type { Repository, SnapshotEntry } from './repository.ts';
 import { BackendError } from './backend/types.ts';
@@ -57,10 +57,10 @@ const BATCH_FILES = 16384;
  */
 const FIRST_BATCH_FILES = 1024;
 /**
- * The walk and the planning of a batch let the event loop run every so many files (yieldToLoop):
- * the workers get their next range from this thread (signed here, results taken here).
+ * The walk and the planning of a batch let the event loop run at least every YIELD_MS (limit.ts
+ * loopYielder): the workers get their next range from this thread (signed here, results taken here).
  */
-const YIELD_EVERY = 256;
+const YIELD_MS = 2;
 
 /**
  * A file to restore. Only what the restore needs is kept (not its tree node): on the linux tree
@@ -113,12 +113,13 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   const batches = batchRunner();
   let batch: PlannedFile[] = [];
   let batchLimit = opts.batchFiles ?? FIRST_BATCH_FILES;
-  let sinceYield = 0;
+  const yieldNow = loopYielder(YIELD_MS);
   const walk = async (dir: Buffer, rel: string, subtree: Buffer) => {
     // (a tree that cannot be loaded fails the restore: storage unreachable, or a damaged repository)
     const nodes = await trees.nodes(subtree);
     for (const n of nodes) {
-      if (++sinceYield >= YIELD_EVERY) { sinceYield = 0; await yieldToLoop(); }
+      const pause = yieldNow();
+      if (pause) await pause;
       const path = joinPath(dir, n.name);
       // (the path as text only when there is a filter to match: 30 MB of strings on the linux tree)
       const childRel = filter.active ? (rel ? `${rel}/${n.name.toString()}` : n.name.toString()) : '';
@@ -263,9 +264,9 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     const byPack = new Map<number, PackEntry[]>();
     const seen = new Set<number>();
     const locs = new Map<PlannedFile, BlobLocation[]>();
-    let planned = 0;
     for (const f of files) {
-      if (++planned % YIELD_EVERY === 0) await yieldToLoop();
+      const pause = yieldNow();
+      if (pause) await pause;
       let size = 0;
       const mine: BlobLocation[] = [];
       for (const id of f.content!) {
