@@ -173,3 +173,23 @@ test('spill: a blob whose spill throws leaves the writer as it was (no entry, no
   assert.ok(p.id.equals(sha256(bytes)), 'named by the bytes it holds');
   assert.deepEqual(readPackHeader(KEYS, bytes, bytes.length).map((e) => e.id), [sealed[0]!.id, sealed[2]!.id, sealed[3]!.id]);
 });
+
+test("entries' ids are copies kept side by side in the writer's own memory, holding nothing else alive", () => {
+  // an agent's tree pack lives for a whole backup: its ids must not pin the pool slabs they were
+  // copied from (Buffer.from), which hold whatever else was allocated then
+  const w = new PackWriter(KEYS, { spill: () => { /* spilled: only the entries stay */ } });
+  const entries = [];
+  for (let i = 0; i < 1200; i++) {
+    const id = Buffer.alloc(32, i % 251);
+    const s = sealBlob(KEYS, Buffer.from(`blob ${i}`));
+    Buffer.from(`other short-lived bytes ${i}`); // what else a caller copies meanwhile
+    entries.push(w.add('data', id, s.sealed, s.rawLength));
+    id.fill(0xff); // a copy: the caller may reuse its buffer
+  }
+  entries.forEach((e, i) => assert.ok(e.id.equals(Buffer.alloc(32, i % 251)), `entry ${i}'s id`));
+  const byBuffer = new Map<ArrayBufferLike, number>();
+  for (const e of entries) byBuffer.set(e.id.buffer, (byBuffer.get(e.id.buffer) ?? 0) + 1);
+  const full = [...byBuffer].slice(0, -1);
+  assert.ok(full.length >= 2);
+  for (const [buffer, count] of full) assert.equal(count * 32, buffer.byteLength, 'a memory block of ids and nothing else');
+});
