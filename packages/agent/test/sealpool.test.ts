@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { GCProfiler } from 'node:v8';
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -189,4 +190,18 @@ test('streamFile: a worker reads, chunks and hashes a file window by window; the
       given.close(); // given up before its end: the worker drops it
     });
   } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
+test("the workers' sealed buffers are collected here as they come, not when V8 gets round to it", async () => {
+  // what a worker sends back is memory it allocated, freed only once this thread's heap is
+  // collected; a backup of large files makes few objects here, and V8 collected rarely (up to
+  // 60 MiB per worker waiting to be freed). The pool collects the young generation every 8 MiB.
+  await withPool(async (pool) => {
+    const chunk = randomBytes(256 * 1024);
+    const profiler = new GCProfiler();
+    profiler.start();
+    for (let i = 0; i < 192; i++) await pool.submit(Buffer.alloc(32, i), chunk); // 48 MiB, incompressible
+    const young = profiler.stop()!.statistics.filter((s) => s.gcType === 'Scavenge').length;
+    assert.ok(young >= 5, `${young} young-generation collections while 48 MiB came back`);
+  });
 });
