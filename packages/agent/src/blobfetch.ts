@@ -87,10 +87,10 @@ export async function fetchRange(repo: Repository, r: PackRange, each: (e: PackE
 
 /**
  * Fetches one range; a worker of `pool` decrypts it and writes `files` (restore). Says how each
- * file went; a blob that does not decrypt fails the whole range (Corrupt) before any file of it
- * is written. When the backend can sign a GET for another thread, the worker fetches the range
- * itself (its bytes never cross this thread, whose event loop was the restore's narrowest point);
- * if that single attempt fails, this thread fetches the range with the backend's retries.
+ * file went: one that needs a blob that does not decrypt is not restored (the others are), and its
+ * error names the pack. When the backend can sign a GET for another thread, the worker fetches the
+ * range itself (its bytes never cross this thread, whose event loop was the restore's narrowest
+ * point); if that single attempt fails, this thread fetches the range with the backend's retries.
  */
 export async function writeRange(repo: Repository, r: PackRange, pool: SealPool, files: FileWrite[]): Promise<FileResult[]> {
   const key = packKey(repo.index.packId(r.pack));
@@ -100,12 +100,15 @@ export async function writeRange(repo: Repository, r: PackRange, pool: SealPool,
     let done: FileResult[] | { fetchError: string };
     try { done = await pool.fetchWriteRange(signed, r.start, r.end, r.entries, files); }
     catch (err) { throw corrupt(err); }
-    if (Array.isArray(done)) return done;
+    if (Array.isArray(done)) return namePack(done, key);
   }
   const { bytes } = await readRange(repo, r);
-  try { return await pool.writeRange(bytes, r.start, r.entries, files); }
+  try { return namePack(await pool.writeRange(bytes, r.start, r.entries, files), key); }
   catch (err) { throw corrupt(err); }
 }
+
+/** the pack named in the errors of files whose blobs do not decrypt */
+const namePack = (results: FileResult[], key: string): FileResult[] => results.map((res) => (res && 'corrupt' in res ? { ...res, error: `${res.error} (in ${key})` } : res));
 
 /** Loads blobs by id (grouped requests), returning plaintexts by hex id. */
 export async function fetchBlobs(repo: Repository, ids: Iterable<Buffer>, concurrency = 8): Promise<Map<string, Buffer>> {

@@ -30,7 +30,7 @@ export interface FileStream {
 }
 
 /** null: written; `warning`: written, but its metadata could not be set; `error`: not written */
-export type FileResult = null | { warning: string } | { error: string };
+export type FileResult = null | { warning: string } | { error: string; /** a blob it needs does not decrypt */ corrupt?: true };
 
 export interface SealPool {
   submit(id: Buffer, plaintext: Buffer): Promise<Buffer>;
@@ -58,9 +58,9 @@ export interface SealPool {
    */
   sealWindow(window: StreamWindow, skip?: Uint8Array): Promise<Buffer[]>;
   /**
-   * Restore: decrypts every blob of a pack range (bytes starting at pack offset `start`) and writes
-   * `files` from them; `result[i]` says how files[i] went. Rejects, before writing anything, when
-   * a blob does not decrypt. No plaintext comes back.
+   * Restore: writes `files` from the blobs of a pack range (bytes starting at pack offset `start`),
+   * each blob decrypted when first needed; `result[i]` says how files[i] went (a file that needs a
+   * blob that does not decrypt is not restored, and says which blob). No plaintext comes back.
    */
   writeRange(bytes: Buffer, start: number, entries: PackEntry[], files: FileWrite[]): Promise<FileResult[]>;
   /**

@@ -9,7 +9,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { blobId, Chunker, extractBlob, freeBuffer, gearTable, MAX_BLOB_BYTES, openBlob, seal, subtreeIds, toHex, type ChunkerParams, type RepoKeys } from '@shelter/format';
 import { createFile, finishFile, writeChunkAt } from './filewrite.ts';
-import { decodeWriteJob, type EncodedWriteJob, type FileWrite } from './writejob.ts';
+import { decodeWriteJob, type EncodedWriteJob, type FileWrite, type RangeBlob } from './writejob.ts';
 import { openForBackup } from './fsnode.ts';
 import { collectGarbage } from './collect.ts';
 import type { FileResult } from './sealpool.ts';
@@ -244,33 +244,102 @@ function openTrees(seq: number, ids: Uint8Array, data: Uint8Array, job: OpenJob)
 }
 
 /**
- * restore: the plaintexts of a range's blobs, laid end to end (each written once, to files, and
- * dropped before the next range): kept from range to range, up to ARENA_MAX bytes
+ * restore: a range's blobs, each opened (decrypted, checked, decompressed) when a file first needs
+ * it and dropped after its last use in the range, into buffers kept from blob to blob: one or two
+ * at a time in the usual case of files in pack order. Opening every blob of the range first kept
+ * all its plaintexts at once (a range of source text decompresses to 3-4 times its size: 20-30 MiB
+ * per worker), each page of it new to the process, and written from memory rather than from the
+ * cache it was just decompressed into.
  */
-let arena = Buffer.alloc(0);
-const ARENA_MAX = 64 * 1024 * 1024;
-const ARENA_STEP = 4 * 1024 * 1024;
+interface RangeBlobs {
+  /** entry i's plaintext; throws BlobError if it does not decrypt (the file that needs it cannot be written) */
+  take(i: number): Buffer;
+  /** one use of entry i done: after its last, its buffer is the next blob's */
+  done(i: number): void;
+  /** the range written: what is still open (uses of files that failed) goes back */
+  close(): void;
+}
+function rangeBlobs(entries: RangeBlob[], files: FileWrite[], bytes: Buffer, start: number): RangeBlobs {
+  const uses = new Int32Array(entries.length);
+  for (const f of files) for (const c of f.chunks) uses[c.entry]!++;
+  const open = new Array<Buffer | undefined>(entries.length);
+  /** the buffer open[i] lies in, shared by the blobs opened with it (openBlob may return one of its own instead) */
+  const held = new Array<Held | undefined>(entries.length);
+  const failed = new Map<number, string>();
+  const release = (i: number) => {
+    open[i] = undefined;
+    const h = held[i];
+    held[i] = undefined;
+    if (h && --h.live === 0) sparePlains.push(h.buffer);
+  };
+  /** opens entry i into `h` at `at`; its plaintext, or the reason it does not decrypt */
+  const openInto = (i: number, h: Held, at: number): Buffer | string => {
+    const e = entries[i]!;
+    try {
+      const plain = extractBlob(keys, bytes, { type: 'data', id: e.id, offset: e.offset, length: e.length, rawLength: e.rawLength }, start, undefined, h.buffer.subarray(at));
+      if (plain.buffer === h.buffer.buffer) { held[i] = h; h.live++; }
+      return (open[i] = plain);
+    } catch (err) {
+      const message = `blob ${toHex(e.id)} does not decrypt: ${(err as Error).message}`;
+      failed.set(i, message);
+      return message;
+    }
+  };
+  return {
+    take(i) {
+      const had = open[i];
+      if (had) return had;
+      const why = failed.get(i);
+      if (why !== undefined) throw new BlobError(why);
+      // entry i, and the entries after it that files still need while they fit in its buffer: the
+      // small blobs of a run of small files are opened in one go, then written (interleaving each
+      // blob's crypto and zstd with its file's system calls cost the linux tree's restore ~5%)
+      // (each plaintext has a byte after it, where decompressFrame detects a frame that holds more)
+      const h: Held = { buffer: plainBuffer(entries[i]!.rawLength + 1), live: 0 };
+      const first = openInto(i, h, 0);
+      let at = typeof first === 'string' ? 0 : entries[i]!.rawLength + 1;
+      for (let j = i + 1; typeof first !== 'string' && j < entries.length && held[j - 1] === h; j++) {
+        if (open[j] || failed.has(j) || uses[j] === 0 || at + entries[j]!.rawLength + 1 > h.buffer.length) break;
+        openInto(j, h, at);
+        at += entries[j]!.rawLength + 1;
+      }
+      if (h.live === 0) sparePlains.push(h.buffer);
+      if (typeof first === 'string') throw new BlobError(first);
+      return first;
+    },
+    done(i) {
+      if (--uses[i]! <= 0) release(i);
+    },
+    close() {
+      for (let i = 0; i < open.length; i++) if (open[i]) release(i);
+      // (a range of larger blobs than usual leaves no more than a few buffers behind)
+      sparePlains.sort((a, b) => a.length - b.length).splice(MAX_SPARE_PLAINS);
+    },
+  };
+}
+/** a plaintext buffer and how many open blobs lie in it */
+interface Held { buffer: Buffer; live: number }
+class BlobError extends Error {}
 
-/** restore: decrypts every blob of a fetched pack range, then writes the files given */
+/** plaintext buffers given back, for the next blobs (chunks are at most the chunker's maximum: 1 MiB by default); at most MAX_SPARE_PLAINS kept from range to range */
+const sparePlains: Buffer[] = [];
+const PLAIN_BUFFER = 1024 * 1024 + 1;
+const MAX_SPARE_PLAINS = 8;
+function plainBuffer(n: number): Buffer {
+  const i = sparePlains.findIndex((b) => b.length >= n);
+  if (i >= 0) return sparePlains.splice(i, 1)[0]!;
+  return Buffer.allocUnsafeSlow(Math.max(n, PLAIN_BUFFER));
+}
+/** restore: writes the files given from the blobs of a fetched pack range, each opened as needed */
 function writeRange(seq: number, data: Uint8Array, job: WriteJob): void {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   const { entries, files } = decodeWriteJob(job);
-  // (the byte after each plaintext is where decompressFrame detects a frame that holds more)
-  const need = entries.reduce((n, e) => n + e.rawLength, 1);
-  if (arena.length < need && need <= ARENA_MAX) arena = Buffer.allocUnsafeSlow(Math.ceil(need / ARENA_STEP) * ARENA_STEP);
-  const into = arena.length >= need ? arena : undefined;
-  let at = 0;
-  const plains = openEach(seq, entries.length, (i) => entries[i]!.id, (i, id) => {
-    const e = entries[i]!;
-    const plain = extractBlob(keys, bytes, { type: 'data', id, offset: e.offset, length: e.length, rawLength: e.rawLength }, job.start, undefined, into?.subarray(at));
-    at += e.rawLength;
-    return plain;
-  });
-  if (!plains) return;
-  const fileResults = files.map((f) => writeFile(f, (i) => plains[i]!));
+  const blobs = rangeBlobs(entries, files, bytes, job.start);
+  let fileResults: FileResult[];
+  try { fileResults = files.map((f) => writeFile(f, blobs)); }
+  finally { blobs.close(); }
   parentPort!.postMessage({ seq, sealed: EMPTY, lengths: [], fileResults });
-  // the plaintexts too when they had buffers of their own (no arena): source text decompresses to 3-4 times the range's size
-  handled(into ? bytes.length : plains.reduce((x, p) => x + p.length, bytes.length));
+  handled(bytes.length);
 }
 const EMPTY = Buffer.alloc(0);
 
@@ -314,23 +383,32 @@ function keepRangeBuffer(b: Buffer | undefined): void {
   if (b && b.length <= 2 * RANGE_BUFFER) spareRangeBuffers.push(b);
 }
 
-/** restore: a whole file, or this range's part of one (writejob.ts FileWrite) */
-function writeFile(f: FileWrite, chunk: (entry: number) => Buffer): FileResult {
+/**
+ * restore: a whole file, or this range's part of one (writejob.ts FileWrite). A blob that does not
+ * decrypt fails the files that need it, each said so; the range's other files are written.
+ */
+function writeFile(f: FileWrite, blobs: RangeBlobs): FileResult {
   let fd = -1;
+  const put = (c: { entry: number; offset: number }): number => {
+    const end = writeChunkAt(fd, blobs.take(c.entry), c.offset);
+    blobs.done(c.entry);
+    return end;
+  };
   try {
     const path = f.path;
     if (!f.whole) {
       fd = openSync(path, 'r+');
-      for (const c of f.chunks) writeChunkAt(fd, chunk(c.entry), c.offset);
+      for (const c of f.chunks) put(c);
       return null;
     }
     const created = createFile(path, f);
     fd = created.fd;
     let end = 0;
-    for (const c of f.chunks) end = Math.max(end, writeChunkAt(fd, chunk(c.entry), c.offset));
+    for (const c of f.chunks) end = Math.max(end, put(c));
     const warning = finishFile(fd, f, end, created.modeSet);
     return warning ? { warning } : null;
   } catch (e) {
+    if (e instanceof BlobError) return { error: `not restored: ${e.message}`, corrupt: true };
     return { error: `cannot write: ${(e as Error).message}` };
   } finally {
     if (fd >= 0) try { closeSync(fd); } catch { /* the error above, if any, says more */ }

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { GCProfiler } from 'node:v8';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blobId, Chunker, chunkLengths, createRepository, encodeTree, openBlob, openRepository, sealBlob } from '@shelter/format';
@@ -203,5 +203,41 @@ test("the workers' sealed buffers are collected here as they come, not when V8 g
     for (let i = 0; i < 192; i++) await pool.submit(Buffer.alloc(32, i), chunk); // 48 MiB, incompressible
     const young = profiler.stop()!.statistics.filter((s) => s.gcType === 'Scavenge').length;
     assert.ok(young >= 5, `${young} young-generation collections while 48 MiB came back`);
+  });
+});
+
+test('writeRange: blobs opened as files need them; a blob that does not decrypt fails only the files that need it', async () => {
+  await withPool(async (pool, keys) => {
+    const dir = mkdtempSync(join(tmpdir(), 'shelter-range-'));
+    try {
+      // four blobs laid end to end as in a pack; blob 1 damaged; blob 0 used twice by one file and once by another
+      const plains = [Buffer.from('zero '.repeat(3000)), randomBytes(70_000), Buffer.from('two '.repeat(9000)), randomBytes(1 << 20)];
+      const blobs = plains.map((p) => sealBlob(keys, p));
+      const bytes = Buffer.concat(blobs.map((b) => b.sealed));
+      let at = 0;
+      const entries = blobs.map((b) => { const e = { type: 'data' as const, id: b.id, offset: at, length: b.sealed.length, rawLength: b.rawLength }; at += b.sealed.length; return e; });
+      const damaged = Buffer.from(bytes); // (a range given to the pool is handed over: detached here)
+      damaged[entries[1]!.offset + 100]! ^= 1;
+      const file = (name: string, entryList: number[]): FileWrite => {
+        let offset = 0;
+        const chunks = entryList.map((entry) => { const c = { entry, offset }; offset += plains[entry]!.length; return c; });
+        return { path: Buffer.from(join(dir, name)), whole: true, chunks, size: offset, mode: 0o640, uid: 0, gid: 0, chown: false, atime: 1_700_000_000, mtime: 1_700_000_000 };
+      };
+      const files = [file('a', [0, 0, 2]), file('b', [1]), file('c', [2, 3, 0]), file('d', [0, 1, 3])];
+      const results = await pool.writeRange(damaged, 0, entries, files);
+      assert.deepEqual(results[0], null);
+      assert.deepEqual(results[2], null);
+      assert.ok(readFileSync(join(dir, 'a')).equals(Buffer.concat([plains[0]!, plains[0]!, plains[2]!])), 'a: blob 0 twice, then blob 2');
+      assert.ok(readFileSync(join(dir, 'c')).equals(Buffer.concat([plains[2]!, plains[3]!, plains[0]!])), 'c: written after b failed');
+      for (const i of [1, 3]) {
+        const r = results[i];
+        assert.ok(r && 'error' in r && r.corrupt === true, `file ${i} fails`);
+        assert.match((r as { error: string }).error, new RegExp(`not restored: blob ${blobs[1]!.id.toString('hex')} does not decrypt`));
+      }
+      // the same range again, undamaged: the buffers kept from the first are reused, every file right
+      const again = await pool.writeRange(bytes, 0, entries, files);
+      assert.deepEqual(again, [null, null, null, null]);
+      assert.ok(readFileSync(join(dir, 'd')).equals(Buffer.concat([plains[0]!, plains[1]!, plains[3]!])));
+    } finally { rmSync(dir, { recursive: true, force: true }); }
   });
 });
