@@ -560,6 +560,11 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
     }
     const st = e.st!;
     const node = statNode(e.name, st, accounts);
+    // An atime that changed while the ctime did not (any explicit change, utimes included, sets the
+    // ctime): the entry was only read or listed since the parent snapshot, by anyone, this
+    // program's own listing included. It keeps the parent's atime, so that such a directory's tree
+    // is the parent's (as the directory cache, whose listing digest leaves atimes out, assumes).
+    if (prev && prev.ctime === st.ctimeNs && prev.inode === st.ino && prev.type === st.type) node.atime = prev.atime;
     currentPath = path;
     opts.onProgress?.(progress);
     switch (st.type) {

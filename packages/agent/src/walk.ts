@@ -82,7 +82,7 @@ const FILE_TYPE = TYPES.indexOf('file');
 
 /** bytes of a group's listing digest */
 export const DIGEST_BYTES = 32;
-const LISTING_DIGEST_VERSION = 'shelter listing digest v1\n';
+const LISTING_DIGEST_VERSION = 'shelter listing digest v2\n';
 
 /** st_mode's file type bits, to the type codes of TYPES (-1: unsupported) */
 function typeCode(mode: number): number {
@@ -114,8 +114,8 @@ export function fileStat(st: BigIntStats, type: NodeType): FileStat {
 const NUMS = 10;
 /** per entry, where its bytes are in the batch: name start, target start, error index */
 const REFS = 3;
-/** per entry: mtime, atime, ctime, ino, dev, rdev (ino, dev, rdev read back unsigned) */
-const BIGS = 6;
+/** per entry: mtime, ctime, ino, dev, rdev (ino, dev, rdev read back unsigned); the atime in `atimes` */
+const BIGS = 5;
 /** per group: dir start, dir length, entry count, error index, digest start, task (-1: a root's own groups), GroupKind */
 const GNUMS = 7;
 /** what a group is in the stream of the walker that sent it */
@@ -124,20 +124,30 @@ type GroupKind = (typeof GroupKind)[keyof typeof GroupKind];
 
 export interface Batch {
   bytes: Uint8Array<ArrayBuffer>; nums: Float64Array<ArrayBuffer>; refs: Float64Array<ArrayBuffer>; bigs: BigInt64Array<ArrayBuffer>;
-  groups: Float64Array<ArrayBuffer>; errors: string[];
+  atimes: BigInt64Array<ArrayBuffer>; groups: Float64Array<ArrayBuffer>; errors: string[];
 }
 
 /**
  * Groups written straight into typed arrays (reused batch to batch), each group's entries
  * contiguous, so that its listing digest is one hash over three ranges: the entries' numbers,
  * their times and ids, and their names and targets. Equal digests, equal listings: every field a
- * tree node is made of (name, type, mode, owner, size, times, inode, device, links, rdev, target)
- * is in them, and the names' and targets' lengths delimit the bytes. An incremental backup reuses
- * the tree of a directory whose digest it recorded (dircache.ts) without reading that tree.
+ * tree node is made of (name, type, mode, owner, size, mtime, ctime, inode, device, links, rdev,
+ * target) is in them, and the names' and targets' lengths delimit the bytes. An incremental backup
+ * reuses the tree of a directory whose digest it recorded (dircache.ts) without reading that tree.
+ *
+ * All but the atime (kept apart, in `atimes`): reading a file or listing a directory changes it
+ * (relatime: the first time after a change, then once a day), and an entry whose ctime and inode
+ * did not change keeps its parent node's atime (archiver.ts saveEntry), so a directory whose
+ * entries were only read since, by anyone, or listed by the previous backup itself (a directory is
+ * read without O_NOATIME, which Node's readdir cannot pass), keeps its tree. Before, the first
+ * backup after a tree was copied in rewrote the tree of every directory holding a subdirectory
+ * (1,089 of the linux tree's 5,096: 2.42 s instead of 1.30), and a daily backup would do so each
+ * day. (docs/FORMAT.md, "Access times")
  */
 class BatchWriter {
   private bytes = new Uint8Array(1 << 18); private byteLen = 0;
   private nums = new Float64Array(NUMS * 4096); private refs = new Float64Array(REFS * 4096); private bigs = new BigInt64Array(BIGS * 4096);
+  private atimes = new BigInt64Array(4096);
   /** entries in the batch */
   private n = 0;
   private groups: number[] = []; private errors: string[] = [];
@@ -172,6 +182,7 @@ class BatchWriter {
       this.nums = grow(this.nums, (k) => new Float64Array(k));
       this.refs = grow(this.refs, (k) => new Float64Array(k));
       this.bigs = grow(this.bigs, (k) => new BigInt64Array(k));
+      this.atimes = grow(this.atimes, (k) => new BigInt64Array(k));
     }
     const o = this.n * NUMS, r = this.n * REFS, x = this.n * BIGS;
     const nums = this.nums;
@@ -185,10 +196,12 @@ class BatchWriter {
       nums[o + 2] = Number(st.mode & 0o7777n); nums[o + 3] = Number(st.uid); nums[o + 4] = Number(st.gid);
       nums[o + 5] = Number(st.nlink); nums[o + 6] = Number(st.size);
       // (a BigInt64Array stores ino, dev, rdev modulo 2^64: read back unsigned)
-      bigs[x] = st.mtimeNs; bigs[x + 1] = st.atimeNs; bigs[x + 2] = st.ctimeNs; bigs[x + 3] = st.ino; bigs[x + 4] = st.dev; bigs[x + 5] = st.rdev;
+      bigs[x] = st.mtimeNs; bigs[x + 1] = st.ctimeNs; bigs[x + 2] = st.ino; bigs[x + 3] = st.dev; bigs[x + 4] = st.rdev;
+      this.atimes[this.n] = st.atimeNs;
     } else {
       nums[o + 2] = 0; nums[o + 3] = 0; nums[o + 4] = 0; nums[o + 5] = 0; nums[o + 6] = 0;
       bigs.fill(0n, x, x + BIGS);
+      this.atimes[this.n] = 0n;
     }
     this.n++;
   }
@@ -212,7 +225,7 @@ class BatchWriter {
     // copies of their own (transferred); the writer's arrays are reused
     const b: Batch = {
       bytes: this.bytes.slice(0, this.byteLen), nums: this.nums.slice(0, this.n * NUMS), refs: this.refs.slice(0, this.n * REFS),
-      bigs: this.bigs.slice(0, this.n * BIGS), groups: Float64Array.from(this.groups), errors: this.errors,
+      bigs: this.bigs.slice(0, this.n * BIGS), atimes: this.atimes.slice(0, this.n), groups: Float64Array.from(this.groups), errors: this.errors,
     };
     this.byteLen = 0; this.n = 0; this.groups = []; this.errors = []; this.entries = 0;
     return b;
@@ -519,7 +532,7 @@ export function startWalker(opts: WalkOptions & { threads?: number }): Walker {
         if (type >= 0) {
           entry.st = {
             type: TYPES[type]!, mode: b.nums[n + 2]!, uid: b.nums[n + 3]!, gid: b.nums[n + 4]!, nlink: b.nums[n + 5]!, size: b.nums[n + 6]!,
-            mtimeNs: b.bigs[x]!, atimeNs: b.bigs[x + 1]!, ctimeNs: b.bigs[x + 2]!, ino: ub[x + 3]!, dev: ub[x + 4]!, rdev: ub[x + 5]!,
+            mtimeNs: b.bigs[x]!, atimeNs: b.atimes[first + k]!, ctimeNs: b.bigs[x + 1]!, ino: ub[x + 2]!, dev: ub[x + 3]!, rdev: ub[x + 4]!,
           };
         }
         const targetAt = b.refs[r + 1]!;

@@ -11,7 +11,7 @@ parentPort!.on('message', (m: WalkerSetup | Uint8Array | 'end') => {
   if (!walkRoot && typeof m === 'object' && !(m instanceof Uint8Array)) {
     const { opts, control, claim, leader, ports } = m;
     const walker = runWalker(opts, { control, claim },
-      (b) => parentPort!.postMessage(b, [b.bytes.buffer, b.nums.buffer, b.refs.buffer, b.bigs.buffer, b.groups.buffer]),
+      (b) => parentPort!.postMessage(b, [b.bytes.buffer, b.nums.buffer, b.refs.buffer, b.bigs.buffer, b.atimes.buffer, b.groups.buffer]),
       (t) => { for (const p of ports) p.postMessage(t); });
     if (leader) { walkRoot = walker.walkRoot; lone = ports.length === 0; }
     else ports[0]!.on('message', (t: TaskList) => walker.takeTasks(t));

@@ -242,3 +242,55 @@ test('directory cache: a reused directory keeps the empty tree of a directory on
   assert.equal(again.summary.skipped, 1, 'the mount point was skipped');
   assert.deepEqual(parseManifest(backend.objects.get(manifestKey(again.snapshotId))!).packs, await packsNeeded(repo, again.snapshot));
 });
+
+test('an entry only read or listed since the parent snapshot keeps its atime: the directory is unchanged, with the cache and without', async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'shelter-dircache-atime-'));
+  const cacheDir = join(work, 'cache');
+  t.after(() => rmSync(work, { recursive: true, force: true }));
+  const src = join(work, 'src');
+  for (const d of ['a/b', 'c']) mkdirSync(join(src, d), { recursive: true });
+  for (const f of ['a/b/f1', 'a/f2', 'c/f3', 'top']) writeFileSync(join(src, f), randomBytes(3000));
+  symlinkSync('top', join(src, 'link'));
+  // atimes older than the ctimes: the next listing or read updates them (relatime)
+  const old = new Date('2020-01-01T00:00:00Z');
+  const everything = ['a', 'a/b', 'c', 'a/b/f1', 'a/f2', 'c/f3', 'top'];
+  for (const p of ['.', ...everything]) utimesSync(join(src, p), old, statSync(join(src, p)).mtime);
+
+  const backend = memoryBackend();
+  const { master, configBytes } = createRepository();
+  await initRepository(backend, configBytes);
+  const repo = await openRepo(backend, master, { sealWorkers: 1 });
+  t.after(() => repo.close());
+  const key = walkKey({}, readAccounts());
+  const latest = async (name: string) => (await repo.listSnapshots()).filter((s) => s.snapshot.name === name).pop();
+  const backup = async (name: string, cached: boolean) => {
+    const parent = await latest(name);
+    const o: BackupOptions = { name, paths: [src], parent };
+    if (cached) {
+      if (parent) o.dirCache = loadDirCache(repo, parent.id, key, cacheDir);
+      o.recordDirs = dirCacheWriter(repo, key, cacheDir);
+    }
+    const r = await backupFiles(repo, o);
+    o.recordDirs?.write(r.snapshotId, new Set());
+    return { ...r, snapshot: (await latest(name))! };
+  };
+  const c1 = await backup('cached', true);
+  const p1 = await backup('plain', false);
+  // read and listed by someone else (the backups listed the directories already)
+  for (const f of ['a/b/f1', 'c/f3', 'top']) readFileSync(join(src, f));
+  readdirSync(join(src, 'a/b'));
+  for (const p of ['a', 'a/b', 'c/f3']) assert.ok(statSync(join(src, p)).atimeMs > old.getTime(), `${p}'s atime changed (a file system mounted with relatime or strictatime)`);
+
+  const c2 = await backup('cached', true);
+  const p2 = await backup('plain', false);
+  assert.equal(c2.summary.cachedDirs, c2.summary.dirs, 'every directory from the cache');
+  assert.deepEqual(await treeOf(repo, c2.snapshot, src), await treeOf(repo, c1.snapshot, src), 'the tree of the parent, with the cache');
+  assert.deepEqual(await treeOf(repo, p2.snapshot, src), await treeOf(repo, p1.snapshot, src), 'the tree of the parent, without');
+
+  // an atime set explicitly (utimes: the ctime changes too) is a change, recorded
+  utimesSync(join(src, 'c/f3'), new Date('2021-06-01T00:00:00Z'), statSync(join(src, 'c/f3')).mtime);
+  const c3 = await backup('cached', true);
+  const trees = await loadAllTrees(repo, c3.snapshot.snapshot.tree);
+  const f3 = trees.get(toHex(await treeOf(repo, c3.snapshot, join(src, 'c'))))!.find((n) => n.name.toString() === 'f3')!;
+  assert.equal(f3.atime, BigInt(Date.parse('2021-06-01T00:00:00Z')) * 1_000_000n);
+});

@@ -3,7 +3,7 @@
 // exclusion, loops and file systems, and it never runs further ahead than allowed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync, lstatSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync, lstatSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kind, prestartWalkers, startWalker, type Group, type Walker, type WalkOptions } from '../src/walk.ts';
@@ -174,4 +174,23 @@ test('walk: after end(), a lone walker thread ends once it has sent everything, 
     assert.equal(w.running(), 0, 'the walker thread ended');
   });
   assert.deepEqual(names(early), names(all));
+});
+
+test('walk: a listing digest leaves out atimes: an entry that was only read, or a directory only listed, leaves its directory unchanged', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'shelter-walk-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'sub'));
+  writeFileSync(join(root, 'sub', 'f'), 'some bytes');
+  writeFileSync(join(root, 'g'), 'more bytes');
+  // atimes older than the ctimes utimes gives them: the next listing or read updates them (relatime)
+  const old = new Date('2020-01-01T00:00:00Z');
+  for (const p of ['sub', 'sub/f', 'g']) utimesSync(join(root, p), old, lstatSync(join(root, p)).mtime);
+  const digests = async () => new Map((await consume(root, {})).map((g) => [g.dir.toString(), g.digest.toString('hex')]));
+  const first = await digests(); // lists sub: its atime changes
+  readFileSync(join(root, 'g')); // a reader of g (not the backup, which opens files with O_NOATIME)
+  for (const p of ['sub', 'g']) assert.ok(lstatSync(join(root, p)).atimeMs > old.getTime(), `${p}'s atime changed (a file system mounted with relatime or strictatime)`);
+  assert.deepEqual(await digests(), first, 'the same digests');
+  // the atime is still reported, for the tree nodes written
+  const sub = (await consume(root, {})).flatMap((g) => g.entries).find((e) => e.name.toString() === 'sub');
+  assert.equal(sub?.st?.atimeNs, lstatSync(join(root, 'sub'), { bigint: true }).atimeNs);
 });
