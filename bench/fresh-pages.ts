@@ -7,11 +7,11 @@
 // Each pass allocates --mib buffers of 1 MiB and fills them. "fresh": memory new to the process
 // (its pages faulted in one by one), "reused": the same amount again after the first pass's
 // buffers were freed (glibc hands the same memory back). Run with the agent's malloc settings
-// (as bin/shelter.js sets them) and without (then each 1 MiB buffer is a mapping of its own,
-// returned to the kernel when freed: every pass is fresh).
+// (as bin/shelter.js sets them) and with glibc's defaults (its first 1 MiB buffers are mappings
+// of their own; once one is freed its dynamic threshold moves up and later ones reuse its heap).
 //
 // Session 23 on the benchmark VM (2 vCPU, Firecracker): fresh 180-240 MiB/s (~17-22 us per 4 KiB
-// page), reused 15-19 GiB/s; a plain mmap touched page by page the same (~16-24 us a page, with
+// page), reused 15-19 GiB/s, either way; a plain mmap touched page by page the same (~16-24 us a page, with
 // or without MADV_HUGEPAGE). On a bare-metal Linux machine a fresh page costs well under 1 us.
 import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
