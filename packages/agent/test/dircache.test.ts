@@ -2,7 +2,7 @@
 // listing is as recorded must make exactly the snapshot a backup without the cache makes (same
 // tree ids for the backed-up tree, a manifest listing exactly the packs its blobs are in), and a
 // cache that is damaged, for another snapshot or other options, must be ignored.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -33,6 +33,33 @@ function freezeAtimes(dir: string): void {
     utimesSync(d, later, statSync(d).mtime);
   };
   visit(dir);
+}
+
+/**
+ * A fresh repository in memory, and `backup(name, cached)`: a backup of `src` under `name`,
+ * against its last snapshot, with or without the directory cache in `cacheDir` (no warnings)
+ */
+async function backupsOf(t: TestContext, src: string, cacheDir: string, sealWorkers: number) {
+  const backend = memoryBackend();
+  const { master, configBytes } = createRepository();
+  await initRepository(backend, configBytes);
+  const repo = await openRepo(backend, master, { sealWorkers });
+  t.after(() => repo.close());
+  const key = walkKey({}, readAccounts());
+  const latest = async (name: string) => (await repo.listSnapshots()).filter((s) => s.snapshot.name === name).pop();
+  const backup = async (name: string, cached: boolean) => {
+    const parent = await latest(name);
+    const o: BackupOptions = { name, paths: [src], parent };
+    if (cached) {
+      if (parent) o.dirCache = loadDirCache(repo, parent.id, key, cacheDir);
+      o.recordDirs = dirCacheWriter(repo, key, cacheDir);
+    }
+    const r = await backupFiles(repo, o);
+    o.recordDirs?.write(r.snapshotId, new Set());
+    assert.equal(r.warnings, 0);
+    return { ...r, snapshot: (await latest(name))!, usedCache: !!o.dirCache };
+  };
+  return { backend, repo, key, latest, backup };
 }
 
 /** the tree id of `path` in a snapshot (its absolute path's names, from the snapshot's root) */
@@ -71,26 +98,7 @@ test('directory cache: the snapshot is the one a backup without it makes; unchan
   symlinkSync('a/h.sh', join(src, 'link'));
   freezeAtimes(src);
 
-  const backend = memoryBackend();
-  const { master, configBytes } = createRepository();
-  await initRepository(backend, configBytes);
-  const repo = await openRepo(backend, master, { sealWorkers: 2 });
-  t.after(() => repo.close());
-  const key = walkKey({}, readAccounts());
-  const latest = async (name: string) => (await repo.listSnapshots()).filter((s) => s.snapshot.name === name).pop();
-  /** a backup of `src` under `name`, against its last snapshot, with or without the cache */
-  const backup = async (name: string, cached: boolean) => {
-    const parent = await latest(name);
-    const o: BackupOptions = { name, paths: [src], parent };
-    if (cached) {
-      if (parent) o.dirCache = loadDirCache(repo, parent.id, key, cacheDir);
-      o.recordDirs = dirCacheWriter(repo, key, cacheDir);
-    }
-    const r = await backupFiles(repo, o);
-    o.recordDirs?.write(r.snapshotId, new Set());
-    assert.equal(r.warnings, 0);
-    return { ...r, snapshot: (await latest(name))!, usedCache: !!o.dirCache };
-  };
+  const { backend, repo, key, backup } = await backupsOf(t, src, cacheDir, 2);
   const manifestPacks = async (id: string) => parseManifest((await backend.get(manifestKey(id)))!).packs;
 
   const c1 = await backup('cached', true);
@@ -256,24 +264,7 @@ test('an entry only read or listed since the parent snapshot keeps its atime: th
   const everything = ['a', 'a/b', 'c', 'a/b/f1', 'a/f2', 'c/f3', 'top'];
   for (const p of ['.', ...everything]) utimesSync(join(src, p), old, statSync(join(src, p)).mtime);
 
-  const backend = memoryBackend();
-  const { master, configBytes } = createRepository();
-  await initRepository(backend, configBytes);
-  const repo = await openRepo(backend, master, { sealWorkers: 1 });
-  t.after(() => repo.close());
-  const key = walkKey({}, readAccounts());
-  const latest = async (name: string) => (await repo.listSnapshots()).filter((s) => s.snapshot.name === name).pop();
-  const backup = async (name: string, cached: boolean) => {
-    const parent = await latest(name);
-    const o: BackupOptions = { name, paths: [src], parent };
-    if (cached) {
-      if (parent) o.dirCache = loadDirCache(repo, parent.id, key, cacheDir);
-      o.recordDirs = dirCacheWriter(repo, key, cacheDir);
-    }
-    const r = await backupFiles(repo, o);
-    o.recordDirs?.write(r.snapshotId, new Set());
-    return { ...r, snapshot: (await latest(name))! };
-  };
+  const { repo, backup } = await backupsOf(t, src, cacheDir, 1);
   const c1 = await backup('cached', true);
   const p1 = await backup('plain', false);
   // read and listed by someone else (the backups listed the directories already)
