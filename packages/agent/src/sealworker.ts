@@ -245,11 +245,12 @@ function openTrees(seq: number, ids: Uint8Array, data: Uint8Array, job: OpenJob)
 
 /**
  * restore: a range's blobs, each opened (decrypted, checked, decompressed) when a file first needs
- * it and dropped after its last use in the range, into buffers kept from blob to blob: one or two
- * at a time in the usual case of files in pack order. Opening every blob of the range first kept
- * all its plaintexts at once (a range of source text decompresses to 3-4 times its size: 20-30 MiB
- * per worker), each page of it new to the process, and written from memory rather than from the
- * cache it was just decompressed into.
+ * it, with the blobs after it that files need while they fit in the same 1 MiB buffer, and dropped
+ * after its last use in the range; buffers are kept from range to range. A buffer or two at a time
+ * in the usual case of files in pack order. Opening every blob of the range first kept all its
+ * plaintexts at once (a range of source text decompresses to 3-4 times its size: 20-30 MiB per
+ * worker), each page of it new to the process, and written from memory rather than from the cache
+ * it was just decompressed into.
  */
 interface RangeBlobs {
   /** entry i's plaintext; throws BlobError if it does not decrypt (the file that needs it cannot be written) */
