@@ -34,3 +34,17 @@ export function collectWhenGrown(factor = 1.5, minBytes = 16 * 1024 * 1024): voi
   collectGarbage('major');
   liveAfterLast = getHeapStatistics().used_heap_size;
 }
+
+/**
+ * A counter of bytes that collects this thread's young generation each time `everyBytes` more
+ * have gone by: for a thread whose buffers live outside its small heap and die young, so that V8
+ * sees no reason to collect while they pile up (a seal worker's output; the buffers the workers
+ * send the main thread). A young collection frees those that are dead, in well under a ms.
+ */
+export function youngCollectionEvery(everyBytes: number): (bytes: number) => void {
+  let since = 0;
+  return (bytes) => {
+    since += bytes;
+    if (since >= everyBytes) { since = 0; collectGarbage('minor'); }
+  };
+}

@@ -7,7 +7,7 @@
 // (restore: decryption, zstd and the file system's work off the main thread).
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { collectGarbage } from './collect.ts';
+import { youngCollectionEvery } from './collect.ts';
 import type { ChunkerParams, PackEntry, RepoKeys } from '@shelter/format';
 import { encodeWriteJob, type FileWrite } from './writejob.ts';
 import type { SignedRequest } from './backend/types.ts';
@@ -116,7 +116,7 @@ const EMPTY = Buffer.alloc(0);
  * is freed only when this thread's heap is collected. A backup of large files makes few objects
  * here, so V8 collected rarely: a worker's buffers waiting to be freed here reached 60 MiB on the
  * large-files set. A young-generation collection every RECEIVED_GC_EVERY bytes received frees them
- * (as sealworker.ts GC_EVERY does in the workers): bench/ab.ts --op initial, large files peak RSS
+ * (as the workers do with their own output): bench/ab.ts --op initial, large files peak RSS
  * 217 -> 192 MiB, 5.60 -> 5.33 s (4 alternated runs); linux tree 328 -> 308 MiB, 10.6 -> 10.0 s.
  */
 const RECEIVED_GC_EVERY = 8 * 1024 * 1024;
@@ -171,11 +171,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; level?:
       wk.w.postMessage({ seq: s, ...message }, transfer);
     });
   };
-  let receivedSinceGc = 0;
-  const collectEvery = (bytes: number) => {
-    receivedSinceGc += bytes;
-    if (receivedSinceGc >= RECEIVED_GC_EVERY) { receivedSinceGc = 0; collectGarbage('minor'); }
-  };
+  const collectEvery = youngCollectionEvery(RECEIVED_GC_EVERY);
   for (const wk of workers) {
     wk.w.on('message', (m: WorkerMessage) => {
       const job = waiting.get(m.seq);

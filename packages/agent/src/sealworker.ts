@@ -11,7 +11,7 @@ import { blobId, Chunker, extractBlob, freeBuffer, gearTable, MAX_BLOB_BYTES, op
 import { createFile, finishFile, writeChunkAt } from './filewrite.ts';
 import { decodeWriteJob, type EncodedWriteJob, type FileWrite, type RangeBlob } from './writejob.ts';
 import { openForBackup } from './fsnode.ts';
-import { collectGarbage } from './collect.ts';
+import { youngCollectionEvery } from './collect.ts';
 import type { FileResult } from './sealpool.ts';
 import type { SignedRequest } from './backend/types.ts';
 
@@ -22,15 +22,10 @@ const follow = workerData.followSymlinks === true;
 
 // This thread's JS heap stays tiny while it allocates and drops hundreds of MiB of zstd and
 // cipher output outside it, so V8 rarely sees a reason to collect, and the process's memory grows
-// by that much. A young-generation collection every GC_EVERY bytes handled keeps it bounded: the
+// by that much. A young-generation collection every 8 MiB handled keeps it bounded: the
 // buffers die young, so a minor GC (well under a ms on this tiny heap) frees them; a full one
 // every 64 MiB let each worker hold ~60 MiB of dead buffers.
-const GC_EVERY = 8 * 1024 * 1024;
-let sinceGc = 0;
-const handled = (bytes: number) => {
-  sinceGc += bytes;
-  if (sinceGc >= GC_EVERY) { sinceGc = 0; collectGarbage('minor'); }
-};
+const handled = youngCollectionEvery(8 * 1024 * 1024);
 
 interface WriteJob extends EncodedWriteJob { start: number }
 

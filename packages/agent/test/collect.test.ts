@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GCProfiler, getHeapStatistics } from 'node:v8';
-import { collectWhenGrown } from '../src/collect.ts';
+import { collectWhenGrown, youngCollectionEvery } from '../src/collect.ts';
 
 const MiB = 1024 * 1024;
 
@@ -40,4 +40,17 @@ test('collectWhenGrown: a full collection once the heap has grown past what was 
   held = undefined;
   assert.equal(fullCollections(() => collectWhenGrown()), 1);
   assert.equal(held, undefined);
+});
+
+test('youngCollectionEvery: a young-generation collection each time the bytes counted pass the step, none before', () => {
+  const count = youngCollectionEvery(8 * MiB);
+  const young = (f: () => void) => {
+    const profiler = new GCProfiler();
+    profiler.start();
+    f();
+    return profiler.stop()!.statistics.filter((s) => s.gcType === 'Scavenge').length;
+  };
+  assert.equal(young(() => count(5 * MiB)), 0);
+  assert.equal(young(() => count(5 * MiB)), 1, '10 MiB counted: one');
+  assert.equal(young(() => { for (let i = 0; i < 8; i++) count(2 * MiB); }), 2, '16 MiB more: two');
 });
