@@ -138,7 +138,7 @@ interface StreamJob { id: number; path?: Uint8Array; params?: ChunkerParams; win
 interface FileStream { fd: number; chunker: Chunker; buf: Buffer; start: number; end: number; position: number }
 const streams = new Map<number, FileStream>();
 /** stream buffers given back (a few MiB each): the next stream takes one instead of allocating */
-const spareBuffers: Buffer[] = [];
+const streamBuffers = bufferPool(0, Infinity, 2);
 let gear: Int32Array | undefined;
 
 /** the next window of a file stream: its chunks' plaintexts as one buffer (a copy: the stream's buffer is reused) plus lengths and ids; `done` at its end */
@@ -147,7 +147,7 @@ function streamWindow(seq: number, job: StreamJob): void {
   const drop = () => {
     if (!st) return;
     streams.delete(job.id);
-    if (spareBuffers.length < 2) spareBuffers.push(st.buf);
+    streamBuffers.give(st.buf);
     try { closeSync(st.fd); } catch { /* closing after an error */ }
   };
   if (job.close) { drop(); parentPort!.postMessage({ seq, sealed: EMPTY, lengths: [] }); return; }
@@ -158,8 +158,7 @@ function streamWindow(seq: number, job: StreamJob): void {
       const fd = openForBackup(Buffer.from(job.path!.buffer, job.path!.byteOffset, job.path!.byteLength), follow);
       // room for a window plus the bytes of a chunk not yet cut
       const size = job.window + p.max;
-      const spare = spareBuffers.pop();
-      st = { fd, chunker: new Chunker(gear, p), buf: spare && spare.length >= size ? spare : Buffer.allocUnsafeSlow(size), start: 0, end: 0, position: 0 };
+      st = { fd, chunker: new Chunker(gear, p), buf: streamBuffers.take(size), start: 0, end: 0, position: 0 };
       streams.set(job.id, st);
     }
     const s = st;
@@ -266,7 +265,7 @@ function rangeBlobs(entries: RangeBlob[], files: FileWrite[], bytes: Buffer, sta
     open[i] = undefined;
     const h = held[i];
     held[i] = undefined;
-    if (h && --h.live === 0) sparePlains.push(h.buffer);
+    if (h && --h.live === 0) plainBuffers.give(h.buffer);
   };
   /** opens entry i into `h` at `at`; its plaintext, or the reason it does not decrypt */
   const openInto = (i: number, h: Held, at: number): Buffer | string => {
@@ -291,7 +290,7 @@ function rangeBlobs(entries: RangeBlob[], files: FileWrite[], bytes: Buffer, sta
       // small blobs of a run of small files are opened in one go, then written (interleaving each
       // blob's crypto and zstd with its file's system calls cost the linux tree's restore ~5%)
       // (each plaintext has a byte after it, where decompressFrame detects a frame that holds more)
-      const h: Held = { buffer: plainBuffer(entries[i]!.rawLength + 1), live: 0 };
+      const h: Held = { buffer: plainBuffers.take(entries[i]!.rawLength + 1), live: 0 };
       const first = openInto(i, h, 0);
       let at = typeof first === 'string' ? 0 : entries[i]!.rawLength + 1;
       for (let j = i + 1; typeof first !== 'string' && j < entries.length && held[j - 1] === h; j++) {
@@ -299,7 +298,7 @@ function rangeBlobs(entries: RangeBlob[], files: FileWrite[], bytes: Buffer, sta
         openInto(j, h, at);
         at += entries[j]!.rawLength + 1;
       }
-      if (h.live === 0) sparePlains.push(h.buffer);
+      if (h.live === 0) plainBuffers.give(h.buffer);
       if (typeof first === 'string') throw new BlobError(first);
       return first;
     },
@@ -308,8 +307,6 @@ function rangeBlobs(entries: RangeBlob[], files: FileWrite[], bytes: Buffer, sta
     },
     close() {
       for (let i = 0; i < open.length; i++) if (open[i]) release(i);
-      // (a range of larger blobs than usual leaves no more than a few buffers behind)
-      sparePlains.sort((a, b) => a.length - b.length).splice(MAX_SPARE_PLAINS);
     },
   };
 }
@@ -317,15 +314,28 @@ function rangeBlobs(entries: RangeBlob[], files: FileWrite[], bytes: Buffer, sta
 interface Held { buffer: Buffer; live: number }
 class BlobError extends Error {}
 
-/** plaintext buffers given back, for the next blobs (chunks are at most the chunker's maximum: 1 MiB by default); at most MAX_SPARE_PLAINS kept from range to range */
-const sparePlains: Buffer[] = [];
-const PLAIN_BUFFER = 1024 * 1024 + 1;
-const MAX_SPARE_PLAINS = 8;
-function plainBuffer(n: number): Buffer {
-  const i = sparePlains.findIndex((b) => b.length >= n);
-  if (i >= 0) return sparePlains.splice(i, 1)[0]!;
-  return Buffer.allocUnsafeSlow(Math.max(n, PLAIN_BUFFER));
+/**
+ * Buffers of at least `size` bytes, kept for reuse (a fresh one's pages are new to the process,
+ * and garbage until a collection): `take(n)` one of n bytes or more, a kept one if any; `give(b)`
+ * keeps it while there are fewer than `maxKept` and it is not over `maxBytes` (an unusually large
+ * one is let go).
+ */
+function bufferPool(size: number, maxBytes: number, maxKept = Infinity) {
+  const spare: Buffer[] = [];
+  return {
+    take(n: number): Buffer {
+      const i = spare.findIndex((b) => b.length >= n);
+      return i >= 0 ? spare.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(Math.max(n, size));
+    },
+    give(b: Buffer | undefined): void {
+      if (b && b.length <= maxBytes && spare.length < maxKept) spare.push(b);
+    },
+  };
 }
+
+/** plaintext buffers, for the next blobs (chunks are at most the chunker's maximum: 1 MiB by default) */
+const PLAIN_BUFFER = 1024 * 1024 + 1;
+const plainBuffers = bufferPool(PLAIN_BUFFER, 4 * PLAIN_BUFFER, 8);
 /** restore: writes the files given from the blobs of a fetched pack range, each opened as needed */
 function writeRange(seq: number, data: Uint8Array, job: WriteJob): void {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -352,14 +362,14 @@ async function fetchAndWriteRange(seq: number, fetch: FetchJob, job: WriteJob): 
   try {
     // loaded on the first fetch: a backup's workers never need node:tls
     signedHttp ??= import('./backend/signedhttp.ts');
-    bytes = await (await signedHttp).sendSignedGet(fetch.request, job.start, fetch.end, (n) => (buffer = rangeBuffer(n)).subarray(0, n));
+    bytes = await (await signedHttp).sendSignedGet(fetch.request, job.start, fetch.end, (n) => (buffer = rangeBuffers.take(n)).subarray(0, n));
   } catch (e) {
-    keepRangeBuffer(buffer);
+    rangeBuffers.give(buffer);
     parentPort!.postMessage({ seq, fetchError: (e as Error).message });
     return;
   }
   try { writeRange(seq, bytes, job); }
-  finally { keepRangeBuffer(buffer); } // (writeRange keeps no view of it)
+  finally { rangeBuffers.give(buffer); } // (writeRange keeps no view of it)
 }
 /**
  * Fetched ranges' buffers, reused: a fresh 8 MiB buffer per range cost its page faults and, as
@@ -368,16 +378,8 @@ async function fetchAndWriteRange(seq: number, fetch: FetchJob, job: WriteJob): 
  * over 8 MiB) gets a buffer of its own, not kept beyond 2 x RANGE_BUFFER. As many are kept as
  * this worker had ranges in flight at once.
  */
-const spareRangeBuffers: Buffer[] = [];
 const RANGE_BUFFER = 9 * 1024 * 1024;
-function rangeBuffer(n: number): Buffer {
-  const i = spareRangeBuffers.findIndex((b) => b.length >= n);
-  if (i >= 0) return spareRangeBuffers.splice(i, 1)[0]!;
-  return Buffer.allocUnsafeSlow(Math.max(n, RANGE_BUFFER));
-}
-function keepRangeBuffer(b: Buffer | undefined): void {
-  if (b && b.length <= 2 * RANGE_BUFFER) spareRangeBuffers.push(b);
-}
+const rangeBuffers = bufferPool(RANGE_BUFFER, 2 * RANGE_BUFFER);
 
 /**
  * restore: a whole file, or this range's part of one (writejob.ts FileWrite). A blob that does not
