@@ -43,7 +43,6 @@ export interface RestoreOptions {
 
 export interface RestoreResult { files: number; dirs: number; bytes: number; warnings: number }
 
-
 /**
  * Files planned, fetched and written together: enough that a batch's ranges keep every worker
  * busy and few ranges are cut at a batch's edges (a range whose blobs two batches need is
