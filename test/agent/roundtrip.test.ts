@@ -12,7 +12,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { formatRun } from '../lib/clients.ts';
@@ -377,6 +378,38 @@ describe('shelter round trip against shelterd over HTTPS', () => {
       assert.deepEqual(paths2, [base, `${base}/here.txt`, `${base}/mnt`, `${base}/mnt/elsewhere.txt`]);
     } finally {
       execFileSync('umount', [mnt]);
+    }
+  });
+
+  it('every kind of command reuses the code the commands before it compiled (same V8 flags)', async () => {
+    // launch's compile cache keeps V8's compiled code, which V8 accepts only from a process with the
+    // same flags: a flag left set at run time (--expose-gc, when collect.ts first collected) made
+    // every module compiled after it in one command be compiled again by the next, and cached again
+    // for the one after. Every command before this one ran with bin/shelter.js's flag: nothing rejected
+    const dir = join(work, 'code-cache-src');
+    mkdirSync(dir);
+    const file = join(dir, 'data.bin');
+    writeFileSync(file, randomBytes(40 * MiB));
+    const target = join(work, 'code-cache-restore');
+    const steps: Array<[string[], () => void]> = [
+      [['backup', 'files', dir, '--name', 'code-cache', '--json'], () => appendFileSync(file, randomBytes(16 * MiB))],
+      [['restore', 'latest', '--name', 'code-cache', '--target', target], () => {}],
+      [['snapshots', '--json'], () => {}],
+      [['backup', 'files', dir, '--name', 'code-cache', '--json'], () => {}],
+      [['snapshots', '--json'], () => {}],
+    ];
+    try {
+      for (const [args, then] of steps) {
+        const r = await agent.run(args, { NODE_DEBUG_NATIVE: 'COMPILE_CACHE' });
+        assertExit(r, 0, `shelter ${args.join(' ')}`);
+        assert.ok(r.stderr.includes('was accepted'), `${args[0]}: the compile cache is in use\n${r.stderr.slice(0, 2000)}`);
+        const rejected = r.stderr.split('\n').filter((l) => l.includes('was rejected'));
+        assert.deepEqual(rejected, [], `shelter ${args[0]}: cached code rejected`);
+        then();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(target, { recursive: true, force: true });
     }
   });
 
