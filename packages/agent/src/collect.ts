@@ -7,22 +7,39 @@ import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 type Gc = (o: { type: 'major' | 'minor'; execution: 'sync' }) => void;
-let gc: Gc | undefined;
+/** this thread's V8 gc function; null: it could not be had (collections are then skipped) */
+let gc: Gc | null | undefined;
+
+/**
+ * V8's gc function for this thread. The flag that exposes it is set only while a new context is
+ * made to get it, then unset: V8 accepts cached compiled code (launch's compile cache, and Node's
+ * own for its built-in modules) only under the flags it was made with. Left set, every module
+ * compiled after that moment was compiled again by the next command, and cached again for the one
+ * after (7-54 modules a command, alternating backups with and without changes); given at start,
+ * Node compiled its built-ins without their cache (+25 ms of every command's start). The flags are
+ * the process's: another thread may unset the flag between this one's setting it and making its
+ * context (that context then has no gc), hence the retries; a thread that still has none skips its
+ * collections rather than fail (they bound memory, nothing depends on them).
+ */
+function fetchGc(): Gc | null {
+  const given = (globalThis as { gc?: unknown }).gc;
+  if (typeof given === 'function') return given as Gc; // the user started Node with --expose-gc
+  let found: Gc | null = null;
+  for (let attempt = 0; attempt < 100 && !found; attempt++) {
+    setFlagsFromString('--expose-gc');
+    try {
+      const f: unknown = runInNewContext('typeof gc === "function" ? gc : undefined');
+      if (typeof f === 'function') found = f as Gc;
+    } catch { /* tried again */ }
+  }
+  setFlagsFromString('--no-expose-gc');
+  return found;
+}
 
 /** a synchronous collection of this thread's heap: `minor` (the young generation, well under a ms on a small heap) or `major` */
 export function collectGarbage(type: 'major' | 'minor'): void {
-  if (!gc) {
-    // the flag only for as long as it takes to get the function: V8 accepts cached compiled code
-    // (launch's compile cache, and Node's own for its built-in modules) only under the flags it was
-    // made with. Left set, every module compiled after this moment was compiled again by the next
-    // command, and cached again for the one after (7-54 modules a command, alternating backups
-    // with and without changes); given at start, Node compiled its built-ins without their cache
-    // (+25 ms of every command's start)
-    setFlagsFromString('--expose-gc');
-    gc = runInNewContext('gc') as Gc;
-    setFlagsFromString('--no-expose-gc');
-  }
-  gc({ type, execution: 'sync' });
+  if (gc === undefined) gc = fetchGc();
+  gc?.({ type, execution: 'sync' });
 }
 
 /** what was live in this thread's heap after the last collectWhenGrown collection */

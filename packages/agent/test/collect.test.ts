@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GCProfiler, getHeapStatistics } from 'node:v8';
+import { Worker } from 'node:worker_threads';
 import { collectWhenGrown, youngCollectionEvery } from '../src/collect.ts';
 
 const MiB = 1024 * 1024;
@@ -53,4 +54,25 @@ test('youngCollectionEvery: a young-generation collection each time the bytes co
   assert.equal(young(() => count(5 * MiB)), 0);
   assert.equal(young(() => count(5 * MiB)), 1, '10 MiB counted: one');
   assert.equal(young(() => { for (let i = 0; i < 8; i++) count(2 * MiB); }), 2, '16 MiB more: two');
+});
+
+test('threads fetching V8\'s gc function at the same moment all get it (the flag that exposes it is the process\'s)', async () => {
+  // collect.ts sets the flag only while it fetches the function; another thread unsetting it in
+  // between left a thread without one, and a seal worker died of "gc is not defined" (a restore
+  // then failed its files). Sixteen threads, released together, each collect once.
+  const go = new Int32Array(new SharedArrayBuffer(4));
+  const workers = Array.from({ length: 16 }, () => new Worker(new URL('./lib/collect-worker.ts', import.meta.url), { workerData: { go } }));
+  try {
+    const ready = workers.map((w) => new Promise((res) => w.once('message', res)));
+    await Promise.all(ready);
+    const results = workers.map((w) => new Promise<{ collections?: number; error?: string }>((res, rej) => { w.once('message', res); w.once('error', rej); }));
+    Atomics.store(go, 0, 1);
+    Atomics.notify(go, 0);
+    for (const r of await Promise.all(results)) {
+      assert.equal(r.error, undefined, `a thread failed: ${r.error}`);
+      assert.ok(r.collections! >= 1, 'each thread collected');
+    }
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
 });
