@@ -194,7 +194,7 @@ backup.command('files <paths...>')
     const dirCache = parent && o.cache ? loadDirCache(repo, parent.id, cacheKey, undefined, (why) => log({ msg: 'directory cache ignored', why })) : undefined;
     // the seal workers start now, while the parent's trees load, unless the parent is small or
     // cached: such an incremental backup may need none (its few trees open on this thread)
-    if (!parent || (!dirCache && !((parent.snapshot.summary?.bytes ?? Infinity) < EAGER_WORKERS_BYTES))) repo.sealPool();
+    if (!parent || (!dirCache && !((parent.snapshot.summary?.bytes ?? Infinity) < EAGER_WORKERS_BYTES))) repo.sealPool(true);
     const recordDirs = o.cache ? dirCacheWriter(repo, cacheKey) : undefined;
     const t0 = Date.now();
     log({ msg: 'backup started', name: o.name, paths, parent: parent?.id });

@@ -85,8 +85,12 @@ export interface Repository {
   listSnapshots(): Promise<SnapshotEntry[]>;
   loadSnapshot(idOrPrefix: string): Promise<SnapshotEntry>;
   stats: { packsUploaded: number; bytesUploaded: number; blobsAdded: number; sealedBytes: number };
-  /** the worker threads that seal and open blobs (started on first use; close() stops them) */
-  sealPool(): SealPool;
+  /**
+   * The worker threads that seal and open blobs, started on first use (close() stops them): one
+   * at first, the others when work piles up (sealpool.ts GROW_BYTES); `all`: every one now (a
+   * command that will keep them busy: an initial backup, a restore)
+   */
+  sealPool(all?: boolean): SealPool;
   /** whether the seal workers run already (a few trees are opened here rather than start them) */
   sealPoolStarted(): boolean;
   /** stops the seal workers */
@@ -206,8 +210,12 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
   }
   // new blobs are sealed on worker threads; the main thread goes on chunking meanwhile
   let pool: SealPool | undefined;
-  const sealPool = () => (pool ??= createSealPool(keys, { workers: opts.sealWorkers, smallFileMax: config.chunker.min, followSymlinks: opts.followSymlinks }));
-  if (opts.startWorkers) sealPool();
+  const sealPool = (all = false) => {
+    pool ??= createSealPool(keys, { workers: opts.sealWorkers, initialWorkers: 1, smallFileMax: config.chunker.min, followSymlinks: opts.followSymlinks });
+    if (all) pool.grow();
+    return pool;
+  };
+  if (opts.startWorkers) sealPool(true);
 
   // ---- index: from the local index cache if it matches the bucket (indexcache.ts), else from every
   // index object; plus packs that no index lists yet (an interrupted backup's)

@@ -105,6 +105,32 @@ test('verifyChunks: counts the leading chunks a file still holds, across parts; 
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
+test('a pool started with one worker starts the others once 16 MiB of work are in flight, not for a little', async () => {
+  const { master, configBytes } = createRepository();
+  const { keys } = openRepository(master, configBytes);
+  const pool = createSealPool(keys, { workers: 2, initialWorkers: 1 });
+  const dir = mkdtempSync(join(tmpdir(), 'shelter-grow-'));
+  try {
+    assert.equal(pool.started(), 1);
+    // an incremental backup that changed little: a few small chunks at a time
+    for (let i = 0; i < 8; i++) await Promise.all(Array.from({ length: 4 }, () => pool.submitUnhashed(randomBytes(64 * 1024))));
+    assert.equal(pool.started(), 1, 'small jobs leave the second worker unstarted');
+    // a large changed file: its verification sends two 8 MiB parts at once
+    const lengths = Array.from({ length: 24 }, () => 1024 * 1024);
+    const data = randomBytes(24 * 1024 * 1024);
+    const ids = lengths.map((n, i) => blobId(keys, data.subarray(i * n, (i + 1) * n)));
+    const file = join(dir, 'large.bin');
+    writeFileSync(file, data);
+    assert.equal(await pool.verifyChunks(Buffer.from(file), lengths, ids), 24);
+    assert.equal(pool.started(), 2, 'the second worker started for the large file');
+    const sealed = await Promise.all(Array.from({ length: 4 }, () => pool.submitUnhashed(randomBytes(1024))));
+    assert.equal(sealed.length, 4);
+  } finally {
+    await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('submitSmallFile: the worker reads, hashes and seals a file below the limit; a larger, an empty or a missing one says so', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'shelter-small-'));
   try {
