@@ -185,8 +185,8 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
         p = p.subarray(0, slash);
       }
       if (ids.length) parentTrees.prefetch(ids);
-      // something changed: the seal workers will open those trees and seal what is new; they start
-      // now rather than when first asked (~0.2 s for two threads)
+      // something changed: the seal workers will open those trees and seal what is new; the first
+      // starts now rather than when first asked (~0.1 s), the others if the work grows (sealpool.ts)
       repo.sealPool();
     });
   }

@@ -192,8 +192,9 @@ backup.command('files <paths...>')
     const accounts = readAccounts();
     const cacheKey = walkKey(o, accounts);
     const dirCache = parent && o.cache ? loadDirCache(repo, parent.id, cacheKey, undefined, (why) => log({ msg: 'directory cache ignored', why })) : undefined;
-    // the seal workers start now, while the parent's trees load, unless the parent is small or
-    // cached: such an incremental backup may need none (its few trees open on this thread)
+    // every seal worker starts now, while the parent's trees load, unless the parent is small or
+    // cached: such an incremental backup may need none, or one (its few trees open on this thread;
+    // the archiver starts the first when it meets a change, sealpool.ts the others if work grows)
     if (!parent || (!dirCache && !((parent.snapshot.summary?.bytes ?? Infinity) < EAGER_WORKERS_BYTES))) repo.sealPool(true);
     const recordDirs = o.cache ? dirCacheWriter(repo, cacheKey) : undefined;
     const t0 = Date.now();

@@ -1,4 +1,4 @@
-// A pool of crypto workers (one per core, sealworker.ts). submit() transfers a chunk to the least
+// A pool of crypto workers (up to one per core, sealworker.ts; started as work comes, GROW_BYTES). submit() transfers a chunk to the least
 // busy worker and resolves with the sealed envelope (backup), in batches; submitSmallFile() and
 // streamFile() have a worker read files itself (backup without parent), a stream's windows sealed
 // by any worker (sealWindow); verifyChunks() checks a
