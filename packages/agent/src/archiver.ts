@@ -606,7 +606,7 @@ export async function backupFiles(repo: Repository, opts: BackupOptions): Promis
           if (byWorkers && st.size >= (unhashed ? STREAM_MIN_BYTES : smallFileMax)) {
             while (streaming >= MAX_FILE_STREAMS) await new Promise<void>((res) => { streamSlots.push(res); });
             streaming++;
-            return later(repo.saveFileStream(path).finally(() => { streaming--; streamSlots.shift()?.(); }).then((r) => {
+            return later(repo.saveFileStream(path, st.size).finally(() => { streaming--; streamSlots.shift()?.(); }).then((r) => {
               progress.bytesRead += r.bytes;
               sizeRead(path, st.size, r.bytes);
               return { ids: r.chunks.map((c) => counted(c, c.raw)), bytes: r.bytes };

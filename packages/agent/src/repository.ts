@@ -75,8 +75,9 @@ export interface Repository {
    * a time, each asked for once there is room (bounded memory); its new chunks are sealed by any
    * worker. Resolves with its chunks in order (`added`: new to the repository) and the bytes read
    * once every chunk is queued (flush() waits for the sealing); duplicates are never sealed.
+   * `size`: the file's size as listed (how much work it is: sealpool.ts GROW_BYTES).
    */
-  saveFileStream(path: Buffer): Promise<{ chunks: Array<{ id: Buffer; added: boolean; raw: number }>; bytes: number }>;
+  saveFileStream(path: Buffer, size?: number): Promise<{ chunks: Array<{ id: Buffer; added: boolean; raw: number }>; bytes: number }>;
   hasBlob(id: Buffer): boolean;
   loadBlob(id: Buffer): Promise<Buffer>;
   /** uploads the pack being filled and the index of every new pack; after it, every saved blob is durable */
@@ -515,8 +516,8 @@ export async function openRepo(backend: Backend, master: Buffer, opts: OpenRepoO
     }));
   };
 
-  const saveFileStream = async (path: Buffer) => {
-    const stream = sealPool().streamFile(path, config.chunker);
+  const saveFileStream = async (path: Buffer, size?: number) => {
+    const stream = sealPool().streamFile(path, config.chunker, size);
     const chunks: Array<{ id: Buffer; added: boolean; raw: number }> = [];
     let bytes = 0;
     try {

@@ -51,7 +51,7 @@ export interface SealPool {
    * error the stream is gone; close() drops one given up before its end. Its chunks are sealed by
    * sealWindow, on any worker.
    */
-  streamFile(path: Buffer, params: ChunkerParams): FileStream;
+  streamFile(path: Buffer, params: ChunkerParams, size?: number): FileStream;
   /**
    * A stream window's chunks sealed by the least busy worker, in order, except those marked in
    * `skip` (duplicates: an empty buffer in their place). `window.data` is handed over (detached).
@@ -137,12 +137,14 @@ const BATCH_COUNT = 256;
 const STREAM_WINDOW = 2 * 1024 * 1024;
 /**
  * A pool told to start with fewer workers (an incremental backup, until it meets real work)
- * starts the others once this many bytes of work are in flight (sent, not yet answered): a large
- * changed file's verification (VERIFY_AHEAD parts of VERIFY_PART), a large new file streamed, a
- * restore. An incremental backup that changed little leaves the second worker unstarted: it
- * booted (~0.1 s of CPU: Node's own modules, ours) and compiled the same hot code again as the
- * first (V8 compiles per thread), for work the first does alone meanwhile. Linux tree with 1%
- * changed, 8 alternated runs: 3.02 -> 2.79 s median.
+ * starts the others once this many bytes of work are in flight (jobs sent, not yet answered, and
+ * the whole size of the files being streamed): a large changed file's verification (VERIFY_AHEAD
+ * parts of VERIFY_PART), a large new file, many new files at once. An incremental backup that
+ * changed little leaves the second worker unstarted: it booted (~0.1 s of CPU: Node's own
+ * modules, ours) and compiled the same hot code again as the first (V8 compiles per thread), for
+ * work the first does alone meanwhile. Linux tree with 1% changed, 8 alternated runs: 3.02 ->
+ * 2.79 s median. (Counting a stream's windows alone, 2 MiB each, four streams at most, an
+ * incremental backup adding 600 MB of large new files ran on one worker: 1.75-2.02 s -> 2.07-2.51.)
  */
 const GROW_BYTES = 16 * 1024 * 1024;
 /** verifyChunks: bytes per part (whole chunks), and parts in flight per worker */
@@ -167,8 +169,12 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; initial
   type WorkerMessage = Partial<Omit<Reply, 'sealed'>> & { seq: number; sealed?: Uint8Array; error?: string };
   const waiting = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void; worker: PoolWorker; bytes: number }>();
   let seq = 0;
-  /** bytes of work sent and not yet answered (GROW_BYTES) */
+  /** bytes of work sent and not yet answered, and of file streams not yet ended (GROW_BYTES) */
   let inFlight = 0;
+  const reserve = (bytes: number) => {
+    inFlight += bytes;
+    if (inFlight >= GROW_BYTES) grow();
+  };
   /** one job to the least busy live worker; resolves with its reply. `bytes`: how much work it is */
   const send = (message: Record<string, unknown>, transfer: ArrayBuffer[], bytes: number): Promise<Reply> => {
     const wk = pick();
@@ -178,8 +184,7 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; initial
   const sendTo = (wk: PoolWorker, message: Record<string, unknown>, transfer: ArrayBuffer[], bytes: number): Promise<Reply> => {
     if (wk.dead) return Promise.reject(wk.dead);
     if (wk.busy++ === 0) wk.w.ref();
-    inFlight += bytes;
-    if (inFlight >= GROW_BYTES) grow();
+    reserve(bytes);
     const s = seq++;
     return new Promise((resolve, reject) => {
       waiting.set(s, { resolve, reject, worker: wk, bytes });
@@ -289,20 +294,29 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; initial
     batchPending: () => batch !== null,
     ready: () => workers.some((wk) => Atomics.load(wk.loaded, 0) === 1 && !wk.dead),
     submitUnhashed: (plaintext) => enqueue(undefined, plaintext),
-    streamFile(path, params) {
+    streamFile(path, params, size = 0) {
+      // the whole file is this stream's work, from now to its end: a large one starts the other
+      // workers before a worker is chosen for it (its windows are all read by that one)
+      reserve(size);
+      let held = size;
+      const release = () => { inFlight -= held; held = 0; };
       const wk = pick();
       const id = streamIds++;
       let opened = false;
       return {
         next: () => {
-          if (!wk) return Promise.reject(noWorker());
+          if (!wk) { release(); return Promise.reject(noWorker()); }
           const stream = opened ? { id, window: STREAM_WINDOW } : { id, path, params, window: STREAM_WINDOW };
           opened = true;
-          return sendTo(wk, { stream }, [], STREAM_WINDOW).then((r) => ({
-            data: r.sealed, lengths: r.lengths, ids: Buffer.from(r.ids!.buffer, r.ids!.byteOffset, r.ids!.byteLength), read: r.read!, done: r.done!,
-          }));
+          return sendTo(wk, { stream }, [], 0).then((r) => {
+            if (r.done) release();
+            return { data: r.sealed, lengths: r.lengths, ids: Buffer.from(r.ids!.buffer, r.ids!.byteOffset, r.ids!.byteLength), read: r.read!, done: r.done! };
+          }, (e: Error) => { release(); throw e; });
         },
-        close: () => { if (wk && opened) sendTo(wk, { stream: { id, window: 0, close: true } }, [], 0).catch(() => { /* a dead worker holds nothing */ }); },
+        close: () => {
+          release();
+          if (wk && opened) sendTo(wk, { stream: { id, window: 0, close: true } }, [], 0).catch(() => { /* a dead worker holds nothing */ });
+        },
       };
     },
     sealWindow(window, skip) {
@@ -365,7 +379,8 @@ export function createSealPool(keys: RepoKeys, opts: { workers?: number; initial
       const verifyPart = ([first, end, start]: [number, number, number]) => {
         const partIds = new Uint8Array(32 * (end - first));
         for (let i = first; i < end; i++) partIds.set(ids[i]!, 32 * (i - first));
-        return send({ verify: { path, start, lengths: lengths.slice(first, end) }, ids: partIds }, [partIds.buffer], lengths.slice(first, end).reduce((x, y) => x + y, 0)).then((r) => r.lengths[0]!);
+        const partLengths = lengths.slice(first, end);
+        return send({ verify: { path, start, lengths: partLengths }, ids: partIds }, [partIds.buffer], partLengths.reduce((x, y) => x + y, 0)).then((r) => r.lengths[0]!);
       };
       const live = workers.filter((wk) => !wk.dead).length;
       const inFlight: Array<Promise<number>> = [];

@@ -131,6 +131,36 @@ test('a pool started with one worker starts the others once 16 MiB of work are i
   }
 });
 
+test('a large new file streamed starts the other workers before its stream picks one (its windows are all read there)', async () => {
+  const { master, configBytes } = createRepository();
+  const { keys } = openRepository(master, configBytes);
+  const pool = createSealPool(keys, { workers: 2, initialWorkers: 1 });
+  const dir = mkdtempSync(join(tmpdir(), 'shelter-grow-stream-'));
+  const params = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
+  /** every window of a stream of `file`, and the bytes it read */
+  const readAll = async (file: string, size: number) => {
+    const stream = pool.streamFile(Buffer.from(file), params, size);
+    let read = 0;
+    for (let w = await stream.next(); ; w = await stream.next()) { read += w.read; if (w.done) return read; }
+  };
+  try {
+    const small = join(dir, 'small.bin');
+    writeFileSync(small, randomBytes(1024 * 1024));
+    // an incremental backup's few new files, four at a time (as the archiver streams them)
+    for (let i = 0; i < 3; i++) assert.deepEqual(await Promise.all(Array.from({ length: 4 }, () => readAll(small, 1024 * 1024))), Array(4).fill(1024 * 1024));
+    assert.equal(pool.started(), 1, 'a few small new files leave the second worker unstarted');
+    const large = join(dir, 'large.bin');
+    writeFileSync(large, randomBytes(20 * 1024 * 1024));
+    const stream = pool.streamFile(Buffer.from(large), params, 20 * 1024 * 1024);
+    assert.equal(pool.started(), 2, 'a 20 MiB new file starts the second worker at once');
+    stream.close();
+    assert.equal(await readAll(large, 20 * 1024 * 1024), 20 * 1024 * 1024);
+  } finally {
+    await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('submitSmallFile: the worker reads, hashes and seals a file below the limit; a larger, an empty or a missing one says so', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'shelter-small-'));
   try {
