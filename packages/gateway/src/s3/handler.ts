@@ -222,6 +222,11 @@ export function s3Handler(ctx: Context, opts: HandlerOptions) {
       res.writeHead(response.status, headers).end(body);
     } else {
       res.writeHead(response.status, headers);
+      // The head goes out on its own, before the body's first chunk is read. Written in the same
+      // tick, head and chunk reach the TLS socket together, and a TLS socket given several
+      // buffers at once copies them all into one fresh buffer first: for the ~1 MiB ranges of a
+      // restore that was most of the body bytes copied, into newly faulted-in memory.
+      res.flushHeaders();
       try {
         await pipeline(body, res);
       } catch (e) {
