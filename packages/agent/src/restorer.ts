@@ -12,7 +12,7 @@
 // ranges get their length and metadata once their last part is in, empty files are created after
 // their batch; (4) hard links, then directories' metadata, deepest first. Memory stays bounded:
 // ranges in flight, and two batches' plans.
-import { chmodSync, closeSync, existsSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync, utimesSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, statSync, symlinkSync, utimesSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { packKey, toHex, type BlobLocation, type PackEntry, type TreeNode } from '@shelter/format';
@@ -81,12 +81,24 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   const target = Buffer.from(resolve(opts.target));
   mkdirSync(target, { recursive: true });
   const asRoot = process.getuid?.() === 0;
+  // Where a file this restore creates gets the process's owner and group by itself, so that one
+  // recorded with those needs no chown: in a directory made by this restore (mode 0700 until the
+  // end) under a target that is neither setgid nor of another group. A directory that was there
+  // already may be setgid, and a file created in it takes its group (so may one under a setgid
+  // target, or on a file system mounted with grpid, under a target of another group).
+  const [euid, egid] = [process.geteuid?.() ?? -1, process.getegid?.() ?? -1];
+  const targetSt = statSync(target);
+  const targetPlain = asRoot && targetSt.gid === egid && (targetSt.mode & 0o2000) === 0;
   const result: RestoreResult = { files: 0, dirs: 0, bytes: 0, warnings: 0 };
   const warn = (p: Buffer, m: string) => { result.warnings++; opts.onWarning?.(p.toString(), m); };
   const filter = pathFilter(opts.include, opts.exclude);
   // every directory not excluded is created; --include selects the files
   const selected = (rel: string, isDir: boolean) => !filter.excluded(rel) && (isDir || !filter.hasIncludes || filter.included(rel));
-  const fileMeta = (n: TreeNode): FileMeta => ({ size: n.size ?? 0, mode: n.mode, uid: n.uid, gid: n.gid, chown: asRoot, atime: secondsOf(n.atime), mtime: secondsOf(n.mtime) });
+  /** `plain`: its directory gives new files the process's owner and group (see targetPlain) */
+  const fileMeta = (n: TreeNode, plain: boolean): FileMeta => ({
+    size: n.size ?? 0, mode: n.mode, uid: n.uid, gid: n.gid, chown: asRoot, ownedIfNew: plain && n.uid === euid && n.gid === egid,
+    atime: secondsOf(n.atime), mtime: secondsOf(n.mtime),
+  });
   const exists = (p: Buffer) => { try { lstatSync(p); return true; } catch { return false; } };
   const setMeta = (path: Buffer, n: TreeNode, isLink: boolean) => {
     try {
@@ -113,7 +125,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
   let batch: PlannedFile[] = [];
   let batchLimit = opts.batchFiles ?? FIRST_BATCH_FILES;
   const yieldNow = loopYielder(YIELD_MS);
-  const walk = async (dir: Buffer, rel: string, subtree: Buffer) => {
+  const walk = async (dir: Buffer, rel: string, subtree: Buffer, plain: boolean) => {
     // (a tree that cannot be loaded fails the restore: storage unreachable, or a damaged repository)
     const nodes = await trees.nodes(subtree);
     for (const n of nodes) {
@@ -124,11 +136,12 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
       const childRel = filter.active ? (rel ? `${rel}/${n.name.toString()}` : n.name.toString()) : '';
       if (filter.active && !selected(childRel, n.type === 'dir')) { if (n.type === 'dir') trees.forget(n.subtree!); continue; }
       if (n.type === 'dir') {
-        try { if (!existsSync(path)) mkdirSync(path, { mode: 0o700 }); }
+        let made = false;
+        try { if (!existsSync(path)) { mkdirSync(path, { mode: 0o700 }); made = true; } }
         catch (e) { warn(path, `cannot restore: ${(e as Error).message}`); trees.forget(n.subtree!); continue; }
         result.dirs++;
         // outside the try: a tree that cannot be loaded fails the restore (the loader stops at its first failure)
-        await walk(path, childRel, n.subtree!);
+        await walk(path, childRel, n.subtree!, plain && made);
         dirs.push([path, n]);
         continue;
       }
@@ -141,7 +154,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
             if (first) { links.push({ path, first }); break; }
             // created when its first chunk arrives (one open per file, not one per chunk)
             const content = n.content ?? [];
-            const f: PlannedFile = { path, meta: fileMeta(n), content, empty: content.length === 0, failed: false, rangesLeft: 0, whole: false, done: false };
+            const f: PlannedFile = { path, meta: fileMeta(n, plain), content, empty: content.length === 0, failed: false, rangesLeft: 0, whole: false, done: false };
             batch.push(f);
             if (linkKey) hardlinks.set(linkKey, f);
             break;
@@ -178,7 +191,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
     }
   };
   try {
-    await walk(target, '', snap.snapshot.tree);
+    await walk(target, '', snap.snapshot.tree, targetPlain);
     await batches.add(batch);
   } finally {
     // (after a failure: the batches still running are waited for, their errors the first one's consequences)
@@ -246,7 +259,7 @@ export async function restoreSnapshot(repo: Repository, snap: SnapshotEntry, opt
       if (flags === 'w') {
         const created = createFile(f.path, f.meta);
         fd = created.fd;
-        warning = finishFile(fd, f.meta, 0, created.modeSet);
+        warning = finishFile(fd, f.meta, 0, created);
       } else {
         fd = openSync(f.path, flags);
         warning = finishFile(fd, f.meta);

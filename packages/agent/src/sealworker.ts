@@ -403,7 +403,7 @@ function writeFile(f: FileWrite, blobs: RangeBlobs): FileResult {
     fd = created.fd;
     let end = 0;
     for (const c of f.chunks) end = Math.max(end, put(c));
-    const warning = finishFile(fd, f, end, created.modeSet);
+    const warning = finishFile(fd, f, end, created);
     return warning ? { warning } : null;
   } catch (e) {
     if (e instanceof BlobError) return { error: `not restored: ${e.message}`, corrupt: true };

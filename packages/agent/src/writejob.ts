@@ -7,7 +7,7 @@
 // nums (Float64Array): [entries E, files F, chunks C,
 //   E x (offset, length, rawLength),
 //   F x (path offset in bytes, path length, size, mode, uid, gid, atime, mtime, flags, chunk count),
-//   C x (entry, offset in the file)]                 flags: 1 whole, 2 chown; a file's chunks in order
+//   C x (entry, offset in the file)]                 flags: 1 whole, 2 chown, 4 owned if new; a file's chunks in order
 // bytes (Uint8Array): E ids of 32 bytes, then the paths end to end.
 import type { FileMeta } from './filewrite.ts';
 
@@ -34,6 +34,7 @@ const FILE = 10;
 const CHUNK = 2;
 const WHOLE = 1;
 const CHOWN = 2;
+const OWNED_IF_NEW = 4;
 
 export function encodeWriteJob(entries: readonly RangeBlob[], files: readonly FileWrite[]): EncodedWriteJob {
   const chunks = files.reduce((n, f) => n + f.chunks.length, 0);
@@ -51,7 +52,7 @@ export function encodeWriteJob(entries: readonly RangeBlob[], files: readonly Fi
   for (const f of files) {
     bytes.set(f.path, at);
     nums[n++] = at; nums[n++] = f.path.length; nums[n++] = f.size; nums[n++] = f.mode; nums[n++] = f.uid; nums[n++] = f.gid;
-    nums[n++] = f.atime; nums[n++] = f.mtime; nums[n++] = (f.whole ? WHOLE : 0) | (f.chown ? CHOWN : 0); nums[n++] = f.chunks.length;
+    nums[n++] = f.atime; nums[n++] = f.mtime; nums[n++] = (f.whole ? WHOLE : 0) | (f.chown ? CHOWN : 0) | (f.ownedIfNew ? OWNED_IF_NEW : 0); nums[n++] = f.chunks.length;
     at += f.path.length;
     for (const k of f.chunks) { nums[c++] = k.entry; nums[c++] = k.offset; }
   }
@@ -78,7 +79,7 @@ export function decodeWriteJob({ nums, bytes }: EncodedWriteJob): { entries: Ran
     const flags = nums[n + 8]!;
     files.push({
       path: view(nums[n]!, nums[n + 1]!), size: nums[n + 2]!, mode: nums[n + 3]!, uid: nums[n + 4]!, gid: nums[n + 5]!,
-      atime: nums[n + 6]!, mtime: nums[n + 7]!, whole: (flags & WHOLE) !== 0, chown: (flags & CHOWN) !== 0, chunks,
+      atime: nums[n + 6]!, mtime: nums[n + 7]!, whole: (flags & WHOLE) !== 0, chown: (flags & CHOWN) !== 0, ownedIfNew: (flags & OWNED_IF_NEW) !== 0, chunks,
     });
   }
   if (c !== nums.length) throw new Error(`malformed write job: its files place ${(c - n) / CHUNK} of its ${chunkCount} chunks`);

@@ -28,7 +28,7 @@ test('a dying seal worker fails its own job; the others go on; with none left, j
     const kill = () => {
       let reads = 0;
       const chunks = new Proxy([], { get: (t, k) => (k === 'length' ? (reads++ === 0 ? 1000 : 0) : Reflect.get(t, k)) });
-      const file = { path: Buffer.from('/nonexistent-shelter-test-dir/x'), whole: true, chunks, size: 0, mode: 0o644, uid: 0, gid: 0, chown: false, atime: 0, mtime: 0 };
+      const file = { path: Buffer.from('/nonexistent-shelter-test-dir/x'), whole: true, chunks, size: 0, mode: 0o644, uid: 0, gid: 0, chown: false, ownedIfNew: false, atime: 0, mtime: 0 };
       return pool.writeRange(Buffer.alloc(16), 0, [], [file] as FileWrite[]);
     };
     await assert.rejects(kill());
@@ -277,7 +277,7 @@ test('writeRange: blobs opened as files need them; a blob that does not decrypt 
       const file = (name: string, entryList: number[]): FileWrite => {
         let offset = 0;
         const chunks = entryList.map((entry) => { const c = { entry, offset }; offset += plains[entry]!.length; return c; });
-        return { path: Buffer.from(join(dir, name)), whole: true, chunks, size: offset, mode: 0o640, uid: 0, gid: 0, chown: false, atime: 1_700_000_000, mtime: 1_700_000_000 };
+        return { path: Buffer.from(join(dir, name)), whole: true, chunks, size: offset, mode: 0o640, uid: 0, gid: 0, chown: false, ownedIfNew: false, atime: 1_700_000_000, mtime: 1_700_000_000 };
       };
       const files = [file('a', [0, 0, 2]), file('b', [1]), file('c', [2, 3, 0]), file('d', [0, 1, 3])];
       const results = await pool.writeRange(damaged, 0, entries, files);
