@@ -115,9 +115,10 @@ test('a pool started with one worker starts the others once 16 MiB of work are i
     // an incremental backup that changed little: a few small chunks at a time
     for (let i = 0; i < 8; i++) await Promise.all(Array.from({ length: 4 }, () => pool.submitUnhashed(randomBytes(64 * 1024))));
     assert.equal(pool.started(), 1, 'small jobs leave the second worker unstarted');
-    // a large changed file: its verification sends two 8 MiB parts at once
-    const lengths = Array.from({ length: 24 }, () => 1024 * 1024);
-    const data = randomBytes(24 * 1024 * 1024);
+    // a large changed file: 24 MiB to verify (chunks a little over 1 MiB, as content-defined
+    // chunks are: no two parts of whole chunks reach 16 MiB)
+    const lengths = Array.from({ length: 24 }, () => 1024 * 1024 + 4097);
+    const data = randomBytes(24 * (1024 * 1024 + 4097));
     const ids = lengths.map((n, i) => blobId(keys, data.subarray(i * n, (i + 1) * n)));
     const file = join(dir, 'large.bin');
     writeFileSync(file, data);
